@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make test`: every tier in order, each timed. The cluster is torn down at the
+# end whatever happened, so a failed run leaves the machine clean.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${RELEVO_CACHE:-/var/cache/relevo}/cargo-target}
+
+timings=()
+tier() {
+  local name=$1; shift
+  local start=$SECONDS
+  echo "=== tier: $name" >&2
+  "$@"
+  timings+=("$(printf '%-14s %5ss' "$name" $((SECONDS - start)))")
+}
+report() {
+  echo "=== tier timings" >&2
+  printf '  %s\n' "${timings[@]}" >&2
+}
+trap report EXIT
+
+tier deps e2e/testbed/deps.sh
+tier lint make -s lint
+tier unit cargo test --workspace --locked
+tier cluster-up e2e/cluster.sh up
+trap 'e2e/cluster.sh down || true; report' EXIT
+tier smoke e2e/testbed/smoke.sh
+tier cluster-down e2e/cluster.sh down
+trap report EXIT

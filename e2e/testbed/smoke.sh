@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Smoke test of a running test bed, through every part a pod depends on:
+# scheduling, the kubelet, containerd, the CNI bridge, kube-proxy, cluster DNS,
+# kubectl exec, and PVC binding with data that survives its pod.
+source "$(dirname "$0")/lib.sh"
+export KUBECONFIG=${KUBECONFIG:-$KUBECONFIG_ADMIN}
+k() { "$BIN/kubectl" "$@"; }
+ns=relevo-smoke
+start=$SECONDS
+
+"$REPO_ROOT/images/build.sh" redis
+"$TB_DIR/load-images.sh" "$REDIS_IMAGE"
+
+k delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+k create namespace "$ns" >/dev/null
+trap 'k delete namespace "$ns" --wait=false >/dev/null 2>&1' EXIT
+
+log "smoke: a Deployment behind a Service, answered through cluster DNS from another pod"
+k -n "$ns" apply -f - >/dev/null <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - name: redis
+        image: $REDIS_IMAGE
+        ports: [{containerPort: 6379}]
+        readinessProbe:
+          exec: {command: [redis-cli, ping]}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{port: 7000, targetPort: 6379}]
+YAML
+k -n "$ns" wait --for=condition=Available deployment/echo --timeout=120s >/dev/null
+k -n "$ns" apply -f - >/dev/null <<YAML
+apiVersion: batch/v1
+kind: Job
+metadata: {name: client}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: client
+        image: $REDIS_IMAGE
+        command: [sh, -c]
+        args:
+        - |
+          set -e
+          getent hosts echo.$ns.svc.cluster.local
+          redis-cli -h echo.$ns.svc.cluster.local -p 7000 ping
+YAML
+if ! k -n "$ns" wait --for=condition=Complete job/client --timeout=120s >/dev/null; then
+  k -n "$ns" logs job/client >&2 || true
+  k -n "$ns" describe job/client >&2 || true
+  die "smoke: the client pod could not reach the Service by name"
+fi
+out=$(k -n "$ns" logs job/client)
+svc_ip=$(k -n "$ns" get service echo -o jsonpath='{.spec.clusterIP}')
+grep -q "^$svc_ip " <<<"$out" || die "smoke: DNS did not resolve the Service to $svc_ip; got: $out"
+grep -qx PONG <<<"$out" || die "smoke: no PONG through the Service; got: $out"
+
+log "smoke: a StatefulSet's volume binds and its data survives the pod"
+k -n "$ns" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: store}
+spec:
+  clusterIP: None
+  selector: {app: store}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: store}
+spec:
+  serviceName: store
+  replicas: 1
+  selector: {matchLabels: {app: store}}
+  template:
+    metadata: {labels: {app: store}}
+    spec:
+      securityContext: {runAsUser: 999, runAsNonRoot: true}
+      containers:
+      - name: redis
+        image: $REDIS_IMAGE
+        command: [redis-server, --dir, /data, --appendonly, "yes", --protected-mode, "no"]
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 64Mi}}
+YAML
+k -n "$ns" wait --for=condition=Ready pod/store-0 --timeout=120s >/dev/null
+phase=$(k -n "$ns" get pvc data-store-0 -o jsonpath='{.status.phase}')
+[[ $phase == Bound ]] || die "smoke: PVC data-store-0 is $phase, not Bound"
+token=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+k -n "$ns" exec store-0 -- redis-cli set token "$token" >/dev/null
+k -n "$ns" exec store-0 -- sh -c "echo $token > /data/token"
+old_uid=$(k -n "$ns" get pod store-0 -o jsonpath='{.metadata.uid}')
+k -n "$ns" delete pod store-0 --wait=true >/dev/null
+wait_for "store-0 recreated" 60 bash -c "[[ \$('$BIN/kubectl' -n $ns get pod store-0 -o jsonpath='{.metadata.uid}' 2>/dev/null) != '$old_uid' ]]"
+k -n "$ns" wait --for=condition=Ready pod/store-0 --timeout=120s >/dev/null
+wait_for "redis on store-0 answering" 30 k -n "$ns" exec store-0 -- redis-cli ping
+got_file=$(k -n "$ns" exec store-0 -- cat /data/token)
+got_key=$(k -n "$ns" exec store-0 -- redis-cli get token)
+[[ $got_file == "$token" ]] || die "smoke: file on the volume is '$got_file', want '$token'"
+[[ $got_key == "$token" ]] || die "smoke: Redis key after restart is '$got_key', want '$token'"
+
+k delete namespace "$ns" --wait=true --timeout=120s >/dev/null
+trap - EXIT
+log "smoke: passed in $((SECONDS - start))s"
+echo "smoke: 2 passed, 0 failed"
