@@ -28,3 +28,4 @@ trap 'e2e/cluster.sh down || true; report' EXIT
 tier smoke e2e/testbed/smoke.sh
 tier cluster-down e2e/cluster.sh down
 trap report EXIT
+[[ ${RELEVO_CLUSTER:-local} == local ]] && tier clean-check e2e/testbed/check-clean.sh

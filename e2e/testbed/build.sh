@@ -11,13 +11,17 @@ inputs_stamp() { { go version; cat "$@"; } | sha256sum | cut -d' ' -f1; }
 
 build_kubebin() {
   local src=$TB_DIR/kubebin stamp
-  stamp=$(inputs_stamp "$src"/go.mod "$src"/go.sum "$src"/*.go "$src"/pause/*.go)
+  stamp=$(inputs_stamp "$TB_DIR/build.sh" "$src"/go.mod "$src"/go.sum "$src"/*.go "$src"/pause/*.go)
   if [[ -x $BIN/kubebin && -x $BIN/pause && "$(cat "$BIN/kubebin.stamp" 2>/dev/null)" == "$stamp" ]]; then
     return 0
   fi
   log "building Kubernetes $K8S_VERSION components (cold: tens of minutes on 2 cores)"
   local start=$SECONDS
-  (cd "$src" && go build -trimpath -ldflags='-s -w' -o "$BIN/kubebin.new" . \
+  # The version stamps that the Kubernetes release build would set.
+  local v=k8s.io/component-base/version major=${K8S_VERSION#v} ldflags
+  ldflags="-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=${major%%.*} -X $v.gitMinor=$(cut -d. -f2 <<<"$major")"
+  ldflags+=" -X $v.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+  (cd "$src" && go build -trimpath -ldflags="$ldflags" -o "$BIN/kubebin.new" . \
     && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$BIN/pause" ./pause)
   mv "$BIN/kubebin.new" "$BIN/kubebin"
   echo "$stamp" >"$BIN/kubebin.stamp"

@@ -55,14 +55,20 @@ if ip link show "$BRIDGE" >/dev/null 2>&1; then
   ip link delete "$BRIDGE"
 fi
 
-# Chains the CNI plugins made (portmap, host-local's masquerade).
-for table in nat filter; do
-  chains=$(iptables -t "$table" -S 2>/dev/null | awk '/^-N CNI-/ {print $2}')
-  for chain in $chains; do
-    iptables -t "$table" -S | awk -v c="$chain" '$0 ~ "-j "c"( |$)" && $1 == "-A"' \
-      | sed 's/^-A/-D/' | while read -r rule; do eval iptables -t "$table" "$rule"; done
+# Chains of the kubelet (KUBE-FIREWALL, canaries), kube-proxy's leftovers and
+# the CNI plugins': first the rules that jump to them, then the chains.
+for tool in iptables ip6tables; do
+  for table in nat filter mangle; do
+    rules=$("$tool" -t "$table" -S 2>/dev/null) || continue
+    grep -E '^-A .* -j (KUBE|CNI)-' <<<"$rules" | grep -vE '^-A (KUBE|CNI)-' | sed 's/^-A/-D/' \
+      | while read -r rule; do eval "$tool" -t "$table" "$rule"; done
+    for chain in $(awk '/^-N (KUBE|CNI)-/ {print $2}' <<<"$rules"); do
+      "$tool" -t "$table" -F "$chain"
+    done
+    for chain in $(awk '/^-N (KUBE|CNI)-/ {print $2}' <<<"$rules"); do
+      "$tool" -t "$table" -X "$chain"
+    done
   done
-  for chain in $chains; do iptables -t "$table" -F "$chain"; iptables -t "$table" -X "$chain"; done
 done
 
 # The kubelet's pod cgroups (cgroupfs driver), leaves first.

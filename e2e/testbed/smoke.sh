@@ -61,7 +61,9 @@ spec:
           getent hosts echo.$ns.svc.cluster.local
           redis-cli -h echo.$ns.svc.cluster.local -p 7000 ping
 YAML
-if ! k -n "$ns" wait --for=condition=Complete job/client --timeout=120s >/dev/null; then
+job_state() { k -n "$ns" get job client -o jsonpath='{.status.succeeded}:{.status.failed}'; }
+wait_for "the client Job to finish" 120 bash -c "[[ \$('$BIN/kubectl' -n $ns get job client -o jsonpath='{.status.succeeded}{.status.failed}') ]]" || true
+if [[ $(job_state) != 1:* ]]; then
   k -n "$ns" logs job/client >&2 || true
   k -n "$ns" describe job/client >&2 || true
   die "smoke: the client pod could not reach the Service by name"

@@ -22,6 +22,8 @@ ip link set "$BRIDGE" up
 "$TB_DIR/pki.sh"
 
 # --- containerd, our own instance beside docker's ---------------------------
+# dockerd sets the FORWARD policy to DROP; the firewall plugin admits each pod's
+# traffic in its own CNI-FORWARD chain, and removes it with the pod.
 mkdir -p "$TB_STATE/cni/net.d" "$TB_RUN/containerd"
 cat >"$TB_STATE/cni/net.d/10-relevo.conflist" <<JSON
 {
@@ -36,7 +38,8 @@ cat >"$TB_STATE/cni/net.d/10-relevo.conflist" <<JSON
         "routes": [{"dst": "0.0.0.0/0"}]
       }
     },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall", "backend": "iptables"}
   ]
 }
 JSON
@@ -54,6 +57,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   path = "$TB_STATE/containerd-opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
+  # This machine refuses to lower oom_score_adj, even for root; the kubelet asks
+  # for -998 on sandboxes, so clamp to containerd's own value as kind does.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -124,6 +130,7 @@ healthzBindAddress: 127.0.0.1
 containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
 cgroupDriver: cgroupfs
 failSwapOn: false
+oomScoreAdj: 0
 clusterDNS: [$DNS_IP]
 clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
@@ -148,6 +155,7 @@ bindAddress: $NODE_IP
 metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 127.0.0.1:10256
 conntrack: {maxPerCore: 0}
+oomScoreAdj: 0
 YAML
 start_daemon kube-proxy "$BIN/kube-proxy" --config "$TB_STATE/kube-proxy.yaml" --v=1
 start_daemon local-provisioner "$BIN/local-provisioner" \

@@ -1,0 +1,238 @@
+//! Integration tests against a real `redis-server` process on a free loopback port.
+//! A missing `redis-server` fails these tests: it must never pass silently.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use redis::aio::MultiplexedConnection;
+
+use super::*;
+use crate::backup::redis_record::fields;
+use crate::crd::BackupType;
+
+/// A throw-away redis-server, killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port =
+            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free loopback port").port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}); install it (Debian: apt-get install redis-server)")
+            });
+        Self { child, port }
+    }
+
+    async fn connect(&self) -> MultiplexedConnection {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let pong: RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+                if pong.as_deref() == Ok("PONG") {
+                    return conn;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not answer PING within 10s",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn at(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 10, day, hour, 0, 0).unwrap()
+}
+
+fn record(label: &str, backup_type: BackupType, start: DateTime<Utc>) -> BackupRecord {
+    BackupRecord {
+        namespace: "prod".into(),
+        cluster: "pg".into(),
+        stanza: "db".into(),
+        label: label.into(),
+        backup_type,
+        start,
+        storage_path: format!("/pgbackrest/repo/backup/db/{label}"),
+        primary: "pg-1".into(),
+        size_bytes: 100,
+        repo_size_bytes: 10,
+        duration_seconds: 3,
+        status: "Completed".into(),
+        cycle_day: Some(1),
+    }
+}
+
+async fn hgetall(conn: &mut MultiplexedConnection, key: &str) -> BTreeMap<String, String> {
+    redis::cmd("HGETALL").arg(key).query_async(conn).await.unwrap()
+}
+
+async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
+}
+
+async fn index(conn: &mut MultiplexedConnection) -> Vec<(String, i64)> {
+    redis::cmd("ZRANGE")
+        .arg("backups:prod/pg")
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
+    redis::cmd("DBSIZE").query_async(conn).await.unwrap()
+}
+
+fn expected_fields(r: &BackupRecord) -> BTreeMap<String, String> {
+    fields(r, Tz::UTC).into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+#[tokio::test]
+async fn write_record_creates_hash_index_and_pointer() {
+    let server = RedisServer::start();
+    let mut conn = server.connect().await;
+    let full = record("20251007-120000F", BackupType::Full, at(7, 12));
+    let key = write_record(&mut conn, &full, Tz::UTC).await.unwrap();
+    assert_eq!(key, "backup:2025-10-07_12-00-00");
+    let hash = hgetall(&mut conn, &key).await;
+    assert_eq!(hash, expected_fields(&full));
+    assert_eq!(hash["tipo_backup"], "completo");
+    assert_eq!(hash["metodo"], "pgBackRest");
+    assert_eq!(index(&mut conn).await, vec![(key.clone(), 1_759_838_400)]);
+    assert_eq!(get(&mut conn, "backups:latest:prod/pg:completo").await, Some(key));
+    assert_eq!(dbsize(&mut conn).await, 3);
+}
+
+#[tokio::test]
+async fn write_record_is_idempotent() {
+    let server = RedisServer::start();
+    let mut conn = server.connect().await;
+    let full = record("20251007-120000F", BackupType::Full, at(7, 12));
+    let first = write_record(&mut conn, &full, Tz::UTC).await.unwrap();
+    let mut again = full.clone();
+    again.status = "Expired".into();
+    let second = write_record(&mut conn, &again, Tz::UTC).await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(hgetall(&mut conn, &first).await["status"], "Expired");
+    assert_eq!(index(&mut conn).await.len(), 1);
+    assert_eq!(dbsize(&mut conn).await, 3);
+}
+
+#[tokio::test]
+async fn write_record_never_overwrites_another_backup() {
+    let server = RedisServer::start();
+    let mut conn = server.connect().await;
+    // A record the users' old scripts wrote, in the same second, without a label.
+    let legacy = "backup:2025-10-07_12-00-00";
+    let _: () = redis::cmd("HSET")
+        .arg(legacy)
+        .arg("tipo_backup")
+        .arg("completo")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let a = record("20251007-120000F", BackupType::Full, at(7, 12));
+    let b = record("20251007-120000F_20251007-120000I", BackupType::Incr, at(7, 12));
+    let key_a = write_record(&mut conn, &a, Tz::UTC).await.unwrap();
+    let key_b = write_record(&mut conn, &b, Tz::UTC).await.unwrap();
+    assert_eq!(key_a, "backup:2025-10-07_12-00-00_2");
+    assert_eq!(key_b, "backup:2025-10-07_12-00-00_3");
+    assert_eq!(hgetall(&mut conn, legacy).await.len(), 1, "the legacy record is untouched");
+    assert_eq!(hgetall(&mut conn, &key_a).await["label"], a.label);
+    assert_eq!(hgetall(&mut conn, &key_b).await["label"], b.label);
+    // Rewriting b finds its own key again.
+    assert_eq!(write_record(&mut conn, &b, Tz::UTC).await.unwrap(), key_b);
+}
+
+#[tokio::test]
+async fn a_foreign_key_of_another_type_is_skipped_not_fatal() {
+    let server = RedisServer::start();
+    let mut conn = server.connect().await;
+    let _: () =
+        redis::cmd("SET").arg("backup:2025-10-07_12-00-00").arg("x").query_async(&mut conn).await.unwrap();
+    let full = record("20251007-120000F", BackupType::Full, at(7, 12));
+    assert_eq!(write_record(&mut conn, &full, Tz::UTC).await.unwrap(), "backup:2025-10-07_12-00-00_2");
+    let kept: String =
+        redis::cmd("GET").arg("backup:2025-10-07_12-00-00").query_async(&mut conn).await.unwrap();
+    assert_eq!(kept, "x");
+}
+
+#[tokio::test]
+async fn an_older_record_does_not_take_the_latest_pointer() {
+    let server = RedisServer::start();
+    let mut conn = server.connect().await;
+    let newer = record("20251008-120000F", BackupType::Full, at(8, 12));
+    let older = record("20251001-120000F", BackupType::Full, at(1, 12));
+    let newer_key = write_record(&mut conn, &newer, Tz::UTC).await.unwrap();
+    write_record(&mut conn, &older, Tz::UTC).await.unwrap();
+    assert_eq!(get(&mut conn, "backups:latest:prod/pg:completo").await, Some(newer_key));
+    let keys: Vec<String> = index(&mut conn).await.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec!["backup:2025-10-01_12-00-00", "backup:2025-10-08_12-00-00"]);
+}
+
+#[tokio::test]
+async fn delete_record_repoints_latest() {
+    let server = RedisServer::start();
+    let mut conn = server.connect().await;
+    let old_full = record("20251001-120000F", BackupType::Full, at(1, 12));
+    let new_full = record("20251008-120000F", BackupType::Full, at(8, 12));
+    let incr = record("20251008-120000F_20251009-120000I", BackupType::Incr, at(9, 12));
+    let old_key = write_record(&mut conn, &old_full, Tz::UTC).await.unwrap();
+    let new_key = write_record(&mut conn, &new_full, Tz::UTC).await.unwrap();
+    let incr_key = write_record(&mut conn, &incr, Tz::UTC).await.unwrap();
+
+    delete_record(&mut conn, "prod", "pg", &new_key).await.unwrap();
+    assert!(hgetall(&mut conn, &new_key).await.is_empty());
+    assert_eq!(get(&mut conn, "backups:latest:prod/pg:completo").await, Some(old_key.clone()));
+    assert_eq!(get(&mut conn, "backups:latest:prod/pg:incremental").await, Some(incr_key.clone()));
+
+    delete_record(&mut conn, "prod", "pg", &old_key).await.unwrap();
+    assert_eq!(get(&mut conn, "backups:latest:prod/pg:completo").await, None);
+    assert_eq!(index(&mut conn).await, vec![(incr_key, 1_760_011_200)]);
+    // Deleting again is harmless.
+    delete_record(&mut conn, "prod", "pg", &old_key).await.unwrap();
+    assert_eq!(dbsize(&mut conn).await, 3);
+}
+
+#[tokio::test]
+async fn orphans_are_deleted_and_the_rest_listed_in_time_order() {
+    let server = RedisServer::start();
+    let mut conn = server.connect().await;
+    let expired = record("20251001-120000F", BackupType::Full, at(1, 12));
+    let kept = record("20251008-120000F", BackupType::Full, at(8, 12));
+    let kept_incr = record("20251008-120000F_20251009-120000I", BackupType::Incr, at(9, 12));
+    for r in [&kept_incr, &expired, &kept] {
+        write_record(&mut conn, r, Tz::UTC).await.unwrap();
+    }
+    let live: BTreeSet<String> = [kept.label.clone(), kept_incr.label.clone()].into();
+    let deleted = delete_orphans(&mut conn, "prod", "pg", &live).await.unwrap();
+    assert_eq!(deleted, vec!["backup:2025-10-01_12-00-00".to_string()]);
+    let listed = list_records(&mut conn, "prod", "pg").await.unwrap();
+    let labels: Vec<&str> = listed.iter().map(|(_, f)| f["label"].as_str()).collect();
+    assert_eq!(labels, vec![kept.label.as_str(), kept_incr.label.as_str()]);
+    assert!(list_records(&mut conn, "prod", "other").await.unwrap().is_empty());
+}

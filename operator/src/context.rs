@@ -1,0 +1,49 @@
+//! What every reconcile shares: the client, the parsed configuration, metrics, the Event
+//! recorder and the readiness flag served on /readyz.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::config::RunArgs;
+use crate::metrics::Metrics;
+
+/// Name of the operator in Events and as the reporting controller.
+pub const CONTROLLER_NAME: &str = "relevo-operator";
+
+pub struct Context {
+    pub client: Client,
+    pub config: RunArgs,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub readiness: Readiness,
+}
+
+impl Context {
+    pub fn new(client: Client, config: RunArgs, metrics: Metrics, readiness: Readiness) -> Arc<Self> {
+        let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: config.pod_name.clone() };
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics,
+            readiness,
+        })
+    }
+}
+
+/// Ready once the CRDs exist and the controllers run; shared with the HTTP server.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}

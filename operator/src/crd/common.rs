@@ -1,0 +1,36 @@
+//! Schema pieces shared by the four CRDs: regex patterns the apiserver enforces, and the
+//! condition type. Patterns live here once so the CRD schema and the operator's own parsing
+//! (see [`crate::duration`]) agree on what a valid value is.
+
+/// API group of every relevo resource.
+pub const GROUP: &str = "relevo.dev";
+/// The only served and stored version so far.
+pub const VERSION: &str = "v1alpha1";
+
+/// A positive Kubernetes quantity as used for volume sizes ("1Gi", "500Mi", "10G").
+/// Stricter than the general quantity grammar on purpose: no sign, no exponent, no milli,
+/// because none of those make sense for a disk.
+pub const STORAGE_SIZE_PATTERN: &str =
+    r"^([1-9][0-9]*|[0-9]+\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
+
+/// A Go-style duration ("5s", "1m30s", "500ms", "24h"): what users know from Kubernetes.
+/// Signs are not part of the grammar, so "-5s" is refused by the schema itself.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+
+/// RFC 3339 timestamp with a mandatory zone, e.g. "2025-10-07T12:00:00Z".
+pub const RFC3339_PATTERN: &str =
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$";
+
+/// A DNS-1123 label, which is what a PgCluster name must be to become Service and Pod names.
+pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// A standard five-field cron expression ("0 2 * * *"). The operator parses it for real;
+/// the pattern only catches the wrong number of fields early, at `kubectl apply`.
+pub const CRON_PATTERN: &str = r"^\S+\s+\S+\s+\S+\s+\S+\s+\S+$";
+
+/// Status of one condition, in the standard `metav1.Condition` shape that `kubectl wait
+/// --for=condition=Ready` understands.
+pub type Condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// Printer column for the age of an object, shared by every CRD.
+pub const AGE_COLUMN_PATH: &str = ".metadata.creationTimestamp";

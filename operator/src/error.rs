@@ -1,0 +1,114 @@
+//! The operator's error type, and how each error is handled: an invalid spec waits for the
+//! user to change it, anything else backs off and retries.
+
+use std::time::Duration;
+
+use crate::pgcluster::validate::SpecError;
+
+/// Everything that can stop a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec asks for something relevo refuses; retrying cannot help until it changes.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(#[from] SpecError),
+
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API call failed while {action}")]
+    Kube {
+        action: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// A PostgreSQL instance could not be queried.
+    #[error("querying PostgreSQL instance {instance} failed")]
+    Postgres {
+        instance: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// An object the operator needs is not there (yet).
+    #[error("{kind} {name} is missing")]
+    Missing { kind: &'static str, name: String },
+
+    /// The operating system's random source failed while generating passwords.
+    #[error("generating passwords failed")]
+    Randomness(#[source] getrandom::Error),
+
+    /// A value could not be serialised into an API object.
+    #[error("serialising {what} failed")]
+    Serialise {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// What the controller does after an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Do not retry on a timer: the watch brings the next spec change.
+    WaitForChange,
+    /// Retry after this delay.
+    After(Duration),
+}
+
+/// Retry delay for errors that may clear by themselves (API hiccup, instance restarting).
+pub const TRANSIENT_BACKOFF: Duration = Duration::from_secs(5);
+
+impl Error {
+    /// Invalid specs wait for a change instead of hot-looping; everything else backs off.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Error::InvalidSpec(_) => Retry::WaitForChange,
+            Error::Kube { .. }
+            | Error::Postgres { .. }
+            | Error::Missing { .. }
+            | Error::Randomness(_)
+            | Error::Serialise { .. } => Retry::After(TRANSIENT_BACKOFF),
+        }
+    }
+
+    /// A bounded label for metrics: the variant, never the message (object names and error
+    /// strings would make the label set unbounded).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec(_) => "invalid_spec",
+            Error::Kube { .. } => "kube",
+            Error::Postgres { .. } => "postgres",
+            Error::Missing { .. } => "missing",
+            Error::Randomness(_) => "randomness",
+            Error::Serialise { .. } => "serialise",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgcluster::validate::SpecError;
+
+    #[test]
+    fn invalid_specs_wait_and_transient_errors_back_off() {
+        let invalid = Error::from(SpecError::OwnedParameter {
+            parameter: "wal_level".into(),
+            reason: "replication needs it",
+        });
+        assert_eq!(invalid.retry(), Retry::WaitForChange);
+        assert_eq!(invalid.metric_label(), "invalid_spec");
+
+        let missing = Error::Missing { kind: "Secret", name: "demo-superuser".into() };
+        assert_eq!(missing.retry(), Retry::After(TRANSIENT_BACKOFF));
+        assert_eq!(missing.metric_label(), "missing");
+    }
+
+    #[test]
+    fn source_chain_is_kept() {
+        let error = Error::Postgres { instance: "demo-1".into(), source: "connection refused".into() };
+        let source = std::error::Error::source(&error).expect("source kept");
+        assert_eq!(source.to_string(), "connection refused");
+    }
+}

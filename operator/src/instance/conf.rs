@@ -1,0 +1,96 @@
+//! Files the entrypoint writes, rendered purely so that their exact content is tested.
+
+use crate::pgcluster::parameters::quote;
+
+use super::layout;
+
+/// Settings that differ per instance, included at the end of the shared postgresql.conf.
+/// primary_conninfo names the `-rw` Service, so after a switchover a standby reconnects to
+/// the new primary without a restart; recovery_target_timeline 'latest' lets it follow the
+/// promotion onto the new timeline.
+pub fn instance_conf(instance: &str, primary_host: &str) -> String {
+    let conninfo = format!(
+        "host={primary_host} port={port} user={user} passfile={passfile} application_name={instance} \
+         connect_timeout=5 keepalives_idle=5 keepalives_interval=2 keepalives_count=3",
+        port = layout::POSTGRES_PORT,
+        user = layout::REPLICATION_USER,
+        passfile = layout::PGPASSFILE,
+    );
+    format!(
+        "# Written by relevo instance on every start; do not edit.\n\
+         cluster_name = {}\n\
+         primary_conninfo = {}\n\
+         primary_slot_name = {}\n\
+         recovery_target_timeline = 'latest'\n",
+        quote(instance),
+        quote(&conninfo),
+        quote(&layout::slot_name(instance)),
+    )
+}
+
+/// libpq password file with the replication user's password, for any host and database.
+pub fn passfile(replication_password: &str) -> String {
+    format!("*:*:*:{}:{}\n", layout::REPLICATION_USER, escape_pgpass(replication_password))
+}
+
+/// In a pgpass field, `:` and `\` are escaped with a backslash.
+fn escape_pgpass(field: &str) -> String {
+    field.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+/// SQL run once in single-user mode right after initdb. One statement per line: in
+/// single-user mode a newline ends a command, and CREATE DATABASE may not share a
+/// transaction with anything.
+pub fn bootstrap_sql(
+    app_database: &str,
+    app_owner: &str,
+    replication_password: &str,
+    app_password: &str,
+) -> String {
+    let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    let identifier = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
+    format!(
+        "CREATE ROLE {} WITH REPLICATION LOGIN PASSWORD {};\n\
+         CREATE ROLE {} WITH LOGIN PASSWORD {};\n\
+         CREATE DATABASE {} OWNER {};\n",
+        identifier(layout::REPLICATION_USER),
+        literal(replication_password),
+        identifier(app_owner),
+        literal(app_password),
+        identifier(app_database),
+        identifier(app_owner),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standbys_follow_the_rw_service_through_their_own_slot() {
+        let conf = instance_conf("demo-2", "demo-rw");
+        assert!(conf.contains("cluster_name = 'demo-2'\n"));
+        assert!(conf.contains("primary_slot_name = 'relevo_demo_2'\n"));
+        assert!(conf.contains("recovery_target_timeline = 'latest'\n"));
+        let conninfo = conf.lines().find(|l| l.starts_with("primary_conninfo")).unwrap();
+        for part in ["host=demo-rw", "port=5432", "user=streaming_replica", "passfile=/run/relevo/pgpass"] {
+            assert!(conninfo.contains(part), "{part} missing from {conninfo}");
+        }
+        assert!(!conninfo.contains("password="), "the password stays in the passfile");
+    }
+
+    #[test]
+    fn passfile_escapes_separators() {
+        assert_eq!(passfile("abc"), "*:*:*:streaming_replica:abc\n");
+        assert_eq!(passfile(r"a:b\c"), "*:*:*:streaming_replica:a\\:b\\\\c\n");
+    }
+
+    #[test]
+    fn bootstrap_sql_quotes_everything() {
+        let sql = bootstrap_sql("shop", "shopper", "rep'pw", "app-pw");
+        let lines: Vec<_> = sql.lines().collect();
+        assert_eq!(lines[0], r#"CREATE ROLE "streaming_replica" WITH REPLICATION LOGIN PASSWORD 'rep''pw';"#);
+        assert_eq!(lines[1], r#"CREATE ROLE "shopper" WITH LOGIN PASSWORD 'app-pw';"#);
+        assert_eq!(lines[2], r#"CREATE DATABASE "shop" OWNER "shopper";"#);
+    }
+}

@@ -1,0 +1,376 @@
+//! Carries out the [`plan`](super::plan) inside the pod: files, initdb, pg_basebackup, and
+//! PostgreSQL itself. Everything decided here is I/O; the decisions are in `plan`.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use super::conf;
+use super::layout::{self, env};
+use super::plan::{self, Bootstrap, DataDir, PlanError, Step};
+
+/// How often and how long a standby retries cloning while its primary is not up yet (the
+/// first primary is still in initdb, or the operator has not created the slot).
+const CLONE_ATTEMPTS: u32 = 150;
+const CLONE_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// Seconds pg_ctl waits for a fast shutdown; below the pod's grace period.
+const STOP_TIMEOUT_SECONDS: &str = "50";
+
+/// Arguments of `relevo instance`, each also read from the environment the StatefulSet sets.
+/// Passwords are deliberately not arguments: they are read from the environment only, so
+/// they never appear in the process list.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InstanceArgs {
+    /// Name of the PgCluster.
+    #[arg(long, env = env::CLUSTER)]
+    pub cluster: String,
+    /// Name of this instance, <cluster>-<N>.
+    #[arg(long, env = env::INSTANCE)]
+    pub instance: String,
+    /// What to do with an empty data directory: initdb or clone.
+    #[arg(long, env = env::BOOTSTRAP)]
+    pub bootstrap: Bootstrap,
+    /// Host to clone from and stream from.
+    #[arg(long, env = env::PRIMARY_HOST)]
+    pub primary_host: String,
+    /// PostgreSQL data directory. In a pod it is always layout::PGDATA, which is where the
+    /// operator's postgresql.conf includes relevo-instance.conf from.
+    #[arg(long, env = env::PGDATA, default_value = layout::PGDATA)]
+    pub pgdata: PathBuf,
+    /// Application database created by initdb.
+    #[arg(long, env = env::APP_DATABASE, default_value = "app")]
+    pub app_database: String,
+    /// Owner of the application database.
+    #[arg(long, env = env::APP_OWNER, default_value = "app")]
+    pub app_owner: String,
+}
+
+/// Why the entrypoint stopped. Messages never contain a password.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("environment variable {0} is not set")]
+    MissingEnv(&'static str),
+    #[error("{action} failed")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{command} exited with {status}")]
+    CommandFailed { command: &'static str, status: ExitStatus },
+    #[error("could not clone the primary {host} after {attempts} attempts")]
+    CloneGaveUp { host: String, attempts: u32 },
+}
+
+fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExecError {
+    let action = action.into();
+    move |source| ExecError::Io { action, source }
+}
+
+/// Passwords from the environment, read once. Debug is redacted.
+struct Passwords {
+    superuser: String,
+    replication: String,
+    app: Option<String>,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passwords { <redacted> }")
+    }
+}
+
+impl Passwords {
+    fn from_env(bootstrap: Bootstrap) -> Result<Self, ExecError> {
+        let read = |name: &'static str| std::env::var(name).map_err(|_| ExecError::MissingEnv(name));
+        Ok(Self {
+            superuser: read(env::SUPERUSER_PASSWORD)?,
+            replication: read(env::REPLICATION_PASSWORD)?,
+            app: match bootstrap {
+                Bootstrap::Initdb => Some(read(env::APP_PASSWORD)?),
+                Bootstrap::Clone => None,
+            },
+        })
+    }
+}
+
+/// Marker of a bootstrap in progress, beside PGDATA on the same volume.
+pub fn bootstrap_marker(pgdata: &Path) -> PathBuf {
+    pgdata.with_file_name("relevo-bootstrapping")
+}
+
+/// Looks at the volume. See [`DataDir`] for what each answer means.
+pub fn inspect(pgdata: &Path) -> std::io::Result<DataDir> {
+    if bootstrap_marker(pgdata).exists() {
+        return Ok(DataDir::Interrupted);
+    }
+    let mut entries = match fs::read_dir(pgdata) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(DataDir::Empty),
+        Err(error) => return Err(error),
+    };
+    if entries.next().is_none() {
+        return Ok(DataDir::Empty);
+    }
+    if pgdata.join("PG_VERSION").is_file() {
+        return Ok(DataDir::Initialised { standby: pgdata.join("standby.signal").is_file() });
+    }
+    Ok(DataDir::Unrecognised)
+}
+
+/// Runs the entrypoint to the end: returns PostgreSQL's exit status.
+pub fn run(args: &InstanceArgs) -> Result<ExitStatus, ExecError> {
+    let passwords = Passwords::from_env(args.bootstrap)?;
+    let data_dir = inspect(&args.pgdata).map_err(io(format!("reading {}", args.pgdata.display())))?;
+    let steps = plan::plan(data_dir, args.bootstrap)?;
+    log(args, &format!("data directory is {data_dir:?}; steps: {steps:?}"));
+    for step in steps {
+        match step {
+            Step::WritePassfile => {
+                write_private(Path::new(layout::PGPASSFILE), &conf::passfile(&passwords.replication))?
+            }
+            Step::WipeData => wipe(&args.pgdata)?,
+            Step::MarkBootstrapping => {
+                fs::write(bootstrap_marker(&args.pgdata), b"").map_err(io("writing the bootstrap marker"))?
+            }
+            Step::Initdb => initdb(args, &passwords)?,
+            Step::CreateRoles => create_roles(args, &passwords)?,
+            Step::CloneFromPrimary => clone_from_primary(args)?,
+            Step::WriteStandbySignal => {
+                fs::write(args.pgdata.join("standby.signal"), b"").map_err(io("writing standby.signal"))?
+            }
+            Step::ClearBootstrapping => fs::remove_file(bootstrap_marker(&args.pgdata))
+                .map_err(io("removing the bootstrap marker"))?,
+            Step::WriteInstanceConf => fs::write(
+                args.pgdata.join(Path::new(layout::INSTANCE_CONF).file_name().unwrap_or_default()),
+                conf::instance_conf(&args.instance, &args.primary_host),
+            )
+            .map_err(io("writing the instance configuration"))?,
+            Step::StartPostgres => return supervise_postgres(args),
+        }
+    }
+    unreachable!("every plan ends with StartPostgres")
+}
+
+fn log(args: &InstanceArgs, message: &str) {
+    eprintln!("relevo instance {}: {message}", args.instance);
+}
+
+/// A file only the postgres user can read: libpq refuses a group-readable passfile.
+fn write_private(path: &Path, content: &str) -> Result<(), ExecError> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    file.write_all(content.as_bytes()).map_err(io(format!("writing {}", path.display())))
+}
+
+fn wipe(pgdata: &Path) -> Result<(), ExecError> {
+    match fs::remove_dir_all(pgdata) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(io("deleting the interrupted bootstrap")(error))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn command_status(name: &'static str, command: &mut std::process::Command) -> Result<(), ExecError> {
+    let status = command.status().map_err(io(format!("starting {name}")))?;
+    if status.success() { Ok(()) } else { Err(ExecError::CommandFailed { command: name, status }) }
+}
+
+fn initdb(args: &InstanceArgs, passwords: &Passwords) -> Result<(), ExecError> {
+    // initdb reads the password from a file; it lives on a memory-backed emptyDir and is
+    // removed as soon as initdb is done.
+    let pwfile = Path::new(layout::RUN_DIR).join("superuser-password");
+    write_private(&pwfile, &passwords.superuser)?;
+    let result = command_status(
+        "initdb",
+        std::process::Command::new("initdb")
+            .arg("--pgdata")
+            .arg(&args.pgdata)
+            .args(["--username", layout::SUPERUSER, "--pwfile"])
+            .arg(&pwfile)
+            .args(["--auth-local=peer", "--auth-host=scram-sha-256", "--data-checksums"])
+            .args(["--encoding=UTF8", "--locale=C.UTF-8"]),
+    );
+    let _ = fs::remove_file(&pwfile);
+    result
+}
+
+fn create_roles(args: &InstanceArgs, passwords: &Passwords) -> Result<(), ExecError> {
+    let app_password = passwords.app.as_deref().ok_or(ExecError::MissingEnv(env::APP_PASSWORD))?;
+    let sql = conf::bootstrap_sql(&args.app_database, &args.app_owner, &passwords.replication, app_password);
+    let mut child = std::process::Command::new("postgres")
+        .arg("--single")
+        .arg("-D")
+        .arg(&args.pgdata)
+        .arg("-c")
+        .arg(format!("config_file={}", layout::POSTGRESQL_CONF))
+        .arg(layout::SUPERUSER)
+        .stdin(Stdio::piped())
+        // Single-user mode echoes what it runs; its output could contain the passwords.
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(io("starting postgres --single"))?;
+    let write_result = child.stdin.take().map(|mut stdin| stdin.write_all(sql.as_bytes()));
+    let status = child.wait().map_err(io("waiting for postgres --single"))?;
+    if let Some(Err(error)) = write_result {
+        return Err(io("sending bootstrap SQL")(error));
+    }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ExecError::CommandFailed { command: "postgres --single", status })
+    }
+}
+
+fn clone_from_primary(args: &InstanceArgs) -> Result<(), ExecError> {
+    let slot = layout::slot_name(&args.instance);
+    for attempt in 1..=CLONE_ATTEMPTS {
+        let result = command_status(
+            "pg_basebackup",
+            std::process::Command::new("pg_basebackup")
+                .arg("--pgdata")
+                .arg(&args.pgdata)
+                .args(["--host", &args.primary_host, "--port", &layout::POSTGRES_PORT.to_string()])
+                .args(["--username", layout::REPLICATION_USER, "--no-password"])
+                .args(["--wal-method=stream", "--slot", &slot, "--checkpoint=fast"])
+                .env("PGPASSFILE", layout::PGPASSFILE)
+                .env("PGAPPNAME", &args.instance)
+                .env("PGCONNECT_TIMEOUT", "5"),
+        );
+        match result {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                log(
+                    args,
+                    &format!("clone attempt {attempt}/{CLONE_ATTEMPTS} from {}: {error}", args.primary_host),
+                );
+                // pg_basebackup refuses a non-empty target, so a failed attempt is removed.
+                wipe(&args.pgdata)?;
+                std::thread::sleep(CLONE_RETRY_DELAY);
+            }
+        }
+    }
+    Err(ExecError::CloneGaveUp { host: args.primary_host.clone(), attempts: CLONE_ATTEMPTS })
+}
+
+/// Runs PostgreSQL until it exits. The pod's SIGTERM becomes a fast shutdown (pg_ctl stop
+/// -m fast): PostgreSQL's own answer to SIGTERM is a "smart" shutdown that waits for every
+/// client to disconnect, which would outlast the grace period and end in SIGKILL.
+fn supervise_postgres(args: &InstanceArgs) -> Result<ExitStatus, ExecError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("starting the supervisor runtime"))?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
+        let mut postgres = tokio::process::Command::new("postgres")
+            .arg("-D")
+            .arg(&args.pgdata)
+            .arg("-c")
+            .arg(format!("config_file={}", layout::POSTGRESQL_CONF))
+            .spawn()
+            .map_err(io("starting postgres"))?;
+        tokio::select! {
+            status = postgres.wait() => return status.map_err(io("waiting for postgres")),
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        log(args, "stopping PostgreSQL (fast shutdown)");
+        let stop = tokio::process::Command::new("pg_ctl")
+            .args(["stop", "-m", "fast", "-w", "-t", STOP_TIMEOUT_SECONDS, "-D"])
+            .arg(&args.pgdata)
+            .status()
+            .await;
+        if let Err(error) = stop {
+            log(args, &format!("pg_ctl stop could not run: {error}"));
+        }
+        postgres.wait().await.map_err(io("waiting for postgres"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("relevo-exec-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn inspect_tells_the_volume_states_apart() {
+        let volume = TempDir::new("inspect");
+        let pgdata = volume.0.join("pgdata");
+        assert_eq!(inspect(&pgdata).unwrap(), DataDir::Empty, "missing directory");
+        fs::create_dir(&pgdata).unwrap();
+        assert_eq!(inspect(&pgdata).unwrap(), DataDir::Empty, "empty directory");
+        fs::write(pgdata.join("base"), b"").unwrap();
+        assert_eq!(inspect(&pgdata).unwrap(), DataDir::Unrecognised);
+        fs::write(pgdata.join("PG_VERSION"), b"15\n").unwrap();
+        assert_eq!(inspect(&pgdata).unwrap(), DataDir::Initialised { standby: false });
+        fs::write(pgdata.join("standby.signal"), b"").unwrap();
+        assert_eq!(inspect(&pgdata).unwrap(), DataDir::Initialised { standby: true });
+        fs::write(bootstrap_marker(&pgdata), b"").unwrap();
+        assert_eq!(inspect(&pgdata).unwrap(), DataDir::Interrupted, "the marker wins");
+    }
+
+    #[test]
+    fn marker_sits_beside_pgdata_on_the_volume() {
+        assert_eq!(
+            bootstrap_marker(Path::new(layout::PGDATA)),
+            Path::new(layout::DATA_MOUNT).join("relevo-bootstrapping")
+        );
+    }
+
+    #[test]
+    fn wipe_removes_a_partial_clone_and_tolerates_nothing_there() {
+        let volume = TempDir::new("wipe");
+        let pgdata = volume.0.join("pgdata");
+        fs::create_dir_all(pgdata.join("base/1")).unwrap();
+        wipe(&pgdata).unwrap();
+        assert!(!pgdata.exists());
+        wipe(&pgdata).unwrap();
+    }
+
+    #[test]
+    fn private_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = TempDir::new("private");
+        let path = dir.0.join("pgpass");
+        write_private(&path, "secret").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "secret");
+    }
+
+    #[test]
+    fn password_debug_is_redacted() {
+        let passwords = Passwords { superuser: "s3cret".into(), replication: "r3p".into(), app: None };
+        assert!(!format!("{passwords:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,11 @@
+//! `relevo instance`: the entrypoint of every PostgreSQL pod. It bootstraps an empty volume
+//! (initdb on the first instance, pg_basebackup on the others), writes the settings that
+//! differ per instance, then supervises PostgreSQL, turning the pod's SIGTERM into a fast
+//! shutdown.
+//!
+//! [`plan`] decides, purely, what to do; [`exec`] does it; [`conf`] renders the files.
+
+pub mod conf;
+pub mod exec;
+pub mod layout;
+pub mod plan;

@@ -1,0 +1,19 @@
+//! relevo: a Kubernetes operator for PostgreSQL primary/standby clusters.
+//!
+//! Pure pieces (CRD types, validation, builders, status computation, the instance plan)
+//! live in the library so that they are unit-testable; I/O stays at the edges.
+
+pub mod backup;
+pub mod config;
+pub mod context;
+pub mod crd;
+pub mod duration;
+pub mod error;
+pub mod http;
+pub mod instance;
+pub mod metrics;
+pub mod operator;
+pub mod pgbackrest;
+pub mod pgcluster;
+pub mod rebuild;
+pub mod switchover;

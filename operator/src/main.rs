@@ -1,0 +1,55 @@
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+/// relevo: PostgreSQL primary/standby clusters on Kubernetes.
+#[derive(Parser, Debug)]
+#[command(name = "relevo", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the operator: controllers, /healthz, /readyz and /metrics.
+    Run(relevo::config::RunArgs),
+    /// Print the CRD YAML (multi-document), or write one file per CRD with --out-dir.
+    Crdgen {
+        /// Directory to write <plural>.<group>.yaml files into, instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Entrypoint of a PostgreSQL pod: bootstrap the volume if empty, then run PostgreSQL.
+    Instance(relevo::instance::exec::InstanceArgs),
+    // Room for the user-facing commands (switchover, failback, backup, backups): each one a
+    // variant here, its logic in the library.
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(config) => {
+            relevo::operator::init_logging(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(relevo::operator::run(config))?;
+        }
+        Command::Crdgen { out_dir: None } => {
+            print!("{}", relevo::crd::all_to_yaml().context("serialising CRDs")?);
+        }
+        Command::Crdgen { out_dir: Some(dir) } => {
+            for path in
+                relevo::crd::write_all(&dir).with_context(|| format!("writing CRDs to {}", dir.display()))?
+            {
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        Command::Instance(args) => {
+            let status = relevo::instance::exec::run(&args).context("relevo instance")?;
+            // PostgreSQL's own exit code becomes the container's.
+            std::process::exit(status.code().unwrap_or(1));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Prometheus metrics, all under the `relevo_` prefix. Labels are bounded: controller names
+//! and error kinds are fixed sets; instance series exist only for instances that exist, and
+//! are removed when an instance goes away.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    Ok,
+    Error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub controller: &'static str,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub controller: &'static str,
+    /// [`crate::error::Error::metric_label`]: the variant, never the message.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub namespace: String,
+    pub cluster: String,
+    pub instance: String,
+}
+
+/// Every metric the operator exports, registered once at start.
+#[derive(Clone)]
+pub struct Metrics {
+    reconciles: Family<ReconcileLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    duration: Family<ControllerLabels, Histogram>,
+    is_primary: Family<InstanceLabels, Gauge>,
+    replay_lag_bytes: Family<InstanceLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            reconciles: Family::default(),
+            errors: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                // 5 ms .. ~20 s: a reconcile is API calls plus one query per instance.
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 12))
+            }),
+            is_primary: Family::default(),
+            replay_lag_bytes: Family::default(),
+        };
+        registry.register("reconciles", "Reconciles by controller and outcome", metrics.reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconcile errors by controller and kind",
+            metrics.errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "instance_is_primary",
+            "1 when PostgreSQL reports the instance is not in recovery",
+            metrics.is_primary.clone(),
+        );
+        registry.register(
+            "instance_replay_lag_bytes",
+            "Bytes of WAL a standby has yet to replay",
+            metrics.replay_lag_bytes.clone(),
+        );
+        metrics
+    }
+
+    pub fn reconciled(&self, controller: &'static str, elapsed: Duration, error_kind: Option<&'static str>) {
+        let outcome = if error_kind.is_some() { Outcome::Error } else { Outcome::Ok };
+        self.reconciles.get_or_create(&ReconcileLabels { controller, outcome }).inc();
+        if let Some(kind) = error_kind {
+            self.errors.get_or_create(&ErrorLabels { controller, kind }).inc();
+        }
+        self.duration.get_or_create(&ControllerLabels { controller }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets the gauges of one instance; `None` values remove the series (no stale numbers).
+    pub fn instance(&self, labels: InstanceLabels, is_primary: Option<bool>, replay_lag_bytes: Option<i64>) {
+        match is_primary {
+            Some(primary) => {
+                self.is_primary.get_or_create(&labels).set(i64::from(primary));
+            }
+            None => {
+                self.is_primary.remove(&labels);
+            }
+        }
+        match replay_lag_bytes {
+            Some(lag) => {
+                self.replay_lag_bytes.get_or_create(&labels).set(lag);
+            }
+            None => {
+                self.replay_lag_bytes.remove(&labels);
+            }
+        }
+    }
+
+    /// Removes every instance series of a cluster except `keep`, after a scale-down.
+    pub fn retain_instances(&self, namespace: &str, cluster: &str, keep: &[String]) {
+        for ordinal in 1..=crate::crd::pgcluster::MAX_INSTANCES {
+            let instance = crate::pgcluster::names::instance(cluster, ordinal);
+            if !keep.contains(&instance) {
+                self.instance(
+                    InstanceLabels { namespace: namespace.into(), cluster: cluster.into(), instance },
+                    None,
+                    None,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn reconciles_and_errors_are_counted_with_bounded_labels() {
+        let mut registry = Registry::with_prefix("relevo");
+        let metrics = Metrics::register(&mut registry);
+        metrics.reconciled("pgcluster", Duration::from_millis(20), None);
+        metrics.reconciled("pgcluster", Duration::from_millis(20), Some("kube"));
+        let text = render(&registry);
+        assert!(text.contains(r#"relevo_reconciles_total{controller="pgcluster",outcome="Ok"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"relevo_reconcile_errors_total{controller="pgcluster",kind="kube"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("relevo_reconcile_duration_seconds_count{controller=\"pgcluster\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn instance_series_disappear_with_their_instance() {
+        let mut registry = Registry::with_prefix("relevo");
+        let metrics = Metrics::register(&mut registry);
+        let labels = |instance: &str| InstanceLabels {
+            namespace: "db".into(),
+            cluster: "demo".into(),
+            instance: instance.into(),
+        };
+        metrics.instance(labels("demo-1"), Some(true), None);
+        metrics.instance(labels("demo-2"), Some(false), Some(4096));
+        assert!(render(&registry).contains(r#"instance="demo-2"} 4096"#));
+        metrics.retain_instances("db", "demo", &["demo-1".to_string()]);
+        let text = render(&registry);
+        assert!(!text.contains("demo-2"), "{text}");
+        assert!(
+            text.contains(r#"relevo_instance_is_primary{namespace="db",cluster="demo",instance="demo-1"} 1"#)
+        );
+    }
+}

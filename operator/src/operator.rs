@@ -1,0 +1,118 @@
+//! `relevo run`: logging, the Kubernetes client, the HTTP endpoints, waiting for the CRDs,
+//! then the controllers until SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, ListParams};
+use kube::{Client, Resource};
+use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use crate::config::{LogFormat, RunArgs};
+use crate::context::{Context, Readiness};
+use crate::crd::{Backup, BackupSchedule, PgCluster, Switchover};
+use crate::metrics::Metrics;
+
+/// How often a missing CRD is looked for again.
+const CRD_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid log filter {filter:?}")]
+    LogFilter {
+        filter: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("no usable Kubernetes configuration (in-cluster or KUBECONFIG)")]
+    Client(#[source] kube::Error),
+    #[error("serving HTTP on {addr}")]
+    Http {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub fn init_logging(config: &RunArgs) -> Result<(), StartError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
+        .map_err(|source| StartError::LogFilter { filter: config.log_filter.clone(), source })?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+pub async fn run(config: RunArgs) -> Result<(), StartError> {
+    let client = Client::try_default().await.map_err(StartError::Client)?;
+    let mut registry = Registry::with_prefix("relevo");
+    let metrics = Metrics::register(&mut registry);
+    let readiness = Readiness::default();
+
+    let addr = config.http_addr;
+    let router = crate::http::router(Arc::new(registry), readiness.clone());
+    let http = tokio::spawn(async move { crate::http::serve(addr, router).await });
+    info!(%addr, "serving /healthz, /readyz and /metrics");
+
+    wait_for_crds(&client).await;
+    let ctx = Context::new(client, config, metrics, readiness.clone());
+    readiness.set(true);
+    info!("CRDs found; controllers starting");
+
+    tokio::select! {
+        () = crate::pgcluster::controller::run(ctx) => info!("controllers stopped"),
+        served = http => {
+            let source = match served {
+                Ok(Err(error)) => error,
+                Ok(Ok(())) => std::io::Error::other("HTTP server stopped"),
+                Err(join) => std::io::Error::other(join),
+            };
+            return Err(StartError::Http { addr, source });
+        }
+    }
+    Ok(())
+}
+
+/// Waits, without giving up, until every relevo CRD is served: the operator may well be
+/// installed before its CRDs (GitOps tools apply in any order), and exiting would only
+/// turn that into a crash loop.
+async fn wait_for_crds(client: &Client) {
+    loop {
+        let mut missing = Vec::new();
+        for (name, served) in [
+            ("pgclusters.relevo.dev", is_served::<PgCluster>(client).await),
+            ("switchovers.relevo.dev", is_served::<Switchover>(client).await),
+            ("backupschedules.relevo.dev", is_served::<BackupSchedule>(client).await),
+            ("backups.relevo.dev", is_served::<Backup>(client).await),
+        ] {
+            if !served {
+                missing.push(name);
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        warn!(?missing, retry_in = ?CRD_POLL_INTERVAL, "waiting for CRDs; apply crds/ (or manifests/)");
+        tokio::time::sleep(CRD_POLL_INTERVAL).await;
+    }
+}
+
+/// A one-item list, which needs only the `list` permission the controllers need anyway.
+async fn is_served<K>(client: &Client) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(status)) if status.code == 404 => false,
+        Err(error) => {
+            warn!(%error, kind = %K::kind(&()), "could not check for a CRD");
+            false
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The API writes of a PgCluster reconcile, all under the one field manager: server-side
+//! apply of children, create-only Secrets, scale-down deletes, pod role labels, the status
+//! and transition Events.
+
+use std::fmt::Debug;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::context::Context;
+use crate::crd::common::Condition;
+use crate::crd::{PgCluster, PgClusterStatus};
+use crate::error::{Error, Result};
+
+use super::builders::{self, Owner};
+use super::names::{self, FIELD_MANAGER, RoleLabel};
+use super::passwords::Passwords;
+use super::status::{CONDITION_DEGRADED, CONDITION_READY, RoleLabelChange};
+use super::validate::ValidSpec;
+
+fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Kube { action, source }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Server-side applies one child object in the cluster's namespace.
+pub async fn apply<K>(ctx: &Context, owner: &Owner, object: &K, action: &'static str) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(&name, &apply_params(), &Patch::Apply(object)).await.map_err(kube_error(action))?;
+    Ok(())
+}
+
+/// Creates the Secrets that do not exist yet, with freshly generated passwords. Existing
+/// Secrets are never rewritten: their passwords are already in the database.
+pub async fn ensure_secrets(
+    ctx: &Context,
+    owner: &Owner,
+    cluster: &PgCluster,
+    valid: &ValidSpec,
+) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let mut missing = Vec::new();
+    // Cheap (a few hundred random bytes), and only the absent Secrets use them.
+    let passwords = Passwords::generate().map_err(Error::Randomness)?;
+    for secret in builders::secrets::build(owner, &cluster.spec, valid, &passwords) {
+        let name = secret.name_any();
+        if api.get_opt(&name).await.map_err(kube_error("reading a Secret"))?.is_none() {
+            missing.push(secret);
+        }
+    }
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
+    for secret in missing {
+        match api.create(&params, &secret).await {
+            Ok(_) => info!(secret = %secret.name_any(), "created credentials"),
+            // Another reconcile won the race; its passwords stand.
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(source) => return Err(Error::Kube { action: "creating a Secret", source }),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one password from a relevo Secret.
+pub async fn read_password(ctx: &Context, namespace: &str, secret: &str) -> Result<Option<String>> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(secret) = api.get_opt(secret).await.map_err(kube_error("reading a Secret"))? else {
+        return Ok(None);
+    };
+    let bytes = secret.data.and_then(|mut data| data.remove(builders::secrets::PASSWORD_KEY));
+    Ok(bytes.and_then(|bytes| String::from_utf8(bytes.0).ok()))
+}
+
+/// StatefulSets of the cluster's instances, by instance name.
+pub async fn list_instances(ctx: &Context, owner: &Owner) -> Result<Vec<String>> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let selector = format!("{}={},{}=postgres", names::LABEL_CLUSTER, owner.name, names::LABEL_COMPONENT);
+    let list = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_error("listing StatefulSets"))?;
+    Ok(list.items.iter().map(ResourceExt::name_any).collect())
+}
+
+/// Deletes a surplus instance's StatefulSet; its volume goes with it (retention policy).
+pub async fn remove_instance(ctx: &Context, owner: &Owner, instance: &str) -> Result<()> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    match api.delete(instance, &DeleteParams::foreground()).await {
+        Ok(_) => {
+            info!(instance, "removed instance (scale-down)");
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Kube { action: "deleting a StatefulSet", source }),
+    }
+}
+
+/// Sets or removes the role label of one pod, if it differs from what the pod has.
+pub async fn label_role(ctx: &Context, namespace: &str, pod: &Pod, change: RoleLabelChange) -> Result<()> {
+    let current = pod.labels().get(names::LABEL_ROLE).map(String::as_str);
+    let wanted = match change {
+        RoleLabelChange::Keep => return Ok(()),
+        RoleLabelChange::Set(role) => Some(role.as_str()),
+        RoleLabelChange::Remove => None,
+    };
+    if current == wanted {
+        return Ok(());
+    }
+    let labels = wanted.map(|role| json!({ names::LABEL_ROLE: role })).unwrap_or_else(|| json!({}));
+    let patch =
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod.name_any(), "labels": labels}});
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch(&pod.name_any(), &apply_params(), &Patch::Apply(&patch))
+        .await
+        .map_err(kube_error("labelling a pod"))?;
+    info!(pod = %pod.name_any(), from = ?current, to = ?wanted, "role label changed");
+    if wanted == Some(RoleLabel::Primary.as_str()) {
+        info!(pod = %pod.name_any(), "-rw now routes to this pod");
+    }
+    Ok(())
+}
+
+/// Writes the status with server-side apply on /status.
+pub async fn write_status(ctx: &Context, cluster: &PgCluster, status: &PgClusterStatus) -> Result<()> {
+    let api: Api<PgCluster> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": PgCluster::api_version(&()),
+        "kind": PgCluster::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&cluster.name_any(), &apply_params(), &Patch::Apply(&patch))
+        .await
+        .map_err(kube_error("writing the PgCluster status"))?;
+    Ok(())
+}
+
+/// One Event per condition transition. A failed publish is logged, never fatal.
+pub async fn publish_transitions(ctx: &Context, cluster: &PgCluster, changed: &[&Condition]) {
+    for condition in changed {
+        let type_ = match (condition.type_.as_str(), condition.status.as_str()) {
+            (CONDITION_DEGRADED, "True") | (CONDITION_READY, "False") => EventType::Warning,
+            _ => EventType::Normal,
+        };
+        let event = Event {
+            type_,
+            reason: condition.reason.clone(),
+            note: Some(format!("{} is {}: {}", condition.type_, condition.status, condition.message)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+            warn!(%error, "could not publish an Event");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Pure builders of every object a PgCluster owns: one file per resource kind. Each takes
+//! the cluster (through [`Owner`]) and the validated spec, and returns the object to
+//! server-side apply. Nothing here touches the API.
+
+pub mod config_map;
+pub mod redis;
+pub mod secrets;
+pub mod services;
+pub mod statefulset;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::crd::PgCluster;
+
+use super::names;
+
+/// The PgCluster as the owner of its children: name, namespace and controller reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Owner {
+    pub name: String,
+    pub namespace: String,
+    reference: OwnerReference,
+}
+
+impl Owner {
+    /// None for a PgCluster that has not been stored yet (no uid or namespace), which the
+    /// controller never sees.
+    pub fn of(cluster: &PgCluster) -> Option<Self> {
+        Some(Self {
+            name: cluster.name_any(),
+            namespace: cluster.namespace()?,
+            reference: cluster.controller_owner_ref(&())?,
+        })
+    }
+
+    /// Metadata of a child: its name, the cluster's namespace and labels, and the owner
+    /// reference that makes Kubernetes delete it with the cluster.
+    pub fn child_meta(&self, name: impl Into<String>, component: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(names::cluster_labels(&self.name, component)),
+            owner_references: Some(vec![self.reference.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// Like [`Owner::child_meta`], plus the instance label.
+    pub fn instance_meta(&self, instance: &str, component: &str) -> ObjectMeta {
+        let mut meta = self.child_meta(instance, component);
+        meta.labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(names::LABEL_PG_INSTANCE.into(), instance.into());
+        meta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgcluster::test_fixtures::cluster_from_yaml;
+
+    #[test]
+    fn children_are_owned_by_the_cluster_as_controller() {
+        let owner = Owner::of(&cluster_from_yaml("spec: {}")).unwrap();
+        let meta = owner.child_meta("demo-config", "config");
+        let reference = &meta.owner_references.unwrap()[0];
+        assert_eq!((reference.kind.as_str(), reference.name.as_str()), ("PgCluster", "demo"));
+        assert_eq!(reference.controller, Some(true));
+        assert_eq!(meta.namespace.as_deref(), Some("db"));
+        let labels = meta.labels.unwrap();
+        assert_eq!(labels["app.kubernetes.io/name"], "relevo");
+        assert_eq!(labels["app.kubernetes.io/instance"], "demo");
+        assert_eq!(labels["relevo.dev/cluster"], "demo");
+    }
+
+    #[test]
+    fn unsaved_cluster_has_no_owner() {
+        let mut cluster = cluster_from_yaml("spec: {}");
+        cluster.metadata.uid = None;
+        assert_eq!(Owner::of(&cluster), None);
+    }
+}

@@ -1,0 +1,298 @@
+//! One StatefulSet per instance (`<cluster>-<N>`, replicas 1), running the `relevo instance`
+//! entrypoint of the postgres image on the instance's own volume.
+//!
+//! Two choices matter here:
+//! - `updateStrategy: OnDelete`. The operator decides when a database restarts (standbys
+//!   first, the primary only after a switchover), so a template change never restarts a pod
+//!   by itself. It also lets the bootstrap mode flip from initdb to clone once the cluster
+//!   exists, without touching the running primary.
+//! - no role label in the template: the role is a pod label the operator sets from what
+//!   PostgreSQL reports, so a switchover never changes a StatefulSet.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use crate::crd::PgClusterSpec;
+use crate::instance::layout::{self, env};
+use crate::instance::plan::Bootstrap;
+use crate::pgcluster::names;
+use crate::pgcluster::validate::ValidSpec;
+
+use super::Owner;
+use super::secrets::PASSWORD_KEY;
+
+/// Name of the volumeClaimTemplate; the PVC is `pgdata-<cluster>-<N>-0`.
+pub const DATA_VOLUME: &str = "pgdata";
+
+/// Seconds PostgreSQL gets to shut down. The entrypoint turns SIGTERM into a fast shutdown,
+/// which finishes in well under this even with a large shared_buffers to flush.
+const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// What the StatefulSet of one instance needs beyond the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceInput {
+    /// 1-based ordinal: instance `<cluster>-<ordinal>`.
+    pub ordinal: i32,
+    /// What the entrypoint does with an empty data directory. The controller chooses initdb
+    /// only for the first instance of a cluster that has never had a primary.
+    pub bootstrap: Bootstrap,
+}
+
+pub fn build(owner: &Owner, spec: &PgClusterSpec, valid: &ValidSpec, input: InstanceInput) -> StatefulSet {
+    let instance = names::instance(&owner.name, input.ordinal);
+    let mut selector = names::postgres_selector(&owner.name);
+    selector.insert(names::LABEL_PG_INSTANCE.into(), instance.clone());
+    let mut pod_labels = names::cluster_labels(&owner.name, "postgres");
+    pod_labels.extend(selector.clone());
+
+    StatefulSet {
+        metadata: owner.instance_meta(&instance, "postgres"),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(names::service_headless(&owner.name)),
+            selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            // Scaling down removes an instance for good, so its volume goes with its
+            // StatefulSet: a stale volume coming back later would need a rewind at best.
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some("Delete".into()),
+                when_scaled: Some("Retain".into()),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
+                spec: Some(pod_spec(owner, spec, valid, &instance, input.bootstrap)),
+            },
+            volume_claim_templates: Some(vec![data_claim(owner, spec)]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+fn pod_spec(
+    owner: &Owner,
+    spec: &PgClusterSpec,
+    valid: &ValidSpec,
+    instance: &str,
+    bootstrap: Bootstrap,
+) -> PodSpec {
+    PodSpec {
+        containers: vec![postgres_container(owner, spec, valid, instance, bootstrap)],
+        // PostgreSQL pods never talk to the Kubernetes API.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(layout::POSTGRES_UID),
+            run_as_group: Some(layout::POSTGRES_UID),
+            fs_group: Some(layout::POSTGRES_UID),
+            // Only chown a volume that is not already ours: a recursive chown of a large
+            // PGDATA on every start would delay failover.
+            fs_group_change_policy: Some("OnRootMismatch".into()),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        affinity: Some(spread_instances(&owner.name)),
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::config_map(&owner.name),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            empty_dir("socket", None),
+            empty_dir("run", Some("Memory")),
+            empty_dir("tmp", None),
+            // PostgreSQL's dynamic shared memory; the runtime's default /dev/shm is only 64 MiB.
+            empty_dir("shm", Some("Memory")),
+        ]),
+        ..PodSpec::default()
+    }
+}
+
+fn postgres_container(
+    owner: &Owner,
+    spec: &PgClusterSpec,
+    valid: &ValidSpec,
+    instance: &str,
+    bootstrap: Bootstrap,
+) -> Container {
+    let cluster = &owner.name;
+    let mut env_vars = vec![
+        plain(env::CLUSTER, cluster),
+        plain(env::INSTANCE, instance),
+        plain(env::BOOTSTRAP, bootstrap.as_str()),
+        plain(env::PRIMARY_HOST, &names::service_rw(cluster)),
+        plain(env::PGDATA, layout::PGDATA),
+        secret(env::SUPERUSER_PASSWORD, &names::secret_superuser(cluster)),
+        secret(env::REPLICATION_PASSWORD, &names::secret_replication(cluster)),
+    ];
+    if bootstrap == Bootstrap::Initdb {
+        env_vars.push(plain(env::APP_DATABASE, &valid.initdb.database));
+        env_vars.push(plain(env::APP_OWNER, &valid.initdb.owner));
+        env_vars.push(secret(env::APP_PASSWORD, &names::secret_app(cluster)));
+    }
+    Container {
+        name: "postgres".into(),
+        image: Some(spec.image.clone()),
+        command: Some(vec![layout::RELEVO_BINARY.into(), "instance".into()]),
+        env: Some(env_vars),
+        ports: Some(vec![ContainerPort {
+            name: Some("postgres".into()),
+            container_port: layout::POSTGRES_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        // Ready means "accepts connections", which a hot standby does too; the role label,
+        // not readiness, decides which Service a pod is in. No liveness probe: restarting a
+        // busy database because it answered slowly makes an outage worse.
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(
+                    [
+                        "pg_isready",
+                        "-q",
+                        "-h",
+                        layout::SOCKET_DIR,
+                        "-p",
+                        &layout::POSTGRES_PORT.to_string(),
+                        "-U",
+                        layout::SUPERUSER,
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                ),
+            }),
+            period_seconds: Some(2),
+            timeout_seconds: Some(2),
+            failure_threshold: Some(3),
+            ..Probe::default()
+        }),
+        resources: spec.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            mount(DATA_VOLUME, layout::DATA_MOUNT, false),
+            mount("config", layout::CONFIG_DIR, true),
+            mount("socket", layout::SOCKET_DIR, false),
+            mount("run", layout::RUN_DIR, false),
+            mount("tmp", "/tmp", false),
+            mount("shm", "/dev/shm", false),
+        ]),
+        ..Container::default()
+    }
+}
+
+/// Prefer one instance per node, but still schedule on a single-node cluster.
+fn spread_instances(cluster: &str) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                weight: 100,
+                pod_affinity_term: PodAffinityTerm {
+                    label_selector: Some(LabelSelector {
+                        match_labels: Some(names::postgres_selector(cluster)),
+                        ..LabelSelector::default()
+                    }),
+                    topology_key: "kubernetes.io/hostname".into(),
+                    ..PodAffinityTerm::default()
+                },
+            }]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
+fn data_claim(owner: &Owner, spec: &PgClusterSpec) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.into()),
+            labels: Some(names::cluster_labels(&owner.name, "postgres")),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: spec.storage.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(spec.storage.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+fn plain(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+/// A password from a generated Secret: the pod spec names the Secret, never the value.
+fn secret(name: &str, secret_name: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret_name.into(),
+                key: PASSWORD_KEY.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+pub(super) fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(String::from),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "statefulset_tests.rs"]
+mod tests;

@@ -1,0 +1,138 @@
+use super::*;
+use crate::pgcluster::test_fixtures::cluster_from_yaml;
+use crate::pgcluster::validate::validate;
+
+fn build_for(yaml: &str, ordinal: i32, bootstrap: Bootstrap) -> StatefulSet {
+    let cluster = cluster_from_yaml(yaml);
+    let valid = validate(&cluster).unwrap();
+    build(&Owner::of(&cluster).unwrap(), &cluster.spec, &valid, InstanceInput { ordinal, bootstrap })
+}
+
+fn pod(sts: &StatefulSet) -> (&PodTemplateSpec, &PodSpec) {
+    let template = &sts.spec.as_ref().unwrap().template;
+    (template, template.spec.as_ref().unwrap())
+}
+
+fn env_value<'a>(container: &'a Container, name: &str) -> Option<&'a EnvVar> {
+    container.env.as_ref().unwrap().iter().find(|e| e.name == name)
+}
+
+#[test]
+fn one_replica_named_after_the_instance_behind_the_headless_service() {
+    let sts = build_for("spec: {}", 2, Bootstrap::Clone);
+    assert_eq!(sts.metadata.name.as_deref(), Some("demo-2"));
+    assert_eq!(sts.metadata.labels.as_ref().unwrap()["relevo.dev/instance"], "demo-2");
+    let spec = sts.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.service_name.as_deref(), Some("demo"));
+    assert_eq!(spec.update_strategy.as_ref().unwrap().type_.as_deref(), Some("OnDelete"));
+    let selector = spec.selector.match_labels.as_ref().unwrap();
+    assert_eq!(selector["relevo.dev/instance"], "demo-2");
+    assert_eq!(selector["relevo.dev/cluster"], "demo");
+}
+
+#[test]
+fn template_never_carries_the_role_label() {
+    for bootstrap in [Bootstrap::Initdb, Bootstrap::Clone] {
+        let sts = build_for("spec: {}", 1, bootstrap);
+        let (template, _) = pod(&sts);
+        let labels = template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        assert!(!labels.contains_key(names::LABEL_ROLE));
+        // Every selector label is on the pod, or the StatefulSet would be rejected.
+        for (key, value) in sts.spec.as_ref().unwrap().selector.match_labels.as_ref().unwrap() {
+            assert_eq!(labels.get(key), Some(value), "{key}");
+        }
+    }
+}
+
+#[test]
+fn pod_is_locked_down() {
+    let sts = build_for("spec: {}", 1, Bootstrap::Initdb);
+    let (_, spec) = pod(&sts);
+    let pod_security = spec.security_context.as_ref().unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(pod_security.run_as_user, Some(999));
+    assert_eq!(pod_security.fs_group, Some(999));
+    assert_eq!(pod_security.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    let container = &spec.containers[0];
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+}
+
+#[test]
+fn every_writable_path_is_a_volume() {
+    let sts = build_for("spec: {}", 1, Bootstrap::Initdb);
+    let (_, spec) = pod(&sts);
+    let mounts: Vec<_> =
+        spec.containers[0].volume_mounts.as_ref().unwrap().iter().map(|m| &m.mount_path).collect();
+    for path in [layout::DATA_MOUNT, layout::SOCKET_DIR, layout::RUN_DIR, "/tmp", layout::CONFIG_DIR] {
+        assert!(mounts.iter().any(|m| *m == path), "{path} not mounted");
+    }
+    let volumes: Vec<_> = spec.volumes.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect();
+    for mount in spec.containers[0].volume_mounts.as_ref().unwrap() {
+        assert!(mount.name == DATA_VOLUME || volumes.contains(&mount.name.as_str()), "{}", mount.name);
+    }
+}
+
+#[test]
+fn entrypoint_gets_its_identity_and_passwords_only_by_reference() {
+    let sts = build_for("spec: {}", 1, Bootstrap::Initdb);
+    let (_, spec) = pod(&sts);
+    let container = &spec.containers[0];
+    assert_eq!(container.command.as_deref(), Some(&["/usr/local/bin/relevo".into(), "instance".into()][..]));
+    assert_eq!(env_value(container, env::INSTANCE).unwrap().value.as_deref(), Some("demo-1"));
+    assert_eq!(env_value(container, env::BOOTSTRAP).unwrap().value.as_deref(), Some("initdb"));
+    assert_eq!(env_value(container, env::PRIMARY_HOST).unwrap().value.as_deref(), Some("demo-rw"));
+    for (var, secret) in [
+        (env::SUPERUSER_PASSWORD, "demo-superuser"),
+        (env::REPLICATION_PASSWORD, "demo-replication"),
+        (env::APP_PASSWORD, "demo-app"),
+    ] {
+        let var = env_value(container, var).unwrap();
+        assert_eq!(var.value, None, "{} must not be inline", var.name);
+        let reference = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((reference.name.as_str(), reference.key.as_str()), (secret, "password"));
+    }
+}
+
+#[test]
+fn clones_do_not_get_the_application_password() {
+    let sts = build_for("spec: {}", 2, Bootstrap::Clone);
+    let container = &pod(&sts).1.containers[0];
+    assert_eq!(env_value(container, env::BOOTSTRAP).unwrap().value.as_deref(), Some("clone"));
+    assert!(env_value(container, env::APP_PASSWORD).is_none());
+}
+
+#[test]
+fn volume_claim_follows_storage_spec() {
+    let sts = build_for("spec: {storage: {size: 5Gi, storageClass: fast}}", 1, Bootstrap::Initdb);
+    let claim = &sts.spec.as_ref().unwrap().volume_claim_templates.as_ref().unwrap()[0];
+    assert_eq!(claim.metadata.name.as_deref(), Some("pgdata"));
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    let requests = claim_spec.resources.as_ref().unwrap().requests.as_ref().unwrap();
+    assert_eq!(requests["storage"], Quantity("5Gi".into()));
+}
+
+#[test]
+fn image_and_resources_come_from_the_spec() {
+    let yaml = "spec: {image: 'registry.local/pg:15-x', resources: {limits: {memory: 1Gi}}}";
+    let sts = build_for(yaml, 1, Bootstrap::Initdb);
+    let container = &pod(&sts).1.containers[0];
+    assert_eq!(container.image.as_deref(), Some("registry.local/pg:15-x"));
+    let limits = container.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert_eq!(limits["memory"], Quantity("1Gi".into()));
+}
+
+#[test]
+fn readiness_asks_postgres_over_the_socket() {
+    let sts = build_for("spec: {}", 1, Bootstrap::Initdb);
+    let probe = pod(&sts).1.containers[0].readiness_probe.clone().unwrap();
+    let command = probe.exec.unwrap().command.unwrap();
+    assert_eq!(command[0], "pg_isready");
+    assert!(command.windows(2).any(|w| w == ["-h", layout::SOCKET_DIR]));
+    assert!(pod(&sts).1.containers[0].liveness_probe.is_none());
+}

@@ -1,0 +1,319 @@
+//! The PgCluster controller. Reconcile is a named pipeline:
+//! dereference → validate → build → apply → observe → update status,
+//! where validate, build and the status computation are pure (see [`super::validate`],
+//! [`super::builders`], [`super::topology`], [`super::status`]) and only apply and observe
+//! do I/O.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
+use kube::{Resource, ResourceExt};
+use tracing::{debug, instrument, warn};
+
+use crate::context::Context;
+use crate::crd::PgCluster;
+use crate::error::{Error, Result, Retry};
+use crate::metrics::InstanceLabels;
+
+use super::apply;
+use super::builders::{self, Owner, statefulset::InstanceInput};
+use super::names;
+use super::observe::{self, Connection};
+use super::status::{self, InstanceObservation, Observation, SpecProblem};
+use super::topology;
+use super::validate::{ValidSpec, validate};
+
+/// Label value of this controller in metrics.
+pub const CONTROLLER: &str = "pgcluster";
+/// Re-observation while something is changing (bootstrap, scaling), for a fast Ready.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+fn scoped<K>(ctx: &Context) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match &ctx.config.watch_namespace {
+        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Runs the controller until the process is asked to stop.
+pub async fn run(ctx: Arc<Context>) {
+    let (reader, writer) = reflector::store();
+    // Only spec changes (generation) trigger from the PgCluster itself: the status this
+    // controller writes must not wake it up again. Children and the timer do the rest.
+    let trigger = watcher(scoped::<PgCluster>(&ctx), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default());
+    let ours = watcher::Config::default().labels(&format!("{}={}", names::LABEL_NAME, names::APP_NAME));
+    Controller::for_stream(trigger, reader)
+        .owns(scoped::<StatefulSet>(&ctx), ours.clone())
+        .owns(scoped::<Deployment>(&ctx), ours)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(%object, "reconciled"),
+                Err(error) => warn!(error = %error, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+#[instrument(skip(cluster, ctx), fields(namespace = cluster.namespace(), name = cluster.name_any()))]
+pub async fn reconcile(cluster: Arc<PgCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_cluster(&cluster, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed(), result.as_ref().err().map(Error::metric_label));
+    result
+}
+
+/// Invalid specs wait for a change; anything else is retried after a pause.
+pub fn error_policy(_cluster: Arc<PgCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "reconcile error");
+    match error.retry() {
+        Retry::WaitForChange => Action::await_change(),
+        Retry::After(delay) => Action::requeue(delay),
+    }
+}
+
+async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action> {
+    // dereference
+    let owner = Owner::of(cluster)
+        .ok_or_else(|| Error::Missing { kind: "PgCluster uid", name: cluster.name_any() })?;
+    let previous = cluster.status.clone().unwrap_or_default();
+    let existing = apply::list_instances(ctx, &owner).await?;
+    let topology =
+        topology::plan(&owner.name, cluster.spec.instances, &existing, previous.current_primary.as_deref());
+
+    // validate
+    let validation = validate(cluster);
+    let mut spec_problem = validation
+        .as_ref()
+        .err()
+        .map(|error| SpecProblem { reason: error.reason(), message: error.to_string() });
+
+    // build and apply, only for a valid spec: an invalid one leaves the cluster as it runs.
+    if let Ok(valid) = &validation {
+        build_and_apply(ctx, cluster, &owner, valid, &topology).await?;
+        if let Some(primary) = &topology.blocked_removal {
+            spec_problem = Some(SpecProblem {
+                reason: "ScaleDownBlocked",
+                message: format!(
+                    "{primary} is the primary: create a Switchover to a lower instance before scaling below it"
+                ),
+            });
+        }
+    }
+
+    // observe
+    // A valid spec: the desired instances, plus surplus ones that stay (a primary waiting
+    // for a switchover). An invalid one built nothing, so only what already exists.
+    let observed: Vec<String> = if validation.is_ok() {
+        let desired: Vec<String> =
+            topology.apply.iter().map(|(n, _)| names::instance(&owner.name, *n)).collect();
+        let staying =
+            existing.iter().filter(|name| !topology.remove.contains(name) && !desired.contains(name));
+        desired.iter().chain(staying).cloned().collect()
+    } else {
+        existing.clone()
+    };
+    let password = apply::read_password(ctx, &owner.namespace, &names::secret_superuser(&owner.name)).await?;
+    let (instances, pods) = observe_instances(ctx, &owner, &observed, password.as_deref()).await?;
+
+    // update status
+    let computed = status::compute(&Observation {
+        cluster: &owner.name,
+        generation: cluster.metadata.generation,
+        desired_instances: cluster.spec.instances,
+        instances,
+        spec_problem,
+        previous: &previous,
+        now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    });
+    for (instance, change) in &computed.role_labels {
+        if let Some(pod) = pods.iter().find(|pod| pod.name_any() == names::pod(instance)) {
+            apply::label_role(ctx, &owner.namespace, pod, *change).await?;
+        }
+    }
+    if validation.is_ok() {
+        maintain_slots(ctx, &owner, cluster, &computed.status, &pods, password.as_deref()).await;
+    }
+    record_instance_metrics(ctx, &owner, &computed.status);
+    if computed.status != previous {
+        apply::write_status(ctx, cluster, &computed.status).await?;
+    }
+    let changed = status::transitions(&previous.conditions, &computed.status.conditions);
+    apply::publish_transitions(ctx, cluster, &changed).await;
+
+    let progressing = computed
+        .status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::CONDITION_PROGRESSING && c.status == "True");
+    Ok(next_action(validation.is_ok(), observed.is_empty(), progressing, ctx.config.observe_interval))
+}
+
+/// When to look again. Never fast for a refused spec: nothing is being built, so there is
+/// nothing to wait for but the user (and the status of what already runs).
+fn next_action(
+    spec_valid: bool,
+    nothing_runs: bool,
+    progressing: bool,
+    observe_interval: Duration,
+) -> Action {
+    match (spec_valid, nothing_runs, progressing) {
+        (false, true, _) => Action::await_change(),
+        (true, _, true) => Action::requeue(PROGRESS_INTERVAL),
+        _ => Action::requeue(observe_interval),
+    }
+}
+
+async fn build_and_apply(
+    ctx: &Context,
+    cluster: &PgCluster,
+    owner: &Owner,
+    valid: &ValidSpec,
+    topology: &topology::Topology,
+) -> Result<()> {
+    apply::ensure_secrets(ctx, owner, cluster, valid).await?;
+    apply::apply(ctx, owner, &builders::config_map::build(owner, valid), "applying the ConfigMap").await?;
+    for service in builders::services::build(owner) {
+        apply::apply(ctx, owner, &service, "applying a Service").await?;
+    }
+    for (ordinal, bootstrap) in &topology.apply {
+        let input = InstanceInput { ordinal: *ordinal, bootstrap: *bootstrap };
+        let statefulset = builders::statefulset::build(owner, &cluster.spec, valid, input);
+        apply::apply(ctx, owner, &statefulset, "applying a StatefulSet").await?;
+    }
+    for instance in &topology.remove {
+        apply::remove_instance(ctx, owner, instance).await?;
+    }
+    if let Some(redis) = &cluster.spec.redis.managed {
+        let objects = builders::redis::build(owner, redis);
+        apply::apply(ctx, owner, &objects.config_map, "applying the Redis ConfigMap").await?;
+        apply::apply(ctx, owner, &objects.volume_claim, "applying the Redis volume claim").await?;
+        apply::apply(ctx, owner, &objects.deployment, "applying the Redis Deployment").await?;
+        apply::apply(ctx, owner, &objects.service, "applying the Redis Service").await?;
+    }
+    Ok(())
+}
+
+/// Pod readiness and what PostgreSQL says, per instance. PostgreSQL is asked only on a
+/// running pod; an instance that does not answer is observed as unreachable, not an error.
+async fn observe_instances(
+    ctx: &Context,
+    owner: &Owner,
+    instances: &[String],
+    password: Option<&str>,
+) -> Result<(Vec<InstanceObservation>, Vec<Pod>)> {
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let mut observations = Vec::new();
+    let mut pods = Vec::new();
+    for instance in instances {
+        let pod = pods_api
+            .get_opt(&names::pod(instance))
+            .await
+            .map_err(|source| Error::Kube { action: "reading an instance pod", source })?;
+        let pod_ready = pod.as_ref().is_some_and(is_ready);
+        let pod_ip = pod.as_ref().and_then(|p| p.status.as_ref()).and_then(|s| s.pod_ip.clone());
+        let postgres = match (pod_ip, password) {
+            (Some(host), Some(password)) => {
+                let connection =
+                    Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
+                match observe::instance_state(&connection).await {
+                    Ok(state) => Some(state),
+                    Err(error) => {
+                        debug!(instance, %error, "PostgreSQL did not answer");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        observations.push(InstanceObservation { name: instance.clone(), pod_ready, postgres });
+        pods.extend(pod);
+    }
+    Ok((observations, pods))
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Gives the primary one slot per other instance and drops slots of removed instances. A
+/// failure is logged and retried next time: standbys keep streaming meanwhile (wal_keep_size).
+async fn maintain_slots(
+    ctx: &Context,
+    owner: &Owner,
+    cluster: &PgCluster,
+    status: &crate::crd::PgClusterStatus,
+    pods: &[Pod],
+    password: Option<&str>,
+) {
+    let primary =
+        status.instances.iter().find(|i| i.role == crate::crd::pgcluster::InstanceRole::Primary && i.ready);
+    let (Some(primary), Some(password)) = (primary, password) else { return };
+    if status.current_primary.as_deref() != Some(primary.name.as_str()) {
+        return;
+    }
+    let pod_ip = pods
+        .iter()
+        .find(|pod| pod.name_any() == names::pod(&primary.name))
+        .and_then(|pod| pod.status.as_ref())
+        .and_then(|s| s.pod_ip.clone());
+    let Some(host) = pod_ip else { return };
+    let wanted = topology::plan(&owner.name, cluster.spec.instances, &[], Some(&primary.name)).slots;
+    let connection = Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
+    if let Err(error) = observe::reconcile_slots(&connection, &wanted, &owner.name).await {
+        warn!(primary = %primary.name, %error, "could not reconcile replication slots");
+    }
+}
+
+fn record_instance_metrics(ctx: &Context, owner: &Owner, status: &crate::crd::PgClusterStatus) {
+    use crate::crd::pgcluster::InstanceRole;
+    for instance in &status.instances {
+        let labels = InstanceLabels {
+            namespace: owner.namespace.clone(),
+            cluster: owner.name.clone(),
+            instance: instance.name.clone(),
+        };
+        let is_primary = match instance.role {
+            InstanceRole::Primary => Some(true),
+            InstanceRole::Standby => Some(false),
+            InstanceRole::Unknown => None,
+        };
+        ctx.metrics.instance(labels, is_primary, instance.replay_lag_bytes);
+    }
+    let present: Vec<String> = status.instances.iter().map(|i| i.name.clone()).collect();
+    ctx.metrics.retain_instances(&owner.namespace, &owner.name, &present);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OBSERVE: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn refused_spec_never_hot_loops() {
+        assert_eq!(next_action(false, true, true, OBSERVE), Action::await_change());
+        assert_eq!(next_action(false, false, true, OBSERVE), Action::requeue(OBSERVE));
+    }
+
+    #[test]
+    fn progress_is_watched_closely_and_steady_state_slowly() {
+        assert_eq!(next_action(true, false, true, OBSERVE), Action::requeue(PROGRESS_INTERVAL));
+        assert_eq!(next_action(true, false, false, OBSERVE), Action::requeue(OBSERVE));
+    }
+}

@@ -1,0 +1,134 @@
+//! Names and labels of everything a PgCluster owns. One place, so that the builders, the
+//! controller and the e2e tests agree on them.
+
+use std::collections::BTreeMap;
+
+/// Labels every child object carries.
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Cluster a child belongs to.
+pub const LABEL_CLUSTER: &str = "relevo.dev/cluster";
+/// PostgreSQL instance (`<cluster>-<N>`) a pod, StatefulSet or PVC belongs to.
+pub const LABEL_PG_INSTANCE: &str = "relevo.dev/instance";
+/// Role of a pod, set by the operator from what PostgreSQL reports; never part of a
+/// StatefulSet template, so that a role change never restarts a pod.
+pub const LABEL_ROLE: &str = "relevo.dev/role";
+
+/// Value of `app.kubernetes.io/name`.
+pub const APP_NAME: &str = "relevo";
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "relevo";
+
+/// Value of [`LABEL_ROLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleLabel {
+    Primary,
+    Standby,
+}
+
+impl RoleLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleLabel::Primary => "primary",
+            RoleLabel::Standby => "standby",
+        }
+    }
+}
+
+/// Name of instance `ordinal` (1-based): its StatefulSet and the `relevo.dev/instance` label.
+pub fn instance(cluster: &str, ordinal: i32) -> String {
+    format!("{cluster}-{ordinal}")
+}
+
+/// The single pod of an instance's StatefulSet.
+pub fn pod(instance: &str) -> String {
+    format!("{instance}-0")
+}
+
+/// Ordinal of an instance name of this cluster, e.g. ("demo", "demo-2") -> Some(2).
+pub fn ordinal(cluster: &str, instance: &str) -> Option<i32> {
+    let suffix = instance.strip_prefix(cluster)?.strip_prefix('-')?;
+    suffix.parse().ok().filter(|n| *n >= 1 && !suffix.starts_with('0'))
+}
+
+pub fn service_rw(cluster: &str) -> String {
+    format!("{cluster}-rw")
+}
+pub fn service_ro(cluster: &str) -> String {
+    format!("{cluster}-ro")
+}
+pub fn service_r(cluster: &str) -> String {
+    format!("{cluster}-r")
+}
+/// Headless Service that gives pods their DNS names; also the StatefulSets' serviceName.
+pub fn service_headless(cluster: &str) -> String {
+    cluster.to_string()
+}
+pub fn config_map(cluster: &str) -> String {
+    format!("{cluster}-config")
+}
+pub fn secret_superuser(cluster: &str) -> String {
+    format!("{cluster}-superuser")
+}
+pub fn secret_replication(cluster: &str) -> String {
+    format!("{cluster}-replication")
+}
+pub fn secret_app(cluster: &str) -> String {
+    format!("{cluster}-app")
+}
+/// Name of the managed Redis' Deployment, Service, PVC, ConfigMap and Secret.
+pub fn redis(cluster: &str) -> String {
+    format!("{cluster}-redis")
+}
+
+/// Pod DNS name of an instance through the headless Service, as pgBackRest and certificates
+/// need it (pgBackRest 2.45 does not match IP SANs).
+pub fn pod_fqdn(cluster: &str, instance: &str, namespace: &str) -> String {
+    format!("{}.{}.{namespace}.svc", pod(instance), service_headless(cluster))
+}
+
+/// Labels shared by every object of a cluster.
+pub fn cluster_labels(cluster: &str, component: &str) -> BTreeMap<String, String> {
+    [
+        (LABEL_NAME, APP_NAME),
+        (LABEL_INSTANCE, cluster),
+        (LABEL_COMPONENT, component),
+        (LABEL_MANAGED_BY, "relevo-operator"),
+        (LABEL_CLUSTER, cluster),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Selector of every PostgreSQL pod of a cluster. Deliberately small and stable: selectors
+/// of StatefulSets are immutable.
+pub fn postgres_selector(cluster: &str) -> BTreeMap<String, String> {
+    [(LABEL_CLUSTER, cluster), (LABEL_COMPONENT, "postgres")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinals_round_trip_and_reject_strangers() {
+        assert_eq!(ordinal("demo", &instance("demo", 3)), Some(3));
+        assert_eq!(ordinal("demo", "demo-0"), None);
+        assert_eq!(ordinal("demo", "demo-02"), None);
+        assert_eq!(ordinal("demo", "demo-x"), None);
+        assert_eq!(ordinal("demo", "demox-1"), None);
+        // A cluster whose name is another's prefix must not claim its instances.
+        assert_eq!(ordinal("demo", "demo-2-1"), None);
+    }
+
+    #[test]
+    fn pod_dns_goes_through_the_headless_service() {
+        assert_eq!(pod_fqdn("demo", "demo-2", "db"), "demo-2-0.demo.db.svc");
+    }
+}

@@ -1,0 +1,96 @@
+//! The operator's connections to PostgreSQL (tokio-postgres, as the superuser, over the pod
+//! network): each instance's role, timeline and LSN, and the primary's replication slots.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::instance::layout;
+use crate::switchover::Lsn;
+
+use super::status::PostgresState;
+
+/// One query answers everything the status needs. The timeline of a standby is the one it
+/// receives (its checkpoint timeline lags until the next restartpoint).
+const STATE_QUERY: &str = "SELECT pg_is_in_recovery(), \
+     COALESCE((SELECT received_tli FROM pg_stat_wal_receiver WHERE pg_is_in_recovery()), \
+              (SELECT timeline_id FROM pg_control_checkpoint()))::int8, \
+     (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text";
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Connection<'a> {
+    pub host: String,
+    pub superuser_password: &'a str,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Connection<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("host", &self.host).finish_non_exhaustive()
+    }
+}
+
+/// An error from PostgreSQL or from the way to it.
+pub type PgError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn connect(connection: &Connection<'_>) -> Result<Client, PgError> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&connection.host)
+        .port(layout::POSTGRES_PORT as u16)
+        .user(layout::SUPERUSER)
+        .password(connection.superuser_password)
+        .dbname("postgres")
+        .application_name("relevo-operator")
+        .connect_timeout(connection.timeout);
+    let (client, conn) = tokio::time::timeout(connection.timeout, config.connect(NoTls)).await??;
+    // The connection task ends when the client is dropped.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Role, timeline and LSN of one instance.
+pub async fn instance_state(connection: &Connection<'_>) -> Result<PostgresState, PgError> {
+    let client = connect(connection).await?;
+    let row = tokio::time::timeout(connection.timeout, client.query_one(STATE_QUERY, &[])).await??;
+    let lsn: Option<String> = row.get(2);
+    Ok(PostgresState {
+        in_recovery: row.get(0),
+        timeline: row.get(1),
+        lsn: lsn.map(|text| text.parse::<Lsn>()).transpose()?,
+    })
+}
+
+/// Makes the primary hold exactly `wanted` among relevo's slots: creates missing ones
+/// (reserving WAL at once, so a clone started now finds it), drops `stale` ones that no
+/// standby uses. An active slot is never dropped; it is retried on a later reconcile.
+pub async fn reconcile_slots(
+    connection: &Connection<'_>,
+    wanted: &BTreeSet<String>,
+    cluster: &str,
+) -> Result<(), PgError> {
+    let client = connect(connection).await?;
+    let present: Vec<String> = client
+        .query("SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical'", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for slot in wanted.iter().filter(|slot| !present.contains(slot)) {
+        client.execute("SELECT pg_create_physical_replication_slot($1, true)", &[slot]).await?;
+    }
+    for slot in super::topology::stale_slots(cluster, &present, wanted) {
+        client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND NOT active",
+                &[slot],
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+
+fn at(seconds: i64) -> Time {
+    Time(Timestamp::from_second(1_760_000_000 + seconds).unwrap())
+}
+
+fn primary(name: &str, timeline: i64, lsn: u64) -> InstanceObservation {
+    InstanceObservation {
+        name: name.into(),
+        pod_ready: true,
+        postgres: Some(PostgresState { in_recovery: false, timeline: Some(timeline), lsn: Some(Lsn(lsn)) }),
+    }
+}
+
+fn standby(name: &str, lsn: u64) -> InstanceObservation {
+    InstanceObservation {
+        name: name.into(),
+        pod_ready: true,
+        postgres: Some(PostgresState { in_recovery: true, timeline: Some(1), lsn: Some(Lsn(lsn)) }),
+    }
+}
+
+fn unreachable(name: &str) -> InstanceObservation {
+    InstanceObservation { name: name.into(), pod_ready: false, postgres: None }
+}
+
+fn observe(previous: &PgClusterStatus, desired: i32, instances: Vec<InstanceObservation>) -> ComputedStatus {
+    compute(&Observation {
+        cluster: "demo",
+        generation: Some(4),
+        desired_instances: desired,
+        instances,
+        spec_problem: None,
+        previous,
+        now: at(100),
+    })
+}
+
+fn condition<'a>(status: &'a PgClusterStatus, kind: &str) -> &'a Condition {
+    status.conditions.iter().find(|c| c.type_ == kind).unwrap()
+}
+
+fn label(computed: &ComputedStatus, instance: &str) -> RoleLabelChange {
+    computed.role_labels.iter().find(|(name, _)| name == instance).unwrap().1
+}
+
+fn with_primary(name: &str) -> PgClusterStatus {
+    PgClusterStatus { current_primary: Some(name.into()), ..PgClusterStatus::default() }
+}
+
+#[test]
+fn healthy_pair_is_ready_with_lag_measured_from_the_primary() {
+    let computed =
+        observe(&with_primary("demo-1"), 2, vec![standby("demo-2", 900), primary("demo-1", 1, 1000)]);
+    let status = &computed.status;
+    assert_eq!(status.current_primary.as_deref(), Some("demo-1"));
+    assert_eq!(status.phase, Some(ClusterPhase::Ready));
+    assert_eq!(condition(status, "Ready").status, "True");
+    assert_eq!(condition(status, "Degraded").status, "False");
+    assert_eq!(condition(status, "Progressing").status, "False");
+    assert_eq!(condition(status, "Ready").observed_generation, Some(4));
+    let names: Vec<_> = status.instances.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["demo-1", "demo-2"], "instances are listed in ordinal order");
+    assert_eq!(status.instances[1].replay_lag_bytes, Some(100));
+    assert_eq!(status.instances[1].role, InstanceRole::Standby);
+    assert_eq!(status.instances[0].lsn.as_deref(), Some("0/3E8"));
+    assert_eq!(label(&computed, "demo-1"), RoleLabelChange::Set(RoleLabel::Primary));
+    assert_eq!(label(&computed, "demo-2"), RoleLabelChange::Set(RoleLabel::Standby));
+}
+
+#[test]
+fn first_primary_is_found_during_bootstrap() {
+    let computed =
+        observe(&PgClusterStatus::default(), 2, vec![primary("demo-1", 1, 10), unreachable("demo-2")]);
+    assert_eq!(computed.status.current_primary.as_deref(), Some("demo-1"));
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Degraded));
+    assert_eq!(condition(&computed.status, "Degraded").reason, "InstancesNotReady");
+    assert_eq!(label(&computed, "demo-2"), RoleLabelChange::Keep);
+}
+
+#[test]
+fn nothing_yet_is_pending_then_initializing() {
+    let empty = observe(&PgClusterStatus::default(), 2, vec![]);
+    assert_eq!(empty.status.phase, Some(ClusterPhase::Pending));
+    assert_eq!(condition(&empty.status, "Progressing").reason, "Bootstrapping");
+    assert_eq!(condition(&empty.status, "Degraded").status, "False", "bootstrapping is not degraded");
+
+    let starting = observe(&PgClusterStatus::default(), 2, vec![unreachable("demo-1")]);
+    assert_eq!(starting.status.phase, Some(ClusterPhase::Initializing));
+    assert_eq!(starting.status.current_primary, None);
+}
+
+#[test]
+fn split_brain_keeps_only_the_known_primary_labelled() {
+    let computed =
+        observe(&with_primary("demo-1"), 2, vec![primary("demo-1", 1, 50), primary("demo-2", 2, 60)]);
+    assert_eq!(label(&computed, "demo-1"), RoleLabelChange::Set(RoleLabel::Primary));
+    assert_eq!(label(&computed, "demo-2"), RoleLabelChange::Remove);
+    let primaries =
+        computed.role_labels.iter().filter(|(_, c)| *c == RoleLabelChange::Set(RoleLabel::Primary));
+    assert_eq!(primaries.count(), 1);
+    let degraded = condition(&computed.status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "SplitBrain"));
+    assert!(degraded.message.contains("demo-1") && degraded.message.contains("demo-2"));
+    assert_eq!(condition(&computed.status, "Ready").status, "False");
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Degraded));
+}
+
+#[test]
+fn split_brain_without_a_known_primary_prefers_the_unique_highest_timeline() {
+    let computed =
+        observe(&PgClusterStatus::default(), 2, vec![primary("demo-1", 1, 50), primary("demo-2", 2, 60)]);
+    assert_eq!(label(&computed, "demo-2"), RoleLabelChange::Set(RoleLabel::Primary));
+    assert_eq!(label(&computed, "demo-1"), RoleLabelChange::Remove);
+}
+
+#[test]
+fn split_brain_on_one_timeline_labels_nobody_primary() {
+    let computed =
+        observe(&with_primary("demo-3"), 3, vec![primary("demo-1", 2, 50), primary("demo-2", 2, 60)]);
+    assert_eq!(label(&computed, "demo-1"), RoleLabelChange::Remove);
+    assert_eq!(label(&computed, "demo-2"), RoleLabelChange::Remove);
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Unavailable));
+    assert_eq!(condition(&computed.status, "Degraded").reason, "SplitBrain");
+}
+
+#[test]
+fn lost_primary_is_unavailable_and_keeps_its_label_and_name() {
+    let computed = observe(&with_primary("demo-1"), 2, vec![unreachable("demo-1"), standby("demo-2", 10)]);
+    assert_eq!(computed.status.current_primary.as_deref(), Some("demo-1"));
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Unavailable));
+    assert_eq!(label(&computed, "demo-1"), RoleLabelChange::Keep);
+    let degraded = condition(&computed.status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "PrimaryUnavailable"));
+    assert_eq!(computed.status.instances[1].replay_lag_bytes, None, "no primary LSN to measure against");
+}
+
+#[test]
+fn scaling_up_is_progressing() {
+    let computed = observe(&with_primary("demo-1"), 3, vec![primary("demo-1", 1, 10), standby("demo-2", 10)]);
+    let progressing = condition(&computed.status, "Progressing");
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("True", "Scaling"));
+    assert_eq!(condition(&computed.status, "Ready").status, "False");
+}
+
+#[test]
+fn refused_spec_is_degraded_with_its_reason_while_the_cluster_keeps_serving() {
+    let previous = with_primary("demo-1");
+    let computed = compute(&Observation {
+        cluster: "demo",
+        generation: Some(5),
+        desired_instances: 2,
+        instances: vec![primary("demo-1", 1, 10), standby("demo-2", 10)],
+        spec_problem: Some(SpecProblem {
+            reason: "ParameterOwnedByRelevo",
+            message: "spec.postgresql.parameters.wal_level: owned by relevo".into(),
+        }),
+        previous: &previous,
+        now: at(0),
+    });
+    let degraded = condition(&computed.status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ParameterOwnedByRelevo"));
+    assert!(degraded.message.contains("wal_level"));
+    assert_eq!(degraded.observed_generation, Some(5));
+    assert_eq!(condition(&computed.status, "Ready").status, "True");
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Degraded));
+}
+
+#[test]
+fn transition_time_moves_only_when_the_status_changes() {
+    let first = observe(&with_primary("demo-1"), 2, vec![primary("demo-1", 1, 10), standby("demo-2", 10)]);
+    let mut later_previous = first.status.clone();
+    for condition in &mut later_previous.conditions {
+        condition.last_transition_time = at(-500);
+    }
+    let same = observe(&later_previous, 2, vec![primary("demo-1", 1, 20), standby("demo-2", 20)]);
+    assert_eq!(condition(&same.status, "Ready").last_transition_time, at(-500));
+    assert!(transitions(&later_previous.conditions, &same.status.conditions).is_empty());
+
+    let worse = observe(&later_previous, 2, vec![primary("demo-1", 1, 20), unreachable("demo-2")]);
+    assert_eq!(condition(&worse.status, "Ready").last_transition_time, at(100));
+    let changed: Vec<_> = transitions(&later_previous.conditions, &worse.status.conditions)
+        .iter()
+        .map(|c| c.type_.as_str())
+        .collect();
+    assert_eq!(changed, ["Ready", "Degraded"]);
+}
+
+#[test]
+fn last_backup_survives_a_status_recomputation() {
+    let previous = PgClusterStatus {
+        current_primary: Some("demo-1".into()),
+        last_backup: Some(crate::crd::pgcluster::LastBackup {
+            name: "demo-full-1".into(),
+            label: None,
+            completion_time: None,
+        }),
+        ..PgClusterStatus::default()
+    };
+    let computed = observe(&previous, 1, vec![primary("demo-1", 1, 10)]);
+    assert_eq!(computed.status.last_backup, previous.last_backup);
+}

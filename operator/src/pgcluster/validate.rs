@@ -1,0 +1,168 @@
+//! What the CRD schema cannot judge about a PgCluster. Pure: the controller calls
+//! [`validate`] before building anything, and a refusal becomes a Degraded condition that
+//! names the field, then waits for the spec to change.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::ResourceExt;
+
+use crate::crd::PgCluster;
+use crate::crd::pgcluster::InitdbSpec;
+use crate::duration::{self, DurationError};
+
+use super::parameters;
+
+/// Longest PgCluster name: `<name>-9-0` must fit a 63-character hostname, and StatefulSet
+/// `<name>-9` plus its 11-character controller-revision-hash suffix must fit a label value.
+pub const MAX_CLUSTER_NAME_LEN: usize = 50;
+
+/// A spec relevo refuses. Each variant names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("metadata.name: {name:?} is longer than {MAX_CLUSTER_NAME_LEN} characters")]
+    NameTooLong { name: String },
+
+    #[error("spec.postgresql.parameters.{parameter}: owned by relevo ({reason})")]
+    OwnedParameter { parameter: String, reason: &'static str },
+
+    #[error(
+        "spec.postgresql.parameters.{parameter}: not a parameter name (lower-case letters, digits, _ and one optional '.')"
+    )]
+    InvalidParameterName { parameter: String },
+
+    #[error("spec.postgresql.parameters.{parameter}: {reason}")]
+    InvalidParameterValue { parameter: String, reason: &'static str },
+
+    #[error("spec.postgresql.parameters.{parameter}: {value} is below {minimum} (one per instance plus {spare} for cloning and backups)", spare = parameters::SPARE_WAL_SENDERS)]
+    TooSmall { parameter: String, value: i64, minimum: i64 },
+
+    #[error("{field}: {source}")]
+    InvalidDuration {
+        field: &'static str,
+        #[source]
+        source: DurationError,
+    },
+
+    #[error("spec.bootstrap.recovery: restoring from a backup is not supported yet; use bootstrap.initdb")]
+    RecoveryNotSupported,
+
+    #[error("spec.bootstrap: set exactly one of initdb and recovery")]
+    AmbiguousBootstrap,
+
+    #[error("spec.redis: set exactly one of managed and external")]
+    AmbiguousRedis,
+}
+
+impl SpecError {
+    /// Machine-readable reason for the Degraded condition: bounded, CamelCase.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SpecError::NameTooLong { .. } => "NameTooLong",
+            SpecError::OwnedParameter { .. } => "ParameterOwnedByRelevo",
+            SpecError::InvalidParameterName { .. } | SpecError::InvalidParameterValue { .. } => {
+                "InvalidParameter"
+            }
+            SpecError::TooSmall { .. } => "ParameterTooSmall",
+            SpecError::InvalidDuration { .. } => "InvalidDuration",
+            SpecError::RecoveryNotSupported => "RecoveryNotSupported",
+            SpecError::AmbiguousBootstrap => "AmbiguousBootstrap",
+            SpecError::AmbiguousRedis => "AmbiguousRedis",
+        }
+    }
+}
+
+/// A spec that passed validation, with the values the builders need already parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSpec {
+    /// postgresql.conf parameters: defaults with the user's values merged over.
+    pub parameters: BTreeMap<String, String>,
+    /// How long the primary must be unreachable before failover.
+    pub failover_delay: Duration,
+    /// Application database and owner created at bootstrap.
+    pub initdb: InitdbSpec,
+}
+
+/// Validates a PgCluster whose schema defaults have been applied by the apiserver.
+pub fn validate(cluster: &PgCluster) -> Result<ValidSpec, SpecError> {
+    let name = cluster.name_any();
+    if name.len() > MAX_CLUSTER_NAME_LEN {
+        return Err(SpecError::NameTooLong { name });
+    }
+    let spec = &cluster.spec;
+
+    // The schema's CEL rules already enforce these; repeating them keeps the builders total
+    // even for objects that reach the operator without going through the apiserver (tests,
+    // an apiserver that skipped validation ratcheting).
+    if spec.redis.managed.is_some() == spec.redis.external.is_some() {
+        return Err(SpecError::AmbiguousRedis);
+    }
+    let initdb = match (&spec.bootstrap.initdb, &spec.bootstrap.recovery) {
+        (Some(initdb), None) => initdb.clone(),
+        (None, Some(_)) => return Err(SpecError::RecoveryNotSupported),
+        _ => return Err(SpecError::AmbiguousBootstrap),
+    };
+
+    let failover_delay = duration::parse(&spec.failover.delay)
+        .map_err(|source| SpecError::InvalidDuration { field: "spec.failover.delay", source })?;
+    let parameters = parameters::merge(&spec.postgresql.parameters, spec.instances)?;
+    Ok(ValidSpec { parameters, failover_delay, initdb })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgcluster::test_fixtures::cluster_from_yaml;
+
+    #[test]
+    fn minimal_cluster_is_valid_with_defaults() {
+        let cluster = cluster_from_yaml("spec: {}");
+        let valid = validate(&cluster).unwrap();
+        assert_eq!(valid.failover_delay, Duration::from_secs(5));
+        assert_eq!(valid.initdb, InitdbSpec::default());
+        assert_eq!(valid.parameters["wal_keep_size"], "512MB");
+    }
+
+    #[test]
+    fn owned_parameter_names_the_field() {
+        let cluster = cluster_from_yaml("spec: {postgresql: {parameters: {wal_level: minimal}}}");
+        let error = validate(&cluster).unwrap_err();
+        assert_eq!(error.reason(), "ParameterOwnedByRelevo");
+        assert!(error.to_string().starts_with("spec.postgresql.parameters.wal_level: owned by relevo"));
+    }
+
+    #[test]
+    fn wal_senders_follow_the_instance_count() {
+        let yaml = "spec: {instances: 5, postgresql: {parameters: {max_wal_senders: '6'}}}";
+        let error = validate(&cluster_from_yaml(yaml)).unwrap_err();
+        assert_eq!(error, SpecError::TooSmall { parameter: "max_wal_senders".into(), value: 6, minimum: 7 });
+    }
+
+    #[test]
+    fn bad_failover_delay_is_refused() {
+        let error = validate(&cluster_from_yaml("spec: {failover: {delay: soon}}")).unwrap_err();
+        assert!(matches!(error, SpecError::InvalidDuration { field: "spec.failover.delay", .. }));
+        assert!(error.to_string().starts_with("spec.failover.delay: "));
+    }
+
+    #[test]
+    fn recovery_is_refused_until_backups_land() {
+        let yaml = "spec: {bootstrap: {recovery: {source: other}}}";
+        assert_eq!(validate(&cluster_from_yaml(yaml)), Err(SpecError::RecoveryNotSupported));
+    }
+
+    #[test]
+    fn both_redis_kinds_are_refused() {
+        let yaml = "spec: {redis: {managed: {}, external: {url: 'redis://r:6379'}}}";
+        assert_eq!(validate(&cluster_from_yaml(yaml)), Err(SpecError::AmbiguousRedis));
+    }
+
+    #[test]
+    fn long_names_are_refused() {
+        let mut cluster = cluster_from_yaml("spec: {}");
+        cluster.metadata.name = Some("a".repeat(MAX_CLUSTER_NAME_LEN + 1));
+        assert!(matches!(validate(&cluster), Err(SpecError::NameTooLong { .. })));
+        cluster.metadata.name = Some("a".repeat(MAX_CLUSTER_NAME_LEN));
+        assert!(validate(&cluster).is_ok());
+    }
+}

@@ -1,0 +1,49 @@
+//! Rebuilding an instance as a standby of a new primary: pg_rewind, falling back to
+//! pg_basebackup, in Rust rather than shell.
+//!
+//! - `plan`: the pure planner (data directory state in, ordered steps out);
+//! - `controldata`, `standby_config`: pure parsing and file rewriting;
+//! - `process`: running PostgreSQL's tools with deadlines, no shell, no secrets in argv;
+//! - `exec`: the executor that inspects, plans and runs.
+//!
+//! The switchover machine requests a rebuild (`Step::Rebuild`) by setting a marker on the
+//! instance; the instance's init step runs [`exec::Executor::rebuild`] before PostgreSQL
+//! starts. The integration test in `pg_tests` runs all of it against real PostgreSQL 15.
+
+pub mod controldata;
+pub mod exec;
+pub mod plan;
+pub mod process;
+pub mod standby_config;
+
+#[cfg(test)]
+mod pg_tests;
+
+pub use exec::{Executor, RebuildReport, RebuildSource, StartMode};
+pub use plan::{ClusterState, DataDirState, RebuildInput, RebuildStep, plan};
+
+/// Why a rebuild step failed. Messages carry the tool's last output lines, with passwords in
+/// connection strings masked.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("could not run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {output}")]
+    Failed { program: String, status: String, output: String },
+    #[error("{program} did not finish within {after:?}: {output}")]
+    TimedOut { program: String, after: std::time::Duration, output: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("PostgreSQL is running on this data directory (pid {pid}); stop it before a rebuild")]
+    PostgresRunning { pid: String },
+    #[error("{0}")]
+    Unexpected(String),
+}

@@ -1,0 +1,121 @@
+//! Which standby may be promoted, and why another may not. Pure, shared by the machine and by
+//! `failover_decision`.
+
+use std::cmp::Ordering;
+
+use crate::switchover::model::{InstanceView, Observed};
+
+/// Why `target` cannot take over from a healthy `primary` in a planned switchover, if it can't:
+/// it must be reachable, ready, in recovery, streaming from the primary, on its timeline, and
+/// at most `max_lag_bytes` of replay behind it.
+pub(crate) fn planned_target_problem(
+    target: &InstanceView,
+    primary: &InstanceView,
+    max_lag_bytes: u64,
+) -> Option<String> {
+    let name = &target.name;
+    if !target.reachable {
+        return Some(format!("target {name} is not reachable"));
+    }
+    if !target.ready {
+        return Some(format!("target {name} is not ready"));
+    }
+    if target.in_recovery != Some(true) {
+        return Some(format!("target {name} is not a standby"));
+    }
+    if target.streams_from.as_deref() != Some(primary.name.as_str()) {
+        return Some(format!("target {name} is not streaming from the primary {}", primary.name));
+    }
+    if let (Some(t), Some(p)) = (target.timeline, primary.timeline)
+        && t != p
+    {
+        return Some(format!("target {name} is on timeline {t}, the primary on {p}"));
+    }
+    let (Some(primary_lsn), Some(replayed)) = (primary.current_lsn, target.replay_lsn) else {
+        return Some(format!("the replication lag of target {name} is unknown"));
+    };
+    let lag = primary_lsn.bytes_after(replayed);
+    if lag > max_lag_bytes {
+        return Some(format!(
+            "target {name} is too far behind: {lag} bytes of WAL to replay (max {max_lag_bytes})"
+        ));
+    }
+    None
+}
+
+/// Orders by replay LSN, then received LSN, then name ascending (so the *greatest* is the
+/// best, and equal positions pick the first name deterministically).
+fn by_replay(a: &InstanceView, b: &InstanceView) -> Ordering {
+    (a.replay_lsn, a.receive_lsn).cmp(&(b.replay_lsn, b.receive_lsn)).then_with(|| b.name.cmp(&a.name))
+}
+
+/// Orders a lost primary's standbys by how much of its WAL they hold: timeline, then the most
+/// WAL received or replayed (promotion replays everything received, so that is what survives),
+/// then replay LSN, then name ascending.
+fn by_wal_held(a: &InstanceView, b: &InstanceView) -> Ordering {
+    (a.timeline, a.wal_end(), a.replay_lsn)
+        .cmp(&(b.timeline, b.wal_end(), b.replay_lsn))
+        .then_with(|| b.name.cmp(&a.name))
+}
+
+/// The most caught-up healthy standby of a healthy primary (highest replay LSN; ties by name).
+pub fn planned_candidate<'a>(
+    observed: &'a Observed,
+    primary: &InstanceView,
+    max_lag_bytes: u64,
+) -> Result<&'a InstanceView, String> {
+    let standbys: Vec<&InstanceView> = observed.instances.iter().filter(|i| i.name != primary.name).collect();
+    let healthy = standbys.iter().copied().filter(|i| planned_target_problem(i, primary, u64::MAX).is_none());
+    let Some(best) = healthy.max_by(|a, b| by_replay(a, b)) else {
+        return Err("no healthy standby to promote".into());
+    };
+    match planned_target_problem(best, primary, max_lag_bytes) {
+        None => Ok(best),
+        Some(problem) => Err(format!("no healthy standby close enough to promote: {problem}")),
+    }
+}
+
+/// Why a standby of a lost primary cannot be promoted, if it can't: it must be reachable,
+/// ready and in recovery (it cannot stream from a primary that is gone).
+pub(crate) fn failover_target_problem(target: &InstanceView) -> Option<String> {
+    let name = &target.name;
+    if !target.reachable {
+        Some(format!("target {name} is not reachable"))
+    } else if !target.ready {
+        Some(format!("target {name} is not ready"))
+    } else if target.in_recovery != Some(true) {
+        Some(format!("target {name} is not a standby"))
+    } else {
+        None
+    }
+}
+
+/// The healthy standby holding the most WAL of the lost primary `lost`.
+pub fn failover_candidate<'a>(observed: &'a Observed, lost: &str) -> Option<&'a InstanceView> {
+    observed
+        .instances
+        .iter()
+        .filter(|i| i.name != lost && failover_target_problem(i).is_none())
+        .max_by(|a, b| by_wal_held(a, b))
+}
+
+/// Why an explicitly requested failover target may not be promoted: unhealthy, or more than
+/// `max_lag_bytes` behind the best candidate (promoting it would drop WAL another standby has).
+pub(crate) fn failover_target_check(
+    observed: &Observed,
+    lost: &str,
+    target: &InstanceView,
+    max_lag_bytes: u64,
+) -> Option<String> {
+    if let Some(problem) = failover_target_problem(target) {
+        return Some(problem);
+    }
+    let best = failover_candidate(observed, lost)?;
+    let behind = best.wal_end()?.bytes_after(target.wal_end().unwrap_or_default());
+    (behind > max_lag_bytes).then(|| {
+        format!(
+            "target {} is too far behind: {behind} bytes less WAL than {} (max {max_lag_bytes})",
+            target.name, best.name
+        )
+    })
+}

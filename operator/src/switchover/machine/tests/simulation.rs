@@ -1,0 +1,168 @@
+//! Whole switchovers against the simulated cluster, with the operator crashing anywhere:
+//! the property that matters is "it completes, and there are never two primaries".
+
+use super::*;
+
+/// How the executor misbehaves at step number `at`.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    None,
+    /// The state was persisted, then the operator died before executing the step.
+    CrashBeforeExecute(usize),
+    /// The step ran, the operator died, and the restarted one runs it again.
+    ExecuteTwice(usize),
+    /// The operator died before persisting its decision (the step never ran).
+    CrashBeforePersist(usize),
+}
+
+struct Run {
+    state: SwitchoverState,
+    steps: Vec<Step>,
+    world: World,
+}
+
+fn run(request: &Request, observed: Observed, fault: Fault) -> Run {
+    let mut world = World::new(observed);
+    let mut state = SwitchoverState::default();
+    let mut steps = Vec::new();
+    for n in 0..200 {
+        let now = t(100 * n as i64);
+        let d = decide(request, &state, &world.observed, now);
+        assert_eq!(d, decide(request, &state, &world.observed, now), "pure: same input, same decision");
+        let persisted = !matches!(fault, Fault::CrashBeforePersist(k) if k == n);
+        if persisted {
+            state = d.state.clone();
+        }
+        let executed = persisted && !matches!(fault, Fault::CrashBeforeExecute(k) if k == n);
+        if executed {
+            world.apply(&d.step);
+            if matches!(fault, Fault::ExecuteTwice(k) if k == n) {
+                world.apply(&d.step);
+            }
+        }
+        let primaries = world.observed.primaries().len();
+        assert!(primaries <= 1, "two primaries after {:?} ({fault:?})", d.step);
+        world.settle();
+        steps.push(d.step.clone());
+        if state.phase.is_terminal() {
+            return Run { state, steps, world };
+        }
+    }
+    panic!("did not finish ({fault:?}): last steps {:?}", &steps[steps.len() - 5..]);
+}
+
+fn assert_converged(r: &Run, primary: &str) {
+    assert_eq!(r.state.phase, Phase::Completed, "{:?}\n{:?}", r.state, r.steps);
+    let c = &r.world.observed;
+    assert_eq!(c.primaries().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec![primary]);
+    for i in c.instances.iter().filter(|i| i.name != primary) {
+        assert_eq!(i.streams_from.as_deref(), Some(primary), "{} streams", i.name);
+        assert!(i.slots.is_empty() && !i.fence_marker, "{} clean: {i:?}", i.name);
+    }
+    let p = c.instance(primary).unwrap();
+    assert_eq!(p.checkpoint_timeline, p.timeline, "checkpoint on the new timeline");
+    assert_eq!(p.slots.len(), c.instances.len() - 1);
+}
+
+#[test]
+fn planned_switchover_end_to_end() {
+    let r = run(&planned("pg-2"), cluster(), Fault::None);
+    assert_converged(&r, "pg-2");
+    let kinds: Vec<String> =
+        r.steps.iter().map(|s| format!("{s:?}").split([' ', '{']).next().unwrap().to_string()).collect();
+    let order = ["Checkpoint", "Fence", "Promote", "MoveRoleLabels", "Checkpoint", "FixSlots", "Complete"];
+    let mut it = kinds.iter();
+    for want in order {
+        assert!(it.any(|k| k == want), "{want} missing or out of order in {kinds:?}");
+    }
+    assert!(!kinds.contains(&"Rebuild".to_string()), "a clean demotion needs no rewind: {kinds:?}");
+    assert_eq!(r.state.fence_lsn, Some(Lsn(1000)));
+    assert_eq!(r.state.promotion_timeline, Some(2));
+    assert!(r.state.write_unavailable.is_some());
+    assert!(r.state.duration().is_some());
+}
+
+#[test]
+fn failover_end_to_end() {
+    let mut c = cluster();
+    let p = inst(&mut c, "pg-1");
+    *p = InstanceView { name: "pg-1".into(), sts_replicas: 1, pod_exists: true, ..Default::default() };
+    inst(&mut c, "pg-3").receive_lsn = Some(Lsn(1001));
+    let r = run(&req(None, Mode::Failover), c, Fault::None);
+    assert_converged(&r, "pg-3");
+    assert!(r.steps.contains(&Step::ScaleToZero { instance: "pg-1".into() }));
+    assert!(r.steps.contains(&Step::Rebuild {
+        instance: "pg-1".into(),
+        source: "pg-3".into(),
+        token: "so-1".into()
+    }));
+    let scale = r.steps.iter().position(|s| matches!(s, Step::ScaleToZero { .. })).unwrap();
+    let promote = r.steps.iter().position(|s| matches!(s, Step::Promote { .. })).unwrap();
+    assert!(scale < promote, "fence before promotion");
+}
+
+#[test]
+fn failback_again_and_again() {
+    let mut observed = cluster();
+    for (round, (from, to)) in
+        [("pg-1", "pg-2"), ("pg-2", "pg-1"), ("pg-1", "pg-2"), ("pg-2", "pg-1")].into_iter().enumerate()
+    {
+        let mut request = planned(to);
+        request.name = format!("so-{round}");
+        let r = run(&request, observed, Fault::None);
+        assert_converged(&r, to);
+        assert_eq!(r.state.from.as_deref(), Some(from));
+        observed = r.world.observed;
+    }
+}
+
+#[test]
+fn an_operator_crash_anywhere_still_completes() {
+    let lost_primary = || {
+        let mut c = cluster();
+        let p = inst(&mut c, "pg-1");
+        *p = InstanceView { name: "pg-1".into(), sts_replicas: 1, pod_exists: true, ..Default::default() };
+        c
+    };
+    for (request, observed, primary) in
+        [(planned("pg-2"), cluster(), "pg-2"), (req(None, Mode::Failover), lost_primary(), "pg-2")]
+    {
+        let clean = run(&request, observed.clone(), Fault::None);
+        for k in 0..clean.steps.len() {
+            for fault in [Fault::CrashBeforeExecute(k), Fault::ExecuteTwice(k), Fault::CrashBeforePersist(k)]
+            {
+                let r = run(&request, observed.clone(), fault);
+                assert_converged(&r, primary);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_restart_recomputes_the_same_step_from_the_persisted_state() {
+    // Re-running the machine on what was persisted, without anything executed, must ask for
+    // the same action again (not skip it, not do something else).
+    let request = planned("pg-2");
+    let mut world = World::new(cluster());
+    let mut state = SwitchoverState::default();
+    for n in 0..40 {
+        let d = decide(&request, &state, &world.observed, t(10 * n));
+        let again = decide(&request, &d.state, &world.observed, t(10 * n + 5));
+        let waits = matches!(
+            d.step,
+            Step::WaitForFence { .. } | Step::WaitForCatchUp { .. } | Step::WaitForStandbys { .. }
+        );
+        let optional_checkpoint = d.state.phase == Phase::Pending; // the pre-fence checkpoint
+        if !waits && !optional_checkpoint && !d.state.phase.is_terminal() && d.step != Step::Complete {
+            assert_eq!(again.step, d.step, "after a restart at step {n}");
+        }
+        world.apply(&d.step);
+        world.settle();
+        state = d.state;
+        if state.phase.is_terminal() {
+            assert_eq!(state.phase, Phase::Completed);
+            return;
+        }
+    }
+    panic!("did not complete");
+}
