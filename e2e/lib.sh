@@ -1,0 +1,48 @@
+# Helpers of the e2e suite, sourced by its scripts. The suite runs against
+# whatever cluster KUBECONFIG names (the test bed by default, or kind).
+set -euo pipefail
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$E2E_DIR/.." && pwd)
+source "$REPO_ROOT/images/tags.env"
+export KUBECONFIG=${KUBECONFIG:-$("$E2E_DIR/cluster.sh" kubeconfig)}
+KUBECTL=${KUBECTL:-$("$E2E_DIR/cluster.sh" kubectl-path)}
+PASSED=0
+FAILED=0
+
+k() { "$KUBECTL" "$@"; }
+say() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+pass() { PASSED=$((PASSED + 1)); say "PASS: $*"; }
+fail() { FAILED=$((FAILED + 1)); say "FAIL: $*"; }
+
+# eventually DESCRIPTION TIMEOUT COMMAND...: polls COMMAND until it succeeds;
+# on timeout reports what it waited for and the command's last output.
+eventually() {
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout)) out
+  until out=$("$@" 2>&1); do
+    if ((SECONDS >= deadline)); then
+      say "timed out after ${timeout}s waiting for $what; last output:"
+      printf '%s\n' "$out" | tail -20 >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# summary: the closing line test runners print; fails when anything failed.
+summary() {
+  echo "${1:-e2e}: $PASSED passed, $FAILED failed"
+  ((FAILED == 0))
+}
+
+# psql_to NAMESPACE SERVICE SQL: runs SQL as the app user through a Service of
+# a PgCluster, from this machine (the node reaches ClusterIPs via kube-proxy).
+# PSQL_ROLE=superuser runs it as the superuser instead.
+psql_to() {
+  local ns=$1 service=$2 sql=$3 cluster=${2%-*}
+  local secret=$cluster-${PSQL_ROLE:-app} ip user password
+  ip=$(k -n "$ns" get service "$service" -o jsonpath='{.spec.clusterIP}')
+  user=$(k -n "$ns" get secret "$secret" -o jsonpath='{.data.username}' | base64 -d)
+  password=$(k -n "$ns" get secret "$secret" -o jsonpath='{.data.password}' | base64 -d)
+  PGPASSWORD=$password PGCONNECT_TIMEOUT=3 psql -h "$ip" -U "$user" -d "${PSQL_DB:-app}" -XAtq -v ON_ERROR_STOP=1 -c "$sql"
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `make e2e`: installs relevo on the running cluster (the test bed unless
+# KUBECONFIG says otherwise) and runs each story in e2e/tests, in order.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+"$E2E_DIR/install.sh"
+failed=()
+for test in bad-input pgcluster; do
+  say "=== $test"
+  "$E2E_DIR/tests/$test.sh" || failed+=("$test")
+done
+if ((${#failed[@]})); then
+  say "failed: ${failed[*]}"
+  say "operator log tail:"; k -n relevo-system logs deploy/relevo-operator --tail=40 >&2 || true
+  exit 1
+fi

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The PgCluster story: apply the sample, get a Ready primary and standby that
+# stream, write through -rw and read through -ro, then scale 2 -> 3 -> 2.
+source "$(dirname "$0")/../lib.sh"
+ns=relevo-e2e-cluster
+k delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+k create namespace "$ns" >/dev/null
+
+say "apply the sample PgCluster (2 instances)"
+k -n "$ns" apply -f "$REPO_ROOT/manifests/samples/pgcluster.yaml" >/dev/null
+start=$SECONDS
+if k -n "$ns" wait --for=condition=Ready pgcluster/demo --timeout=180s >/dev/null; then
+  pass "PgCluster Ready in $((SECONDS - start))s"
+else
+  fail "PgCluster not Ready within 3 minutes"
+  k -n "$ns" get pgcluster demo -o yaml >&2; k -n "$ns" get pods -o wide >&2
+  summary pgcluster; exit 1
+fi
+
+primary=$(k -n "$ns" get pgcluster demo -o jsonpath='{.status.currentPrimary}')
+[[ $primary == demo-1 ]] && pass "the first instance is the primary" || fail "currentPrimary is '$primary', want demo-1"
+row=$(k -n "$ns" get pgclusters --no-headers)
+grep -q "demo-1" <<<"$row" && grep -q "True" <<<"$row" \
+  && pass "kubectl get pgclusters shows the primary and readiness: $row" \
+  || fail "kubectl get pgclusters row lacks primary or readiness: $row"
+roles=$(k -n "$ns" get pods -l relevo.dev/cluster=demo,relevo.dev/instance -L relevo.dev/role --no-headers | awk '{print $1"="$NF}' | sort | xargs)
+[[ $roles == "demo-1-0=primary demo-2-0=standby" ]] && pass "pods labelled by role: $roles" || fail "pod roles: $roles"
+
+token="e2e-$RANDOM-$RANDOM"
+psql_to "$ns" demo-rw "CREATE TABLE IF NOT EXISTS story(id serial primary key, token text); INSERT INTO story(token) VALUES ('$token')"
+if eventually "the row on the standby through demo-ro" 30 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; psql_to $ns demo-ro \"SELECT count(*) FROM story WHERE token='$token'\") == 1 ]]"; then
+  pass "a row written through demo-rw is read back through demo-ro"
+else
+  fail "the row written through demo-rw never reached demo-ro"
+fi
+ro_recovery=$(psql_to "$ns" demo-ro "SELECT pg_is_in_recovery()")
+[[ $ro_recovery == t ]] && pass "demo-ro answers from a standby" || fail "demo-ro answered from a primary"
+
+instance_count() { k -n "$ns" get pgcluster demo -o jsonpath='{range .status.instances[*]}{.name}{" "}{.ready}{"\n"}{end}' | grep -c ' true$'; }
+say "scale to 3 instances"
+k -n "$ns" patch pgcluster demo --type merge -p '{"spec":{"instances":3}}' >/dev/null
+if eventually "3 ready instances" 180 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgcluster demo -o jsonpath='{range .status.instances[*]}{.ready}{\" \"}{end}') == 'true true true ' ]]"; then
+  pass "scaled up to 3 ready instances"
+  count=$(PSQL_ROLE=superuser psql_to "$ns" demo-rw "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+  [[ $count == 2 ]] && pass "the primary streams to 2 standbys" || fail "the primary streams to $count standbys, want 2"
+else
+  fail "did not reach 3 ready instances"
+fi
+say "scale back to 2 instances"
+k -n "$ns" patch pgcluster demo --type merge -p '{"spec":{"instances":2}}' >/dev/null
+if eventually "2 instances, demo-3 gone" 120 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgcluster demo -o jsonpath='{range .status.instances[*]}{.name}{\" \"}{end}') == 'demo-1 demo-2 ' ]] && ! (source '$E2E_DIR/lib.sh'; k -n $ns get statefulset demo-3 >/dev/null 2>&1)"; then
+  pass "scaled down to 2 instances"
+  slots=$(psql_to "$ns" demo-rw "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots")
+  [[ $slots != *demo_3* ]] && pass "the removed standby's slot is gone (slots: $slots)" || fail "slot of demo-3 remains: $slots"
+else
+  fail "did not scale down to 2 instances"
+fi
+
+k delete namespace "$ns" --wait=false >/dev/null
+summary pgcluster
