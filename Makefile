@@ -13,7 +13,7 @@ help:
 	@echo "make up                 local demo from nothing: cluster, images, operator, samples"
 	@echo "make test               every test tier, installing what it needs"
 	@echo "make cluster-up|cluster-down|cluster-kubeconfig"
-	@echo "make e2e | make bench | make images | make lint | make unit"
+	@echo "make e2e | make bench | make images | make lint | make unit | make integration"
 
 up:
 	e2e/up.sh
@@ -26,10 +26,13 @@ deps:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 unit:
 	cargo test --workspace --locked
+
+integration:
+	e2e/integration.sh
 
 cluster-up:
 	e2e/cluster.sh up

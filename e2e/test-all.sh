@@ -23,10 +23,13 @@ trap report EXIT
 tier deps e2e/testbed/deps.sh
 tier lint make -s lint
 tier unit cargo test --workspace --locked
+tier integration e2e/integration.sh
 tier cluster-up e2e/cluster.sh up
 trap 'e2e/cluster.sh down || true; report' EXIT
 tier smoke e2e/testbed/smoke.sh
 tier e2e e2e/run-e2e.sh
 tier cluster-down e2e/cluster.sh down
 trap report EXIT
-[[ ${RELEVO_CLUSTER:-local} == local ]] && tier clean-check e2e/testbed/check-clean.sh
+if [[ ${RELEVO_CLUSTER:-local} == local ]]; then
+  tier clean-check e2e/testbed/check-clean.sh
+fi

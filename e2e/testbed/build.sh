@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the test bed's binaries into $RELEVO_CACHE/bin: the Kubernetes
-# multi-call binary (kubebin), CoreDNS and the pause process. Each build is
+# multi-call binary (kubebin), CoreDNS (e2e/testbed/coredns) and the pause process. Each build is
 # skipped when a stamp of its inputs matches, so a warm run costs seconds.
 source "$(dirname "$0")/lib.sh"
 
@@ -29,15 +29,14 @@ build_kubebin() {
 }
 
 build_coredns() {
-  local stamp
-  stamp=$({ go version; echo "$COREDNS_VERSION"; } | sha256sum | cut -d' ' -f1)
+  local src=$TB_DIR/coredns stamp
+  stamp=$(inputs_stamp "$src"/go.mod "$src"/go.sum "$src"/*.go)
   if [[ -x $BIN/coredns && "$(cat "$BIN/coredns.stamp" 2>/dev/null)" == "$stamp" ]]; then
     return 0
   fi
-  log "building CoreDNS $COREDNS_VERSION"
+  log "building CoreDNS $COREDNS_VERSION with the test bed's plugins"
   local start=$SECONDS
-  GOFLAGS= CGO_ENABLED=0 GOBIN=$BIN go install -trimpath -ldflags='-s -w' \
-    "github.com/coredns/coredns@$COREDNS_VERSION"
+  (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$BIN/coredns" .)
   echo "$stamp" >"$BIN/coredns.stamp"
   log "built coredns in $((SECONDS - start))s"
 }

@@ -56,7 +56,7 @@ kind: Config
 clusters:
 - name: relevo-testbed
   cluster:
-    server: https://$NODE_IP:6443
+    server: ${APISERVER_URL:-https://$NODE_IP:6443}
     certificate-authority-data: $(base64 -w0 ca.crt)
 users:
 - name: $1
