@@ -26,6 +26,8 @@ tier unit cargo test --workspace --locked
 tier integration e2e/integration.sh
 tier cluster-up e2e/cluster.sh up
 trap 'e2e/cluster.sh down || true; report' EXIT
+# A second `up` on a live cluster must change nothing that runs.
+tier cluster-up-again e2e/cluster.sh up
 tier smoke e2e/testbed/smoke.sh
 tier e2e e2e/run-e2e.sh
 tier cluster-down e2e/cluster.sh down

@@ -57,6 +57,16 @@ wait_for() {
   done
 }
 
+# write_file PATH: writes standard input to PATH only if the content differs.
+# kube-proxy exits when its configuration file is written at all, so a second
+# `up` must leave unchanged files untouched.
+write_file() {
+  local content
+  content=$(cat)
+  [[ -f $1 && "$(cat "$1")" == "$content" ]] && return 0
+  printf '%s\n' "$content" >"$1"
+}
+
 kube() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
 # start_daemon NAME COMMAND...: runs COMMAND detached, logging to $TB_LOG/NAME.log

@@ -25,7 +25,7 @@ ip link set "$BRIDGE" up
 # dockerd sets the FORWARD policy to DROP; the firewall plugin admits each pod's
 # traffic in its own CNI-FORWARD chain, and removes it with the pod.
 mkdir -p "$TB_STATE/cni/net.d" "$TB_RUN/containerd"
-cat >"$TB_STATE/cni/net.d/10-relevo.conflist" <<JSON
+write_file "$TB_STATE/cni/net.d/10-relevo.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "relevo",
@@ -43,7 +43,7 @@ cat >"$TB_STATE/cni/net.d/10-relevo.conflist" <<JSON
   ]
 }
 JSON
-cat >"$TB_STATE/containerd.toml" <<TOML
+write_file "$TB_STATE/containerd.toml" <<TOML
 version = 2
 root = "$TB_STATE/containerd"
 state = "$TB_RUN/containerd"
@@ -115,7 +115,7 @@ start_daemon kube-scheduler "$BIN/kube-scheduler" \
   --leader-elect=false --bind-address 127.0.0.1 --profiling=false --v=1
 
 # --- node -----------------------------------------------------------------------
-cat >"$TB_STATE/kubelet.yaml" <<YAML
+write_file "$TB_STATE/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 authentication:
@@ -144,7 +144,7 @@ start_daemon kubelet "$BIN/kubelet" --config "$TB_STATE/kubelet.yaml" \
   --kubeconfig "$TB_STATE/kubelet.kubeconfig" --root-dir "$TB_STATE/kubelet" \
   --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=1
 
-cat >"$TB_STATE/kube-proxy.yaml" <<YAML
+write_file "$TB_STATE/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $TB_STATE/proxy.kubeconfig}
@@ -169,4 +169,7 @@ sed -e "s|@DNS_IP@|$DNS_IP|g" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" \
 kube apply -f "$TB_DIR/addons/storageclass.yaml" >/dev/null
 wait_for "CoreDNS available" 120 kube -n kube-system wait --for=condition=Available deployment/coredns --timeout=5s
 
+for d in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy local-provisioner; do
+  kill -0 "$(cat "$TB_RUN/$d.pid")" 2>/dev/null || die "$d is not running; see $TB_LOG/$d.log"
+done
 log "cluster up in $((SECONDS - start))s; KUBECONFIG=$KUBECONFIG_ADMIN"
