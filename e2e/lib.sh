@@ -14,20 +14,7 @@ say() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 pass() { PASSED=$((PASSED + 1)); say "PASS: $*"; }
 fail() { FAILED=$((FAILED + 1)); say "FAIL: $*"; }
 
-# eventually DESCRIPTION TIMEOUT COMMAND...: polls COMMAND until it succeeds;
-# on timeout reports what it waited for and the command's last output.
-eventually() {
-  local what=$1 timeout=$2; shift 2
-  local deadline=$((SECONDS + timeout)) out
-  until out=$("$@" 2>&1); do
-    if ((SECONDS >= deadline)); then
-      say "timed out after ${timeout}s waiting for $what; last output:"
-      printf '%s\n' "$out" | tail -20 >&2
-      return 1
-    fi
-    sleep 0.5
-  done
-}
+source "$E2E_DIR/wait.sh"
 
 # summary: the closing line test runners print; fails when anything failed.
 summary() {

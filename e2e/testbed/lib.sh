@@ -42,20 +42,7 @@ COREDNS_IMAGE=docker.io/$COREDNS_IMAGE_TAG
 log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: polls COMMAND every half
-# second; on timeout, says what it waited for and shows COMMAND's last output.
-wait_for() {
-  local what=$1 timeout=$2; shift 2
-  local deadline=$((SECONDS + timeout)) out
-  until out=$("$@" 2>&1); do
-    if ((SECONDS >= deadline)); then
-      log "timed out after ${timeout}s waiting for $what; last output:"
-      printf '%s\n' "$out" | tail -20 >&2
-      return 1
-    fi
-    sleep 0.5
-  done
-}
+source "$TB_DIR/../wait.sh"
 
 # write_file PATH: writes standard input to PATH only if the content differs.
 # kube-proxy exits when its configuration file is written at all, so a second

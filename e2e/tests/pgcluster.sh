@@ -28,7 +28,7 @@ roles=$(k -n "$ns" get pods -l relevo.dev/cluster=demo,relevo.dev/instance -L re
 
 token="e2e-$RANDOM-$RANDOM"
 psql_to "$ns" demo-rw "CREATE TABLE IF NOT EXISTS story(id serial primary key, token text); INSERT INTO story(token) VALUES ('$token')"
-if eventually "the row on the standby through demo-ro" 30 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; psql_to $ns demo-ro \"SELECT count(*) FROM story WHERE token='$token'\") == 1 ]]"; then
+if wait_for "the row on the standby through demo-ro" 30 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; psql_to $ns demo-ro \"SELECT count(*) FROM story WHERE token='$token'\") == 1 ]]"; then
   pass "a row written through demo-rw is read back through demo-ro"
 else
   fail "the row written through demo-rw never reached demo-ro"
@@ -39,7 +39,7 @@ ro_recovery=$(psql_to "$ns" demo-ro "SELECT pg_is_in_recovery()")
 instance_count() { k -n "$ns" get pgcluster demo -o jsonpath='{range .status.instances[*]}{.name}{" "}{.ready}{"\n"}{end}' | grep -c ' true$'; }
 say "scale to 3 instances"
 k -n "$ns" patch pgcluster demo --type merge -p '{"spec":{"instances":3}}' >/dev/null
-if eventually "3 ready instances" 180 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgcluster demo -o jsonpath='{range .status.instances[*]}{.ready}{\" \"}{end}') == 'true true true ' ]]"; then
+if wait_for "3 ready instances" 180 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgcluster demo -o jsonpath='{range .status.instances[*]}{.ready}{\" \"}{end}') == 'true true true ' ]]"; then
   pass "scaled up to 3 ready instances"
   count=$(PSQL_ROLE=superuser psql_to "$ns" demo-rw "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
   [[ $count == 2 ]] && pass "the primary streams to 2 standbys" || fail "the primary streams to $count standbys, want 2"
@@ -48,7 +48,7 @@ else
 fi
 say "scale back to 2 instances"
 k -n "$ns" patch pgcluster demo --type merge -p '{"spec":{"instances":2}}' >/dev/null
-if eventually "2 instances, demo-3 gone" 120 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgcluster demo -o jsonpath='{range .status.instances[*]}{.name}{\" \"}{end}') == 'demo-1 demo-2 ' ]] && ! (source '$E2E_DIR/lib.sh'; k -n $ns get statefulset demo-3 >/dev/null 2>&1)"; then
+if wait_for "2 instances, demo-3 gone" 120 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgcluster demo -o jsonpath='{range .status.instances[*]}{.name}{\" \"}{end}') == 'demo-1 demo-2 ' ]] && ! (source '$E2E_DIR/lib.sh'; k -n $ns get statefulset demo-3 >/dev/null 2>&1)"; then
   pass "scaled down to 2 instances"
   slots=$(psql_to "$ns" demo-rw "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots")
   [[ $slots != *demo_3* ]] && pass "the removed standby's slot is gone (slots: $slots)" || fail "slot of demo-3 remains: $slots"

@@ -6,7 +6,10 @@ use std::path::Path;
 fn committed_crds_match_the_types() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
     let fix = "run `cargo run -p relevo -- crdgen --out-dir crds` and commit the result";
-    let mut expected_files = Vec::new();
+    let committed = std::fs::read_to_string(dir.join(relevo::crd::KUSTOMIZATION_FILE))
+        .unwrap_or_else(|e| panic!("crds/kustomization.yaml is missing ({e}): {fix}"));
+    assert!(committed == relevo::crd::kustomization(), "crds/kustomization.yaml is out of date: {fix}");
+    let mut expected_files = vec![relevo::crd::KUSTOMIZATION_FILE.to_string()];
     for crd in relevo::crd::all() {
         let name = relevo::crd::file_name(&crd);
         let generated = relevo::crd::to_yaml(&crd).unwrap();
