@@ -104,6 +104,16 @@ pub struct SwitchoverStatus {
     /// Why the switchover is in its phase; always set when it Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+
+    /// Final LSN of the fenced old primary (planned switchover), e.g. "0/3000060". Persisted
+    /// so that an operator restart during CatchingUp waits for the same position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_lsn: Option<String>,
+
+    /// When a failure was decided whose clean-up (unfence the old primary before promotion,
+    /// fence a rogue primary after it) is still running; RFC 3339. Unset otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
 }
 
 /// Phases of a switchover, in the order a planned one passes through them.

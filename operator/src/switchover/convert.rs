@@ -1,12 +1,9 @@
 //! Mapping between the Switchover custom resource (`crate::crd::switchover`) and the machine's
 //! own types, so the machine never depends on serde attributes or printer columns.
 //!
-//! Two fields of [`SwitchoverState`] have no home in the CRD status yet and are lost on a
-//! round trip: `fence_lsn` (needed to resume CatchingUp after an operator restart) and
-//! `failing_since` (needed to resume a failure's clean-up: unfencing, or fencing a rogue
-//! primary). Until `SwitchoverStatus` has `fenceLsn: Option<String>` and
-//! `failingSince: Option<String>` (RFC 3339), [`to_status`] drops them and [`from_status`]
-//! reads them as unset; the marked lines below are where they go.
+//! Every field of [`SwitchoverState`] round-trips, including `fence_lsn` (to resume
+//! CatchingUp after an operator restart) and `failing_since` (to resume a failure's
+//! clean-up), so a restart in any phase resumes exactly where the machine was.
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
@@ -73,8 +70,8 @@ pub fn to_status(state: &SwitchoverState) -> SwitchoverStatus {
         write_unavailable_seconds: state.write_unavailable.map(|d| d.as_secs_f64()),
         duration_seconds: state.duration().map(|d| d.as_secs_f64()),
         reason: state.reason.clone(),
-        // CRD field needed: fence_lsn: state.fence_lsn.map(|l| l.to_string()),
-        // CRD field needed: failing_since: state.failing_since.map(time_text),
+        fence_lsn: state.fence_lsn.map(|l| l.to_string()),
+        failing_since: state.failing_since.map(time_text),
     }
 }
 
@@ -102,13 +99,21 @@ pub fn from_status(status: Option<&SwitchoverStatus>) -> Result<SwitchoverState,
         .map(std::time::Duration::try_from_secs_f64)
         .transpose()
         .map_err(|e| ConvertError::Field { field: "writeUnavailableSeconds", message: e.to_string() })?;
+    let fence_lsn = status
+        .fence_lsn
+        .as_deref()
+        .map(|text| text.parse::<Lsn>())
+        .transpose()
+        .map_err(|e| ConvertError::Field { field: "fenceLsn", message: e.to_string() })?;
+    let failing_since =
+        status.failing_since.as_deref().map(|text| parse_time("failingSince", text)).transpose()?;
     Ok(SwitchoverState {
         phase: status.phase.map_or(Phase::Pending, phase_from),
         from: status.from.clone(),
         to: status.to.clone(),
         phase_times,
-        fence_lsn: None,     // CRD field needed: fenceLsn
-        failing_since: None, // CRD field needed: failingSince
+        fence_lsn,
+        failing_since,
         promotion_lsn,
         promotion_timeline,
         write_unavailable,
@@ -166,12 +171,28 @@ mod tests {
         s.promotion_lsn = Some(Lsn(0x0300_0060));
         s.promotion_timeline = Some(2);
         s.write_unavailable = Some(Duration::from_millis(750));
+        s.fence_lsn = Some(Lsn(0x0300_0028));
         s.enter(Phase::Completed, at(5000));
         s
     }
 
     #[test]
-    fn round_trips_every_field_the_crd_has() {
+    fn a_failing_clean_up_survives_a_restart() {
+        let mut state = completed();
+        state.phase_times.pop();
+        state.phase = Phase::CatchingUp;
+        state.failing_since = Some(at(4000));
+        state.reason = Some("target did not catch up".into());
+        let status = to_status(&state);
+        assert_eq!(status.fence_lsn.as_deref(), Some("0/3000028"));
+        assert_eq!(status.failing_since.as_deref(), Some("2025-10-09T08:53:24.000000Z"));
+        assert_eq!(from_status(Some(&status)).unwrap(), state);
+        let bad = SwitchoverStatus { failing_since: Some("soon".into()), ..Default::default() };
+        assert!(matches!(from_status(Some(&bad)), Err(ConvertError::Field { field: "failingSince", .. })));
+    }
+
+    #[test]
+    fn round_trips_every_field() {
         let state = completed();
         let status = to_status(&state);
         assert_eq!(status.phase, Some(SwitchoverPhase::Completed));
