@@ -19,6 +19,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub readiness: Readiness,
+    /// Since when each cluster's primary has been unhealthy (automatic failover).
+    pub failover_clock: crate::pgcluster::failover::FailoverClock,
 }
 
 impl Context {
@@ -30,6 +32,7 @@ impl Context {
             config,
             metrics,
             readiness,
+            failover_clock: Default::default(),
         })
     }
 }

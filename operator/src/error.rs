@@ -36,6 +36,10 @@ pub enum Error {
     #[error("generating passwords failed")]
     Randomness(#[source] getrandom::Error),
 
+    /// A Switchover's status or metadata cannot be read by the state machine.
+    #[error("unreadable Switchover: {0}")]
+    InvalidSwitchover(#[from] crate::switchover::convert::ConvertError),
+
     /// A value could not be serialised into an API object.
     #[error("serialising {what} failed")]
     Serialise {
@@ -61,7 +65,7 @@ impl Error {
     /// Invalid specs wait for a change instead of hot-looping; everything else backs off.
     pub fn retry(&self) -> Retry {
         match self {
-            Error::InvalidSpec(_) => Retry::WaitForChange,
+            Error::InvalidSpec(_) | Error::InvalidSwitchover(_) => Retry::WaitForChange,
             Error::Kube { .. }
             | Error::Postgres { .. }
             | Error::Missing { .. }
@@ -75,6 +79,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::InvalidSpec(_) => "invalid_spec",
+            Error::InvalidSwitchover(_) => "invalid_switchover",
             Error::Kube { .. } => "kube",
             Error::Postgres { .. } => "postgres",
             Error::Missing { .. } => "missing",

@@ -4,6 +4,7 @@
 //! live in the library so that they are unit-testable; I/O stays at the edges.
 
 pub mod backup;
+pub mod cli;
 pub mod config;
 pub mod context;
 pub mod crd;

@@ -23,8 +23,21 @@ enum Command {
     },
     /// Entrypoint of a PostgreSQL pod: bootstrap the volume if empty, then run PostgreSQL.
     Instance(relevo::instance::exec::InstanceArgs),
-    // Room for the user-facing commands (switchover, failback, backup, backups): each one a
-    // variant here, its logic in the library.
+    /// Create a planned Switchover of a cluster (to --to, or the most caught-up standby).
+    Switchover {
+        #[command(flatten)]
+        target: relevo::cli::Target,
+        /// Instance to promote, e.g. <cluster>-2.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Create a Switchover back to the instance that was primary before the last completed one.
+    Failback {
+        #[command(flatten)]
+        target: relevo::cli::Target,
+    },
+    // Room for the other user-facing commands (backup, backups): each one a variant here,
+    // its logic in the library.
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +57,16 @@ fn main() -> anyhow::Result<()> {
             {
                 eprintln!("wrote {}", path.display());
             }
+        }
+        Command::Switchover { target, to } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let name = runtime.block_on(relevo::cli::switchover(&target, to))?;
+            println!("switchover.relevo.dev/{name} created");
+        }
+        Command::Failback { target } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let name = runtime.block_on(relevo::cli::failback(&target))?;
+            println!("switchover.relevo.dev/{name} created");
         }
         Command::Instance(args) => {
             let status = relevo::instance::exec::run(&args).context("relevo instance")?;

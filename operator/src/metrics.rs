@@ -35,6 +35,15 @@ pub struct ControllerLabels {
     pub controller: &'static str,
 }
 
+/// A finished switchover: two fixed sets of values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SwitchoverLabels {
+    /// `planned` or `failover`.
+    pub mode: &'static str,
+    /// `completed` or `failed`.
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InstanceLabels {
     pub namespace: String,
@@ -50,6 +59,8 @@ pub struct Metrics {
     duration: Family<ControllerLabels, Histogram>,
     is_primary: Family<InstanceLabels, Gauge>,
     replay_lag_bytes: Family<InstanceLabels, Gauge>,
+    switchover_duration: Family<SwitchoverLabels, Histogram>,
+    failovers: Counter,
 }
 
 impl Metrics {
@@ -63,6 +74,12 @@ impl Metrics {
             }),
             is_primary: Family::default(),
             replay_lag_bytes: Family::default(),
+            switchover_duration: Family::new_with_constructor(|| {
+                // 0.25 s .. ~4 min: a planned switchover takes seconds, a failover with a
+                // rebuild up to minutes.
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.25, 2.0, 11))
+            }),
+            failovers: Counter::default(),
         };
         registry.register("reconciles", "Reconciles by controller and outcome", metrics.reconciles.clone());
         registry.register(
@@ -85,7 +102,29 @@ impl Metrics {
             "Bytes of WAL a standby has yet to replay",
             metrics.replay_lag_bytes.clone(),
         );
+        registry.register(
+            "switchover_duration_seconds",
+            "Time from Pending to Completed or Failed, by mode and outcome",
+            metrics.switchover_duration.clone(),
+        );
+        registry.register(
+            "failovers",
+            "Automatic failovers started (Switchovers of mode Failover created by the operator)",
+            metrics.failovers.clone(),
+        );
         metrics
+    }
+
+    pub fn switchover_finished(&self, failover: bool, completed: bool, seconds: f64) {
+        let labels = SwitchoverLabels {
+            mode: if failover { "failover" } else { "planned" },
+            outcome: if completed { "completed" } else { "failed" },
+        };
+        self.switchover_duration.get_or_create(&labels).observe(seconds);
+    }
+
+    pub fn failover_started(&self) {
+        self.failovers.inc();
     }
 
     pub fn reconciled(&self, controller: &'static str, elapsed: Duration, error_kind: Option<&'static str>) {
@@ -158,6 +197,22 @@ mod tests {
             text.contains("relevo_reconcile_duration_seconds_count{controller=\"pgcluster\"} 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn switchovers_and_failovers_are_measured() {
+        let mut registry = Registry::with_prefix("relevo");
+        let metrics = Metrics::register(&mut registry);
+        metrics.switchover_finished(false, true, 1.5);
+        metrics.failover_started();
+        let text = render(&registry);
+        assert!(
+            text.contains(
+                r#"relevo_switchover_duration_seconds_count{mode="planned",outcome="completed"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("relevo_failovers_total 1"), "{text}");
     }
 
     #[test]

@@ -64,7 +64,10 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
     info!("CRDs found; controllers starting");
 
     tokio::select! {
-        () = crate::pgcluster::controller::run(ctx) => info!("controllers stopped"),
+        ((), ()) = futures::future::join(
+            crate::pgcluster::controller::run(ctx.clone()),
+            crate::switchover::controller::run(ctx),
+        ) => info!("controllers stopped"),
         served = http => {
             let source = match served {
                 Ok(Err(error)) => error,

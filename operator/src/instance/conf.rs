@@ -28,6 +28,25 @@ pub fn instance_conf(instance: &str, primary_host: &str) -> String {
     )
 }
 
+/// The configuration of a fenced instance: in recovery with no upstream, so it neither writes
+/// nor follows anyone while a switchover decides who is primary.
+pub fn fenced_instance_conf(instance: &str) -> String {
+    format!(
+        "# Written by relevo instance: fenced by a switchover; do not edit.\n\
+         cluster_name = {}\n\
+         primary_conninfo = ''\n\
+         primary_slot_name = ''\n\
+         recovery_target_timeline = 'latest'\n",
+        quote(instance),
+    )
+}
+
+/// Password file for a rebuild: pg_rewind needs the superuser (it reads files through SQL
+/// functions the replication role may not call).
+pub fn rebuild_passfile(superuser_password: &str) -> String {
+    format!("*:*:*:{}:{}\n", layout::SUPERUSER, escape_pgpass(superuser_password))
+}
+
 /// libpq password file with the replication user's password, for any host and database.
 pub fn passfile(replication_password: &str) -> String {
     format!("*:*:*:{}:{}\n", layout::REPLICATION_USER, escape_pgpass(replication_password))
@@ -77,6 +96,14 @@ mod tests {
             assert!(conninfo.contains(part), "{part} missing from {conninfo}");
         }
         assert!(!conninfo.contains("password="), "the password stays in the passfile");
+    }
+
+    #[test]
+    fn fenced_instances_follow_nobody() {
+        let conf = fenced_instance_conf("demo-1");
+        assert!(conf.contains("primary_conninfo = ''\n"));
+        assert!(conf.contains("cluster_name = 'demo-1'\n"));
+        assert_eq!(rebuild_passfile("a:b"), "*:*:*:postgres:a\\:b\n");
     }
 
     #[test]

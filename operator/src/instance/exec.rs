@@ -16,8 +16,6 @@ use super::plan::{self, Bootstrap, DataDir, PlanError, Step};
 /// first primary is still in initdb, or the operator has not created the slot).
 const CLONE_ATTEMPTS: u32 = 150;
 const CLONE_RETRY_DELAY: Duration = Duration::from_secs(2);
-/// Seconds pg_ctl waits for a fast shutdown; below the pod's grace period.
-const STOP_TIMEOUT_SECONDS: &str = "50";
 
 /// Arguments of `relevo instance`, each also read from the environment the StatefulSet sets.
 /// Passwords are deliberately not arguments: they are read from the environment only, so
@@ -67,7 +65,7 @@ pub enum ExecError {
     CloneGaveUp { host: String, attempts: u32 },
 }
 
-fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExecError {
+pub(super) fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExecError {
     let action = action.into();
     move |source| ExecError::Io { action, source }
 }
@@ -151,18 +149,18 @@ pub fn run(args: &InstanceArgs) -> Result<ExitStatus, ExecError> {
                 conf::instance_conf(&args.instance, &args.primary_host),
             )
             .map_err(io("writing the instance configuration"))?,
-            Step::StartPostgres => return supervise_postgres(args),
+            Step::StartPostgres => return super::supervise::supervise_postgres(args, &passwords.superuser),
         }
     }
     unreachable!("every plan ends with StartPostgres")
 }
 
-fn log(args: &InstanceArgs, message: &str) {
+pub(super) fn log(args: &InstanceArgs, message: &str) {
     eprintln!("relevo instance {}: {message}", args.instance);
 }
 
 /// A file only the postgres user can read: libpq refuses a group-readable passfile.
-fn write_private(path: &Path, content: &str) -> Result<(), ExecError> {
+pub(super) fn write_private(path: &Path, content: &str) -> Result<(), ExecError> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -173,7 +171,7 @@ fn write_private(path: &Path, content: &str) -> Result<(), ExecError> {
     file.write_all(content.as_bytes()).map_err(io(format!("writing {}", path.display())))
 }
 
-fn wipe(pgdata: &Path) -> Result<(), ExecError> {
+pub(super) fn wipe(pgdata: &Path) -> Result<(), ExecError> {
     match fs::remove_dir_all(pgdata) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
             Err(io("deleting the interrupted bootstrap")(error))
@@ -234,7 +232,7 @@ fn create_roles(args: &InstanceArgs, passwords: &Passwords) -> Result<(), ExecEr
     }
 }
 
-fn clone_from_primary(args: &InstanceArgs) -> Result<(), ExecError> {
+pub(super) fn clone_from_primary(args: &InstanceArgs) -> Result<(), ExecError> {
     let slot = layout::slot_name(&args.instance);
     for attempt in 1..=CLONE_ATTEMPTS {
         let result = command_status(
@@ -263,43 +261,6 @@ fn clone_from_primary(args: &InstanceArgs) -> Result<(), ExecError> {
         }
     }
     Err(ExecError::CloneGaveUp { host: args.primary_host.clone(), attempts: CLONE_ATTEMPTS })
-}
-
-/// Runs PostgreSQL until it exits. The pod's SIGTERM becomes a fast shutdown (pg_ctl stop
-/// -m fast): PostgreSQL's own answer to SIGTERM is a "smart" shutdown that waits for every
-/// client to disconnect, which would outlast the grace period and end in SIGKILL.
-fn supervise_postgres(args: &InstanceArgs) -> Result<ExitStatus, ExecError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(io("starting the supervisor runtime"))?;
-    runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
-        let mut postgres = tokio::process::Command::new("postgres")
-            .arg("-D")
-            .arg(&args.pgdata)
-            .arg("-c")
-            .arg(format!("config_file={}", layout::POSTGRESQL_CONF))
-            .spawn()
-            .map_err(io("starting postgres"))?;
-        tokio::select! {
-            status = postgres.wait() => return status.map_err(io("waiting for postgres")),
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-        log(args, "stopping PostgreSQL (fast shutdown)");
-        let stop = tokio::process::Command::new("pg_ctl")
-            .args(["stop", "-m", "fast", "-w", "-t", STOP_TIMEOUT_SECONDS, "-D"])
-            .arg(&args.pgdata)
-            .status()
-            .await;
-        if let Err(error) = stop {
-            log(args, &format!("pg_ctl stop could not run: {error}"));
-        }
-        postgres.wait().await.map_err(io("waiting for postgres"))
-    })
 }
 
 #[cfg(test)]

@@ -4,8 +4,12 @@
 //! shutdown.
 //!
 //! [`plan`] decides, purely, what to do; [`exec`] does it; [`conf`] renders the files.
+//! [`supervise`] runs PostgreSQL and obeys the operator's fence and rebuild markers, as
+//! [`markers`] decides.
 
 pub mod conf;
 pub mod exec;
 pub mod layout;
+pub mod markers;
 pub mod plan;
+pub mod supervise;

@@ -18,6 +18,7 @@ use crate::context::Context;
 use crate::crd::common::Condition;
 use crate::crd::{PgCluster, PgClusterStatus};
 use crate::error::{Error, Result};
+use crate::switchover::markers;
 
 use super::builders::{self, Owner};
 use super::names::{self, FIELD_MANAGER, RoleLabel};
@@ -88,15 +89,15 @@ pub async fn read_password(ctx: &Context, namespace: &str, secret: &str) -> Resu
     Ok(bytes.and_then(|bytes| String::from_utf8(bytes.0).ok()))
 }
 
-/// StatefulSets of the cluster's instances, by instance name.
-pub async fn list_instances(ctx: &Context, owner: &Owner) -> Result<Vec<String>> {
-    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let selector = format!("{}={},{}=postgres", names::LABEL_CLUSTER, owner.name, names::LABEL_COMPONENT);
+/// StatefulSets of the cluster's instances.
+pub async fn list_statefulsets(ctx: &Context, namespace: &str, cluster: &str) -> Result<Vec<StatefulSet>> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!("{}={},{}=postgres", names::LABEL_CLUSTER, cluster, names::LABEL_COMPONENT);
     let list = api
         .list(&kube::api::ListParams::default().labels(&selector))
         .await
         .map_err(kube_error("listing StatefulSets"))?;
-    Ok(list.items.iter().map(ResourceExt::name_any).collect())
+    Ok(list.items)
 }
 
 /// Deletes a surplus instance's StatefulSet; its volume goes with it (retention policy).
@@ -124,8 +125,16 @@ pub async fn label_role(ctx: &Context, namespace: &str, pod: &Pod, change: RoleL
         return Ok(());
     }
     let labels = wanted.map(|role| json!({ names::LABEL_ROLE: role })).unwrap_or_else(|| json!({}));
-    let patch =
-        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod.name_any(), "labels": labels}});
+    // The switchover markers are part of relevo's pod metadata too: an apply without them
+    // would remove them. The resourceVersion makes a stale read fail instead of undoing a
+    // marker set in between.
+    let markers = markers::owned(pod.metadata.annotations.as_ref(), &markers::POD_MARKERS);
+    let patch = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": pod.name_any(),
+        "resourceVersion": pod.metadata.resource_version,
+        "labels": labels,
+        "annotations": markers,
+    }});
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(&pod.name_any(), &apply_params(), &Patch::Apply(&patch))
         .await

@@ -22,7 +22,9 @@ use crate::error::{Error, Result, Retry};
 use crate::metrics::InstanceLabels;
 
 use super::apply;
-use super::builders::{self, Owner, statefulset::InstanceInput};
+use super::builders::statefulset::{InstanceInput, SwitchoverState};
+use super::builders::{self, Owner};
+use super::failover;
 use super::names;
 use super::observe::{self, Connection};
 use super::status::{self, InstanceObservation, Observation, SpecProblem};
@@ -91,7 +93,8 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
     let owner = Owner::of(cluster)
         .ok_or_else(|| Error::Missing { kind: "PgCluster uid", name: cluster.name_any() })?;
     let previous = cluster.status.clone().unwrap_or_default();
-    let existing = apply::list_instances(ctx, &owner).await?;
+    let statefulsets = apply::list_statefulsets(ctx, &owner.namespace, &owner.name).await?;
+    let existing: Vec<String> = statefulsets.iter().map(ResourceExt::name_any).collect();
     let topology =
         topology::plan(&owner.name, cluster.spec.instances, &existing, previous.current_primary.as_deref());
 
@@ -104,7 +107,7 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
 
     // build and apply, only for a valid spec: an invalid one leaves the cluster as it runs.
     if let Ok(valid) = &validation {
-        build_and_apply(ctx, cluster, &owner, valid, &topology).await?;
+        build_and_apply(ctx, cluster, &owner, valid, &topology, &statefulsets).await?;
         if let Some(primary) = &topology.blocked_removal {
             spec_problem = Some(SpecProblem {
                 reason: "ScaleDownBlocked",
@@ -131,6 +134,7 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
     let (instances, pods) = observe_instances(ctx, &owner, &observed, password.as_deref()).await?;
 
     // update status
+    let observations = instances.clone();
     let computed = status::compute(&Observation {
         cluster: &owner.name,
         generation: cluster.metadata.generation,
@@ -155,11 +159,23 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
     let changed = status::transitions(&previous.conditions, &computed.status.conditions);
     apply::publish_transitions(ctx, cluster, &changed).await;
 
+    // automatic failover: judged on the primary the status records
+    let mut primary_unhealthy = false;
+    if validation.is_ok() {
+        let has_pod = |instance: &str| pods.iter().any(|pod| pod.name_any() == names::pod(instance));
+        let view =
+            failover::observed_from(computed.status.current_primary.as_deref(), &observations, has_pod);
+        primary_unhealthy = failover::check(ctx, cluster, &owner, view).await?;
+    }
+
     let progressing = computed
         .status
         .conditions
         .iter()
         .any(|c| c.type_ == status::CONDITION_PROGRESSING && c.status == "True");
+    if primary_unhealthy {
+        return Ok(Action::requeue(failover::WATCH_INTERVAL));
+    }
     Ok(next_action(validation.is_ok(), observed.is_empty(), progressing, ctx.config.observe_interval))
 }
 
@@ -184,6 +200,7 @@ async fn build_and_apply(
     owner: &Owner,
     valid: &ValidSpec,
     topology: &topology::Topology,
+    statefulsets: &[StatefulSet],
 ) -> Result<()> {
     apply::ensure_secrets(ctx, owner, cluster, valid).await?;
     apply::apply(ctx, owner, &builders::config_map::build(owner, valid), "applying the ConfigMap").await?;
@@ -191,7 +208,11 @@ async fn build_and_apply(
         apply::apply(ctx, owner, &service, "applying a Service").await?;
     }
     for (ordinal, bootstrap) in &topology.apply {
-        let input = InstanceInput { ordinal: *ordinal, bootstrap: *bootstrap };
+        let name = names::instance(&owner.name, *ordinal);
+        let current = statefulsets.iter().find(|sts| sts.name_any() == name);
+        // What a switchover set (replicas, rebuild markers) is kept, never reset.
+        let switchover = SwitchoverState::carried_over(current);
+        let input = InstanceInput { ordinal: *ordinal, bootstrap: *bootstrap, switchover };
         let statefulset = builders::statefulset::build(owner, &cluster.spec, valid, input);
         apply::apply(ctx, owner, &statefulset, "applying a StatefulSet").await?;
     }

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod builders;
 pub mod controller;
+pub mod failover;
 pub mod names;
 pub mod observe;
 pub mod parameters;

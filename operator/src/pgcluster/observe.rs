@@ -35,7 +35,7 @@ impl std::fmt::Debug for Connection<'_> {
 /// An error from PostgreSQL or from the way to it.
 pub type PgError = Box<dyn std::error::Error + Send + Sync>;
 
-async fn connect(connection: &Connection<'_>) -> Result<Client, PgError> {
+pub async fn connect(connection: &Connection<'_>) -> Result<Client, PgError> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&connection.host)

@@ -14,12 +14,17 @@
 //! - `failover`: the automatic failover trigger.
 //! - `sql`: the SQL the observations and steps run.
 //! - `convert`: mapping to and from the Switchover custom resource.
+//! - `markers`: the annotations through which the operator fences and rebuilds instances.
 
+pub mod controller;
 pub mod convert;
+pub mod executor;
 pub mod failover;
 pub mod lsn;
 pub mod machine;
+pub mod markers;
 pub mod model;
+pub mod observe;
 pub mod sql;
 
 pub use failover::{FailoverTrigger, failover_decision};

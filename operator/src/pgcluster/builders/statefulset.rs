@@ -15,10 +15,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
-    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
+    DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -28,6 +29,7 @@ use crate::instance::layout::{self, env};
 use crate::instance::plan::Bootstrap;
 use crate::pgcluster::names;
 use crate::pgcluster::validate::ValidSpec;
+use crate::switchover::markers;
 
 use super::Owner;
 use super::secrets::PASSWORD_KEY;
@@ -40,13 +42,46 @@ pub const DATA_VOLUME: &str = "pgdata";
 const TERMINATION_GRACE_SECONDS: i64 = 60;
 
 /// What the StatefulSet of one instance needs beyond the spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceInput {
     /// 1-based ordinal: instance `<cluster>-<ordinal>`.
     pub ordinal: i32,
     /// What the entrypoint does with an empty data directory. The controller chooses initdb
     /// only for the first instance of a cluster that has never had a primary.
     pub bootstrap: Bootstrap,
+    /// What a switchover decided for this instance (see `switchover::markers`).
+    pub switchover: SwitchoverState,
+}
+
+/// The part of an instance's StatefulSet that switchovers own. The PgCluster controller
+/// carries it over from the existing object ([`SwitchoverState::carried_over`]), and the
+/// switchover executor changes it; both apply the whole object under the one field manager,
+/// with the resourceVersion they read as a precondition, so neither undoes the other.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SwitchoverState {
+    /// Replicas set by a switchover (0 = fenced by scale-down); `None` = the normal 1.
+    pub replicas: Option<(i32, String)>,
+    /// relevo's marker annotations on the pod template (the rebuild request).
+    pub template_markers: BTreeMap<String, String>,
+    /// resourceVersion of the object read, as a precondition; `None` when it did not exist.
+    pub resource_version: Option<String>,
+}
+
+impl SwitchoverState {
+    pub fn carried_over(existing: Option<&StatefulSet>) -> Self {
+        let Some(sts) = existing else { return Self::default() };
+        let scaled_by = sts.metadata.annotations.as_ref().and_then(|a| a.get(markers::SCALED_BY));
+        let replicas = sts.spec.as_ref().and_then(|s| s.replicas);
+        let template = sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref());
+        SwitchoverState {
+            replicas: scaled_by.zip(replicas).map(|(by, n)| (n, by.clone())),
+            template_markers: markers::owned(
+                template.and_then(|m| m.annotations.as_ref()),
+                &markers::TEMPLATE_MARKERS,
+            ),
+            resource_version: sts.metadata.resource_version.clone(),
+        }
+    }
 }
 
 pub fn build(owner: &Owner, spec: &PgClusterSpec, valid: &ValidSpec, input: InstanceInput) -> StatefulSet {
@@ -55,11 +90,22 @@ pub fn build(owner: &Owner, spec: &PgClusterSpec, valid: &ValidSpec, input: Inst
     selector.insert(names::LABEL_PG_INSTANCE.into(), instance.clone());
     let mut pod_labels = names::cluster_labels(&owner.name, "postgres");
     pod_labels.extend(selector.clone());
+    let mut metadata = owner.instance_meta(&instance, "postgres");
+    metadata.resource_version = input.switchover.resource_version.clone();
+    let replicas = match &input.switchover.replicas {
+        Some((replicas, by)) => {
+            metadata.annotations = Some(BTreeMap::from([(markers::SCALED_BY.to_string(), by.clone())]));
+            *replicas
+        }
+        None => 1,
+    };
+    let template_annotations =
+        (!input.switchover.template_markers.is_empty()).then(|| input.switchover.template_markers.clone());
 
     StatefulSet {
-        metadata: owner.instance_meta(&instance, "postgres"),
+        metadata,
         spec: Some(StatefulSetSpec {
-            replicas: Some(1),
+            replicas: Some(replicas),
             service_name: Some(names::service_headless(&owner.name)),
             selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
             update_strategy: Some(StatefulSetUpdateStrategy {
@@ -73,7 +119,11 @@ pub fn build(owner: &Owner, spec: &PgClusterSpec, valid: &ValidSpec, input: Inst
                 when_scaled: Some("Retain".into()),
             }),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: template_annotations,
+                    ..ObjectMeta::default()
+                }),
                 spec: Some(pod_spec(owner, spec, valid, &instance, input.bootstrap)),
             },
             volume_claim_templates: Some(vec![data_claim(owner, spec)]),
@@ -125,6 +175,22 @@ fn pod_spec(
             empty_dir("tmp", None),
             // PostgreSQL's dynamic shared memory; the runtime's default /dev/shm is only 64 MiB.
             empty_dir("shm", Some("Memory")),
+            // The operator's markers (fence, rebuild) reach the instance manager as a file.
+            Volume {
+                name: "podinfo".into(),
+                downward_api: Some(DownwardAPIVolumeSource {
+                    items: Some(vec![DownwardAPIVolumeFile {
+                        path: "annotations".into(),
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "metadata.annotations".into(),
+                            ..ObjectFieldSelector::default()
+                        }),
+                        ..DownwardAPIVolumeFile::default()
+                    }]),
+                    ..DownwardAPIVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
         ]),
         ..PodSpec::default()
     }
@@ -204,6 +270,7 @@ fn postgres_container(
             mount("run", layout::RUN_DIR, false),
             mount("tmp", "/tmp", false),
             mount("shm", "/dev/shm", false),
+            mount("podinfo", markers::PODINFO_DIR, true),
         ]),
         ..Container::default()
     }

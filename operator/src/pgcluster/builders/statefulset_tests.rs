@@ -5,7 +5,12 @@ use crate::pgcluster::validate::validate;
 fn build_for(yaml: &str, ordinal: i32, bootstrap: Bootstrap) -> StatefulSet {
     let cluster = cluster_from_yaml(yaml);
     let valid = validate(&cluster).unwrap();
-    build(&Owner::of(&cluster).unwrap(), &cluster.spec, &valid, InstanceInput { ordinal, bootstrap })
+    build(
+        &Owner::of(&cluster).unwrap(),
+        &cluster.spec,
+        &valid,
+        InstanceInput { ordinal, bootstrap, switchover: Default::default() },
+    )
 }
 
 fn pod(sts: &StatefulSet) -> (&PodTemplateSpec, &PodSpec) {
@@ -135,4 +140,50 @@ fn readiness_asks_postgres_over_the_socket() {
     assert_eq!(command[0], "pg_isready");
     assert!(command.windows(2).any(|w| w == ["-h", layout::SOCKET_DIR]));
     assert!(pod(&sts).1.containers[0].liveness_probe.is_none());
+}
+
+#[test]
+fn a_switchover_s_replicas_and_rebuild_markers_survive_the_cluster_reconcile() {
+    let cluster = cluster_from_yaml("spec: {}");
+    let valid = validate(&cluster).unwrap();
+    let owner = Owner::of(&cluster).unwrap();
+    let mut existing = build_for("spec: {}", 2, Bootstrap::Clone);
+    existing.metadata.resource_version = Some("42".into());
+    existing.metadata.annotations = Some(BTreeMap::from([(markers::SCALED_BY.into(), "so-1".into())]));
+    let spec = existing.spec.as_mut().unwrap();
+    spec.replicas = Some(0);
+    spec.template.metadata.as_mut().unwrap().annotations = Some(BTreeMap::from([
+        (markers::REBUILD.into(), "so-1".into()),
+        ("kubectl.kubernetes.io/restartedAt".into(), "x".into()),
+    ]));
+    let carried = SwitchoverState::carried_over(Some(&existing));
+    assert_eq!(carried.replicas, Some((0, "so-1".to_string())));
+    let input = InstanceInput { ordinal: 2, bootstrap: Bootstrap::Clone, switchover: carried };
+    let sts = build(&owner, &cluster.spec, &valid, input);
+    assert_eq!(sts.metadata.resource_version.as_deref(), Some("42"), "a stale read must not win");
+    assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(0));
+    let annotations = pod(&sts).0.metadata.as_ref().unwrap().annotations.clone().unwrap();
+    assert_eq!(annotations, BTreeMap::from([(markers::REBUILD.to_string(), "so-1".to_string())]));
+
+    // Without a switchover's record, replicas are the normal 1 whatever the object says.
+    existing.metadata.annotations = None;
+    let carried = SwitchoverState::carried_over(Some(&existing));
+    assert_eq!(carried.replicas, None);
+    let sts = build(
+        &owner,
+        &cluster.spec,
+        &valid,
+        InstanceInput { ordinal: 2, bootstrap: Bootstrap::Clone, switchover: carried },
+    );
+    assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(1));
+}
+
+#[test]
+fn markers_reach_the_pod_through_a_downward_api_file() {
+    let sts = build_for("spec: {}", 1, Bootstrap::Initdb);
+    let (_, spec) = pod(&sts);
+    let volume = spec.volumes.as_ref().unwrap().iter().find(|v| v.name == "podinfo").unwrap();
+    let item = &volume.downward_api.as_ref().unwrap().items.as_ref().unwrap()[0];
+    assert_eq!(item.field_ref.as_ref().unwrap().field_path, "metadata.annotations");
+    assert_eq!(format!("{}/{}", markers::PODINFO_DIR, item.path), markers::ANNOTATIONS_FILE);
 }

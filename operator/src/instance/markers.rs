@@ -1,0 +1,123 @@
+//! What the instance manager does about the operator's markers (see
+//! `switchover::markers` for the protocol). Pure: the supervisor reads the annotations file
+//! and two small state files on the volume, and carries out what [`decide`] returns.
+//!
+//! With no marker set and nothing recorded, the answer is always "nothing", so an instance
+//! that never takes part in a switchover runs exactly as before.
+
+use crate::switchover::markers::Markers;
+
+/// What this instance has recorded on its volume, so a container restart keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Local {
+    /// The switchover whose fence this instance obeys (it runs in recovery, no upstream).
+    pub fenced_by: Option<String>,
+    /// The last rebuild token carried out.
+    pub last_rebuild: Option<String>,
+}
+
+/// One thing to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing changed.
+    Nothing,
+    /// Stop PostgreSQL (fast), rebuild from `source`, start as a standby following `-rw`.
+    Rebuild { token: String, source: String },
+    /// Stop PostgreSQL (fast), restart it in recovery with no upstream.
+    Fence { token: String },
+    /// Already fenced under an older token: just record the new one.
+    RecordFence { token: String },
+    /// The fence of the very switchover that asks for it is lifted before any promotion:
+    /// restart as the primary it was.
+    RestorePrimary,
+    /// The fence is lifted: follow `-rw` as a standby (configuration reload, no restart).
+    FollowPrimary,
+}
+
+impl Action {
+    /// Must PostgreSQL be stopped first?
+    pub fn needs_restart(&self) -> bool {
+        matches!(self, Action::Rebuild { .. } | Action::Fence { .. } | Action::RestorePrimary)
+    }
+}
+
+/// The next action. A rebuild goes first: it turns the instance into a standby of the new
+/// primary whatever else is set, and the operator only requests one after a promotion.
+pub fn decide(markers: &Markers, local: &Local) -> Action {
+    if let (Some(token), Some(source)) = (&markers.rebuild, &markers.rebuild_source)
+        && local.last_rebuild.as_ref() != Some(token)
+    {
+        return Action::Rebuild { token: token.clone(), source: source.clone() };
+    }
+    match (&markers.fence, &local.fenced_by) {
+        (Some(token), None) => Action::Fence { token: token.clone() },
+        (Some(token), Some(by)) if token != by => Action::RecordFence { token: token.clone() },
+        (Some(_), Some(_)) => Action::Nothing,
+        (None, Some(by)) if markers.restore_primary.as_ref() == Some(by) => Action::RestorePrimary,
+        (None, Some(_)) => Action::FollowPrimary,
+        (None, None) => Action::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn markers(fence: Option<&str>, restore: Option<&str>, rebuild: Option<(&str, &str)>) -> Markers {
+        Markers {
+            fence: fence.map(str::to_owned),
+            restore_primary: restore.map(str::to_owned),
+            rebuild: rebuild.map(|(t, _)| t.to_owned()),
+            rebuild_source: rebuild.map(|(_, s)| s.to_owned()),
+        }
+    }
+
+    fn local(fenced_by: Option<&str>, last_rebuild: Option<&str>) -> Local {
+        Local { fenced_by: fenced_by.map(str::to_owned), last_rebuild: last_rebuild.map(str::to_owned) }
+    }
+
+    #[test]
+    fn no_marker_no_action() {
+        assert_eq!(decide(&Markers::default(), &Local::default()), Action::Nothing);
+        // A rebuild already done stays done.
+        assert_eq!(
+            decide(&markers(None, None, Some(("so-1", "pg-2"))), &local(None, Some("so-1"))),
+            Action::Nothing
+        );
+    }
+
+    #[test]
+    fn fence_once_then_hold() {
+        let fenced = markers(Some("so-1"), None, None);
+        assert_eq!(decide(&fenced, &Local::default()), Action::Fence { token: "so-1".into() });
+        assert!(decide(&fenced, &Local::default()).needs_restart());
+        assert_eq!(decide(&fenced, &local(Some("so-1"), None)), Action::Nothing);
+        let again = markers(Some("so-2"), None, None);
+        assert_eq!(decide(&again, &local(Some("so-1"), None)), Action::RecordFence { token: "so-2".into() });
+    }
+
+    #[test]
+    fn lifting_the_fence_restores_the_primary_only_when_asked_by_the_same_switchover() {
+        assert_eq!(
+            decide(&markers(None, Some("so-1"), None), &local(Some("so-1"), None)),
+            Action::RestorePrimary
+        );
+        assert_eq!(
+            decide(&markers(None, Some("so-0"), None), &local(Some("so-1"), None)),
+            Action::FollowPrimary
+        );
+        assert_eq!(decide(&markers(None, None, None), &local(Some("so-1"), None)), Action::FollowPrimary);
+        assert!(!Action::FollowPrimary.needs_restart());
+    }
+
+    #[test]
+    fn a_new_rebuild_token_goes_first() {
+        let m = markers(Some("so-1"), None, Some(("so-1", "pg-2")));
+        assert_eq!(
+            decide(&m, &local(Some("so-1"), Some("so-0"))),
+            Action::Rebuild { token: "so-1".into(), source: "pg-2".into() }
+        );
+        let no_source = Markers { rebuild_source: None, ..m };
+        assert_eq!(decide(&no_source, &local(Some("so-1"), None)), Action::Nothing);
+    }
+}

@@ -1,0 +1,210 @@
+//! Automatic failover, as seen from the PgCluster controller: track since when the recorded
+//! primary has been unhealthy, ask [`failover_decision`] (pure), and when it triggers create a
+//! Switchover of mode Failover. The Switchover controller does the rest; the Switchover
+//! objects are the audit trail (`kubectl get switchovers`).
+//!
+//! The "unhealthy since" clock lives in memory: after an operator restart it starts again,
+//! which can only delay a failover by at most `failover.delay`, never cause one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::events::{Event, EventType};
+use tracing::{info, warn};
+
+use super::builders::Owner;
+use super::status::InstanceObservation;
+use crate::context::Context;
+use crate::crd::{PgCluster, Switchover, SwitchoverMode, SwitchoverSpec};
+use crate::error::{Error, Result};
+use crate::switchover::model::{InstanceView, Observed};
+use crate::switchover::{FailoverTrigger, failover_decision, observe};
+
+/// How often a cluster whose primary is unhealthy is looked at, so that a failover starts
+/// within this much of `failover.delay`.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Per cluster (`namespace/name`): since when its primary has been unhealthy.
+#[derive(Default)]
+pub struct FailoverClock(Mutex<HashMap<String, DateTime<Utc>>>);
+
+impl FailoverClock {
+    /// Records this observation and returns the start of the current unhealthy stretch.
+    pub fn observe(&self, key: &str, primary_healthy: bool, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = unready_since(map.get(key).copied(), primary_healthy, now);
+        match next {
+            Some(since) => map.insert(key.to_owned(), since),
+            None => map.remove(key),
+        };
+        next
+    }
+}
+
+/// The clock's rule: reset whenever the primary is seen healthy, otherwise keep the start.
+pub fn unready_since(
+    previous: Option<DateTime<Utc>>,
+    primary_healthy: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if primary_healthy { None } else { Some(previous.unwrap_or(now)) }
+}
+
+/// The machine's view from what the PgCluster controller already observed (no second round
+/// of connections).
+pub fn observed_from(
+    current_primary: Option<&str>,
+    instances: &[InstanceObservation],
+    pod_exists: impl Fn(&str) -> bool,
+) -> Observed {
+    let instances = instances
+        .iter()
+        .map(|i| {
+            let pg = i.postgres;
+            let standby = pg.is_some_and(|pg| pg.in_recovery);
+            let lsn = pg.and_then(|pg| pg.lsn);
+            InstanceView {
+                name: i.name.clone(),
+                sts_replicas: 1,
+                pod_exists: pod_exists(&i.name),
+                ready: i.pod_ready,
+                reachable: pg.is_some(),
+                in_recovery: pg.map(|pg| pg.in_recovery),
+                timeline: pg.and_then(|pg| pg.timeline).and_then(|t| u32::try_from(t).ok()),
+                current_lsn: if standby { None } else { lsn },
+                replay_lsn: if standby { lsn } else { None },
+                ..InstanceView::default()
+            }
+        })
+        .collect();
+    Observed {
+        cluster_exists: true,
+        current_primary: current_primary.map(str::to_owned),
+        instances,
+        active_switchovers: Vec::new(),
+    }
+}
+
+/// Deterministic per unhealthy stretch, so a retried reconcile never starts two failovers.
+pub fn switchover_name(cluster: &str, since: DateTime<Utc>) -> String {
+    format!("{cluster}-failover-{}", since.timestamp())
+}
+
+/// Whether the primary is unhealthy (then the caller requeues at [`WATCH_INTERVAL`]).
+pub async fn check(
+    ctx: &Context,
+    cluster: &PgCluster,
+    owner: &Owner,
+    mut observed: Observed,
+) -> Result<bool> {
+    let primary = observed.current_primary.as_deref().and_then(|p| observed.instance(p));
+    let Some(primary) = primary else { return Ok(false) };
+    let healthy = primary.is_primary() && primary.ready;
+    let key = format!("{}/{}", owner.namespace, owner.name);
+    let now = Utc::now();
+    let since = ctx.failover_clock.observe(&key, healthy, now);
+    let Some(since) = since else { return Ok(false) };
+    let spec = &cluster.spec.failover;
+    let delay = crate::duration::parse(&spec.delay).unwrap_or(Duration::from_secs(5));
+    if !spec.enabled || (now - since).to_std().unwrap_or_default() < delay {
+        return Ok(true);
+    }
+    let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let all = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::Kube { action: "listing Switchovers", source })?;
+    observed.active_switchovers = observe::active_of(&all.items, &owner.name);
+    if let Some(trigger) = failover_decision(&observed, Some(since), delay, now, spec.enabled) {
+        start(ctx, cluster, owner, &api, &trigger, since).await?;
+    }
+    Ok(true)
+}
+
+async fn start(
+    ctx: &Context,
+    cluster: &PgCluster,
+    owner: &Owner,
+    api: &Api<Switchover>,
+    trigger: &FailoverTrigger,
+    since: DateTime<Utc>,
+) -> Result<()> {
+    let name = switchover_name(&owner.name, since);
+    let mut switchover = Switchover::new(
+        &name,
+        SwitchoverSpec { cluster: owner.name.clone(), target_instance: None, mode: SwitchoverMode::Failover },
+    );
+    switchover.metadata = owner.child_meta(&name, "switchover");
+    let params =
+        PostParams { field_manager: Some(super::names::FIELD_MANAGER.into()), ..PostParams::default() };
+    match api.create(&params, &switchover).await {
+        Ok(_) => {}
+        // Created by an earlier reconcile of the same stretch: one failover per stretch.
+        Err(kube::Error::Api(status)) if status.code == 409 => return Ok(()),
+        Err(source) => return Err(Error::Kube { action: "creating a failover Switchover", source }),
+    }
+    ctx.metrics.failover_started();
+    let secs = trigger.unready_for.as_secs_f64();
+    info!(switchover = %name, lost = %trigger.lost_primary, candidate = %trigger.candidate, secs, "failover started");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "FailoverStarted".into(),
+        note: Some(format!(
+            "primary {} unhealthy for {secs:.1}s; Switchover {name} promotes the most advanced standby ({} now)",
+            trigger.lost_primary, trigger.candidate
+        )),
+        action: "Failover".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &kube::Resource::object_ref(cluster, &())).await {
+        warn!(%error, cluster = %cluster.name_any(), "could not publish an Event");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::pgcluster::status::PostgresState;
+    use crate::switchover::Lsn;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn the_clock_keeps_its_start_and_resets_on_health() {
+        assert_eq!(unready_since(None, false, t(1)), Some(t(1)));
+        assert_eq!(unready_since(Some(t(1)), false, t(9)), Some(t(1)));
+        assert_eq!(unready_since(Some(t(1)), true, t(9)), None);
+        let clock = FailoverClock::default();
+        assert_eq!(clock.observe("db/pg", false, t(1)), Some(t(1)));
+        assert_eq!(clock.observe("db/pg", false, t(3)), Some(t(1)));
+        assert_eq!(clock.observe("db/other", false, t(3)), Some(t(3)));
+        assert_eq!(clock.observe("db/pg", true, t(4)), None);
+        assert_eq!(clock.observe("db/pg", false, t(5)), Some(t(5)));
+    }
+
+    #[test]
+    fn a_dead_primary_with_a_healthy_standby_triggers_after_the_delay() {
+        let pg =
+            |in_recovery, lsn| Some(PostgresState { in_recovery, timeline: Some(1), lsn: Some(Lsn(lsn)) });
+        let instances = vec![
+            InstanceObservation { name: "pg-1".into(), pod_ready: false, postgres: None },
+            InstanceObservation { name: "pg-2".into(), pod_ready: true, postgres: pg(true, 90) },
+            InstanceObservation { name: "pg-3".into(), pod_ready: true, postgres: pg(true, 100) },
+        ];
+        let observed = observed_from(Some("pg-1"), &instances, |_| true);
+        let delay = Duration::from_secs(5);
+        assert_eq!(failover_decision(&observed, Some(t(0)), delay, t(4), true), None);
+        let trigger = failover_decision(&observed, Some(t(0)), delay, t(5), true).unwrap();
+        assert_eq!((trigger.lost_primary.as_str(), trigger.candidate.as_str()), ("pg-1", "pg-3"));
+        assert_eq!(switchover_name("pg", t(0)), "pg-failover-1700000000");
+    }
+}

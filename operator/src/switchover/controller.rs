@@ -1,0 +1,226 @@
+//! The Switchover controller: observe → decide ([`machine::next`], pure) → persist the new
+//! state to the status → execute the step. Persisting first is the machine's contract: after
+//! a crash between the two, the next reconcile computes the same step again, and every step
+//! is idempotent.
+//!
+//! Requeues are short while a switchover is active, because the write-unavailable window is
+//! measured in reconcile round trips (fence → observe fenced → promote → labels).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::Controller;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, instrument, warn};
+
+use super::convert::{from_status, request_from, to_status};
+use super::executor::{self, Requester};
+use super::model::{Mode, Params, Phase, Step, SwitchoverState};
+use super::{machine, observe};
+use crate::context::Context;
+use crate::crd::Switchover;
+use crate::error::{Error, Result};
+use crate::pgcluster::names::FIELD_MANAGER;
+
+/// Label value of this controller in metrics.
+pub const CONTROLLER: &str = "switchover";
+/// While a switchover runs: each round trip adds to the write-unavailable window.
+const ACTIVE_INTERVAL: Duration = Duration::from_millis(300);
+/// While it waits for another Switchover of the same cluster.
+const QUEUED_INTERVAL: Duration = Duration::from_secs(2);
+/// After an error (API conflict, an instance restarting): soon, the machine bounds the wait.
+const ERROR_INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn run(ctx: Arc<Context>) {
+    let api: Api<Switchover> = match &ctx.config.watch_namespace {
+        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
+        None => Api::all(ctx.client.clone()),
+    };
+    Controller::new(api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(%object, "reconciled"),
+                Err(error) => warn!(error = %error, "switchover reconcile failed"),
+            }
+        })
+        .await;
+}
+
+#[instrument(skip(switchover, ctx), fields(namespace = switchover.namespace(), name = switchover.name_any()))]
+pub async fn reconcile(switchover: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_switchover(&switchover, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed(), result.as_ref().err().map(Error::metric_label));
+    result
+}
+
+pub fn error_policy(_switchover: Arc<Switchover>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "switchover error");
+    match error {
+        Error::InvalidSwitchover(_) => Action::await_change(),
+        _ => Action::requeue(ERROR_INTERVAL),
+    }
+}
+
+async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Action> {
+    let namespace = cached.namespace().unwrap_or_default();
+    let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &namespace);
+    // The cache may not have our own last status write yet; deciding from it would repeat
+    // or undo a transition. Read the object itself.
+    let Some(switchover) = api
+        .get_opt(&cached.name_any())
+        .await
+        .map_err(|source| Error::Kube { action: "reading the Switchover", source })?
+    else {
+        return Ok(Action::await_change());
+    };
+    let request = request_from(&switchover)?;
+    let state = from_status(switchover.status.as_ref())?;
+    if state.phase.is_terminal() {
+        return Ok(Action::await_change());
+    }
+    let snapshot = observe::observe(ctx, &namespace, &request.cluster).await?;
+    let decision = machine::next(&request, &state, &snapshot.observed, &Params::default(), Utc::now());
+
+    // Persist first, then act.
+    if decision.state != state {
+        write_status(&api, &switchover, &decision.state).await?;
+    }
+    if decision.state.phase != state.phase || matches!(decision.step, Step::Reject { .. }) {
+        publish_transition(ctx, &switchover, &state, &decision.state, request.mode).await;
+    }
+    if !matches!(decision.step, Step::Done) {
+        debug!(step = ?decision.step, phase = ?decision.state.phase, "executing");
+    }
+    let who =
+        Requester { name: &request.name, namespace: &namespace, mode: request.mode, state: &decision.state };
+    executor::execute(ctx, &snapshot, &decision.step, &who).await?;
+
+    Ok(match decision.step {
+        _ if decision.state.phase.is_terminal() => Action::await_change(),
+        Step::WaitForTurn { .. } => Action::requeue(QUEUED_INTERVAL),
+        _ => Action::requeue(ACTIVE_INTERVAL),
+    })
+}
+
+/// Server-side apply of the whole status, with the resourceVersion read as a precondition:
+/// two writers (an old and a new operator pod) can never interleave transitions.
+async fn write_status(api: &Api<Switchover>, switchover: &Switchover, state: &SwitchoverState) -> Result<()> {
+    let patch = json!({
+        "apiVersion": Switchover::api_version(&()),
+        "kind": Switchover::kind(&()),
+        "metadata": { "name": switchover.name_any(), "resourceVersion": switchover.metadata.resource_version },
+        "status": to_status(state),
+    });
+    api.patch_status(
+        &switchover.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Kube { action: "writing the Switchover status", source })?;
+    Ok(())
+}
+
+/// One Event per phase change (never per reconcile), and the metrics of a finished one.
+async fn publish_transition(
+    ctx: &Context,
+    switchover: &Switchover,
+    before: &SwitchoverState,
+    after: &SwitchoverState,
+    mode: Mode,
+) {
+    let (type_, note) = transition_note(before, after);
+    info!(from = ?before.phase, to = ?after.phase, "switchover phase");
+    if after.phase.is_terminal() {
+        let seconds = after.duration().unwrap_or_default().as_secs_f64();
+        ctx.metrics.switchover_finished(mode == Mode::Failover, after.phase == Phase::Completed, seconds);
+    }
+    let event = Event {
+        type_,
+        reason: format!("{:?}", after.phase),
+        note: Some(note),
+        action: "Switchover".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &switchover.object_ref(&())).await {
+        warn!(%error, "could not publish an Event");
+    }
+}
+
+/// The Event's type and text for a phase change. Pure; reasons never contain secrets (they
+/// name instances, LSNs and timeouts).
+pub fn transition_note(before: &SwitchoverState, after: &SwitchoverState) -> (EventType, String) {
+    let from = after.from.as_deref().unwrap_or("?");
+    let to = after.to.as_deref().unwrap_or("?");
+    let note = match after.phase {
+        Phase::Pending => format!("waiting to start ({from} -> {to})"),
+        Phase::Fencing => format!("fencing {from}, the old primary; target {to}"),
+        Phase::CatchingUp => match after.fence_lsn {
+            Some(lsn) => format!("{from} fenced at {lsn}; waiting for {to} to replay it"),
+            None => format!("{from} fenced; waiting for {to}"),
+        },
+        Phase::Promoting => format!("promoting {to}"),
+        Phase::Rebuilding => {
+            let window = after
+                .write_unavailable
+                .map_or(String::new(), |d| format!(" after {:.2}s without writes", d.as_secs_f64()));
+            format!("{to} is the primary{window}; re-pointing and rebuilding the others")
+        }
+        Phase::Completed => format!(
+            "{to} is the primary and every other instance follows it ({:.1}s)",
+            after.duration().unwrap_or_default().as_secs_f64()
+        ),
+        Phase::Failed => format!("failed: {}", after.reason.as_deref().unwrap_or("no reason recorded")),
+    };
+    let note = if before.phase == after.phase && after.phase == Phase::Failed {
+        format!("rejected: {}", after.reason.as_deref().unwrap_or(""))
+    } else {
+        note
+    };
+    let type_ = if after.phase == Phase::Failed { EventType::Warning } else { EventType::Normal };
+    (type_, note)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_warnings_with_their_reason() {
+        let before = SwitchoverState { phase: Phase::CatchingUp, ..Default::default() };
+        let after = SwitchoverState {
+            phase: Phase::Failed,
+            reason: Some("target pg-2 did not replay".into()),
+            ..Default::default()
+        };
+        let (type_, note) = transition_note(&before, &after);
+        assert_eq!(type_, EventType::Warning);
+        assert!(note.contains("target pg-2 did not replay"), "{note}");
+    }
+
+    #[test]
+    fn rebuilding_reports_the_write_window() {
+        let after = SwitchoverState {
+            phase: Phase::Rebuilding,
+            to: Some("pg-2".into()),
+            write_unavailable: Some(Duration::from_millis(1250)),
+            ..Default::default()
+        };
+        let (type_, note) = transition_note(&SwitchoverState::default(), &after);
+        assert_eq!(type_, EventType::Normal);
+        assert_eq!(
+            note,
+            "pg-2 is the primary after 1.25s without writes; re-pointing and rebuilding the others"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The marker protocol between the operator and the instance manager (`relevo instance`).
+//!
+//! PostgreSQL pods never talk to the Kubernetes API, so the operator speaks to them through
+//! pod annotations, which a downwardAPI volume exposes as a file the instance manager polls
+//! (kubelet refreshes the file within about a second of the annotation changing; a restart
+//! of the container is never needed):
+//!
+//! | annotation | set by | meaning for the instance manager |
+//! |---|---|---|
+//! | `relevo.dev/fence: <switchover>` | Fence | fast shutdown, restart in recovery with no upstream; stay so while set |
+//! | `relevo.dev/restore-primary: <switchover>` | Unfence before promotion | when the fence of that same switchover is lifted, come back as primary |
+//! | `relevo.dev/rebuild: <token>` | Rebuild | once per token: stop, pg_rewind (pg_basebackup fallback) from `relevo.dev/rebuild-source`, start as a standby |
+//! | `relevo.dev/rebuild-source: <instance>` | Rebuild | where to rebuild from |
+//!
+//! Lifting the fence without `restore-primary` makes the instance a standby following
+//! `<cluster>-rw`: the safe default, because after a promotion the old primary must never
+//! write again. The rebuild markers are also put on the StatefulSet's pod template, because a
+//! failover scales the lost primary to zero: the pod that comes back is new and carries them
+//! from the template. `relevo.dev/scaled-by` on the StatefulSet itself records that a
+//! switchover set its replicas, so the PgCluster controller carries the value over instead of
+//! resetting it to 1 (both write under the one field manager, so each write is whole).
+
+use std::collections::BTreeMap;
+
+pub const FENCE: &str = "relevo.dev/fence";
+pub const RESTORE_PRIMARY: &str = "relevo.dev/restore-primary";
+pub const REBUILD: &str = "relevo.dev/rebuild";
+pub const REBUILD_SOURCE: &str = "relevo.dev/rebuild-source";
+/// On a StatefulSet: its replicas were set by this switchover; keep them.
+pub const SCALED_BY: &str = "relevo.dev/scaled-by";
+
+/// Annotations relevo owns on an instance pod (every write of pod metadata carries all of
+/// them, because a server-side apply drops what the same manager no longer sends).
+pub const POD_MARKERS: [&str; 4] = [FENCE, RESTORE_PRIMARY, REBUILD, REBUILD_SOURCE];
+/// Annotations relevo owns on an instance's pod template.
+pub const TEMPLATE_MARKERS: [&str; 2] = [REBUILD, REBUILD_SOURCE];
+
+/// Where the downwardAPI volume is mounted in the postgres container.
+pub const PODINFO_DIR: &str = "/etc/relevo/podinfo";
+/// The file with the pod's annotations, one `key="value"` per line.
+pub const ANNOTATIONS_FILE: &str = "/etc/relevo/podinfo/annotations";
+
+/// The relevo-owned subset of `annotations`, among `owned`.
+pub fn owned(annotations: Option<&BTreeMap<String, String>>, owned: &[&str]) -> BTreeMap<String, String> {
+    annotations
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| owned.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// What the instance manager reads from the annotations file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Markers {
+    pub fence: Option<String>,
+    pub restore_primary: Option<String>,
+    pub rebuild: Option<String>,
+    pub rebuild_source: Option<String>,
+}
+
+impl Markers {
+    pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Self {
+        let get = |key: &str| annotations.get(key).filter(|v| !v.is_empty()).cloned();
+        Markers {
+            fence: get(FENCE),
+            restore_primary: get(RESTORE_PRIMARY),
+            rebuild: get(REBUILD),
+            rebuild_source: get(REBUILD_SOURCE),
+        }
+    }
+}
+
+/// Parses kubelet's rendering of `metadata.annotations`: `key="value"` lines, the value a Go
+/// quoted string. Lines it cannot read are skipped: an unknown annotation must not stop a
+/// database.
+pub fn parse_annotations_file(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            Some((key.trim().to_owned(), unquote_go(value.trim())?))
+        })
+        .collect()
+}
+
+fn unquote_go(quoted: &str) -> Option<String> {
+    let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_kubelet_writes() {
+        let text = "kubernetes.io/config.seen=\"2025-10-07T12:00:00Z\"\n\
+                    relevo.dev/fence=\"so-1\"\nrelevo.dev/rebuild=\"a\\\"b\"\nbroken line\n";
+        let map = parse_annotations_file(text);
+        assert_eq!(map.get(FENCE).map(String::as_str), Some("so-1"));
+        assert_eq!(map.get(REBUILD).map(String::as_str), Some("a\"b"));
+        let markers = Markers::from_annotations(&map);
+        assert_eq!(markers.fence.as_deref(), Some("so-1"));
+        assert_eq!(markers.restore_primary, None);
+    }
+
+    #[test]
+    fn empty_values_are_no_marker() {
+        let map = parse_annotations_file("relevo.dev/fence=\"\"\n");
+        assert_eq!(Markers::from_annotations(&map), Markers::default());
+    }
+
+    #[test]
+    fn only_owned_annotations_are_carried() {
+        let all = BTreeMap::from([
+            (FENCE.to_string(), "so".to_string()),
+            ("other/x".to_string(), "y".to_string()),
+            (REBUILD.to_string(), "t".to_string()),
+        ]);
+        assert_eq!(owned(Some(&all), &TEMPLATE_MARKERS).len(), 1);
+        assert_eq!(owned(Some(&all), &POD_MARKERS).len(), 2);
+        assert!(owned(None, &POD_MARKERS).is_empty());
+    }
+}

@@ -1,0 +1,280 @@
+//! Gathers the machine's [`Observed`] for one cluster: Kubernetes objects (PgCluster,
+//! StatefulSets, pods, other Switchovers) and, over tokio-postgres, what each instance says.
+//! The mapping from those raw answers to [`InstanceView`]s is pure ([`instance_view`]), so it
+//! is tested without a cluster; only [`observe`] does I/O.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use tracing::debug;
+
+use super::convert::request_from;
+use super::lsn::Lsn;
+use super::markers;
+use super::model::{ActiveSwitchover, InstanceView, Observed, Role};
+use super::sql;
+use crate::context::Context;
+use crate::crd::{PgCluster, Switchover};
+use crate::error::{Error, Result};
+use crate::pgcluster::names;
+use crate::pgcluster::observe::{Connection, PgError, connect};
+
+/// Everything read for one decision; the executor needs the objects too.
+pub struct Snapshot {
+    pub cluster: Option<PgCluster>,
+    pub statefulsets: Vec<StatefulSet>,
+    pub pods: Vec<Pod>,
+    /// Superuser password, for the executor's SQL steps. Never logged.
+    pub password: Option<String>,
+    pub observed: Observed,
+}
+
+impl Snapshot {
+    pub fn pod(&self, instance: &str) -> Option<&Pod> {
+        self.pods.iter().find(|p| p.name_any() == names::pod(instance))
+    }
+
+    pub fn pod_ip(&self, instance: &str) -> Option<String> {
+        self.pod(instance).and_then(|p| p.status.as_ref()).and_then(|s| s.pod_ip.clone())
+    }
+}
+
+/// What one instance answered over SQL.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SqlAnswer {
+    pub in_recovery: bool,
+    pub flush_lsn: Option<Lsn>,
+    pub receive_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+    pub timeline: Option<u32>,
+    pub checkpoint_timeline: Option<u32>,
+    pub primary_conninfo: String,
+    pub slots: Vec<String>,
+    /// application_name of every standby streaming from this instance.
+    pub streaming_standbys: Vec<String>,
+}
+
+fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Kube { action, source }
+}
+
+pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Result<Snapshot> {
+    let clusters: Api<PgCluster> = Api::namespaced(ctx.client.clone(), namespace);
+    let cluster = clusters.get_opt(cluster_name).await.map_err(kube_error("reading the PgCluster"))?;
+    let switchovers: Api<Switchover> = Api::namespaced(ctx.client.clone(), namespace);
+    let all = switchovers.list(&ListParams::default()).await.map_err(kube_error("listing Switchovers"))?;
+    let active_switchovers = active_of(&all.items, cluster_name);
+    let Some(cluster) = cluster else {
+        let observed = Observed { active_switchovers, ..Observed::default() };
+        return Ok(Snapshot { cluster: None, statefulsets: vec![], pods: vec![], password: None, observed });
+    };
+    let statefulsets = crate::pgcluster::apply::list_statefulsets(ctx, namespace, cluster_name).await?;
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = names::postgres_selector(cluster_name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_error("listing instance pods"))?
+        .items;
+    let password =
+        crate::pgcluster::apply::read_password(ctx, namespace, &names::secret_superuser(cluster_name))
+            .await?;
+
+    let mut answers = BTreeMap::new();
+    for sts in &statefulsets {
+        let instance = sts.name_any();
+        let ip = pods
+            .iter()
+            .find(|p| p.name_any() == names::pod(&instance))
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.pod_ip.clone());
+        let (Some(host), Some(password)) = (ip, password.as_deref()) else { continue };
+        let connection =
+            Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
+        match query_instance(&connection).await {
+            Ok(answer) => {
+                answers.insert(instance, answer);
+            }
+            Err(error) => debug!(instance, %error, "PostgreSQL did not answer"),
+        }
+    }
+    let instances = statefulsets
+        .iter()
+        .map(|sts| {
+            let name = sts.name_any();
+            let pod = pods.iter().find(|p| p.name_any() == names::pod(&name));
+            instance_view(cluster_name, sts, pod, &pods, &answers)
+        })
+        .collect();
+    let observed = Observed {
+        cluster_exists: true,
+        current_primary: cluster.status.as_ref().and_then(|s| s.current_primary.clone()),
+        instances,
+        active_switchovers,
+    };
+    Ok(Snapshot { cluster: Some(cluster), statefulsets, pods, password, observed })
+}
+
+/// Non-terminal Switchovers of `cluster`, for the queue.
+pub fn active_of(switchovers: &[Switchover], cluster: &str) -> Vec<ActiveSwitchover> {
+    switchovers
+        .iter()
+        .filter(|so| so.spec.cluster == cluster)
+        .filter_map(|so| {
+            let request = request_from(so).ok()?;
+            let state = super::convert::from_status(so.status.as_ref()).ok()?;
+            (!state.phase.is_terminal()).then_some(ActiveSwitchover {
+                name: request.name,
+                mode: request.mode,
+                phase: state.phase,
+                created: request.created,
+            })
+        })
+        .collect()
+}
+
+/// One instance, from its StatefulSet, its pod (if any) and the SQL answers of all instances
+/// (streaming is seen from the sender's side, where application_name names the standby).
+pub fn instance_view(
+    cluster: &str,
+    sts: &StatefulSet,
+    pod: Option<&Pod>,
+    pods: &[Pod],
+    answers: &BTreeMap<String, SqlAnswer>,
+) -> InstanceView {
+    let name = sts.name_any();
+    let answer = answers.get(&name);
+    let pod_annotations = pod.and_then(|p| p.metadata.annotations.as_ref());
+    let template_annotations =
+        sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.annotations.as_ref());
+    // The pod's own marker is what the instance manager sees; with no pod, the template's is
+    // what the next pod will see.
+    let rebuild_token = match pod {
+        Some(_) => pod_annotations.and_then(|a| a.get(markers::REBUILD)).cloned(),
+        None => template_annotations.and_then(|a| a.get(markers::REBUILD)).cloned(),
+    };
+    let role_label = pod.and_then(|p| p.labels().get(names::LABEL_ROLE)).and_then(|r| match r.as_str() {
+        "primary" => Some(Role::Primary),
+        "standby" => Some(Role::Standby),
+        _ => None,
+    });
+    let streams_from = answers
+        .iter()
+        .find(|(sender, a)| **sender != name && a.streaming_standbys.contains(&name))
+        .map(|(sender, _)| sender.clone());
+    let upstream = answer.and_then(|a| upstream_of(cluster, &a.primary_conninfo, pods));
+    InstanceView {
+        name: name.clone(),
+        sts_replicas: sts.spec.as_ref().and_then(|s| s.replicas).map_or(1, |r| u32::try_from(r).unwrap_or(0)),
+        pod_exists: pod.is_some(),
+        ready: pod.is_some_and(is_ready),
+        reachable: answer.is_some(),
+        in_recovery: answer.map(|a| a.in_recovery),
+        timeline: answer.and_then(|a| a.timeline),
+        checkpoint_timeline: answer.and_then(|a| a.checkpoint_timeline),
+        current_lsn: answer.filter(|a| !a.in_recovery).and_then(|a| a.flush_lsn),
+        receive_lsn: answer.and_then(|a| a.receive_lsn),
+        replay_lsn: answer.and_then(|a| a.replay_lsn),
+        streams_from,
+        upstream,
+        slots: answer.map(|a| a.slots.clone()).unwrap_or_default(),
+        role_label,
+        fence_marker: pod_annotations.is_some_and(|a| a.get(markers::FENCE).is_some_and(|v| !v.is_empty())),
+        rebuild_token,
+    }
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The instance a `primary_conninfo` points at: `<cluster>-rw` is whichever pod carries the
+/// primary label (that is where the Service sends it), a pod DNS name is that instance.
+pub fn upstream_of(cluster: &str, conninfo: &str, pods: &[Pod]) -> Option<String> {
+    let host = conninfo_host(conninfo)?;
+    if host == names::service_rw(cluster) || host.starts_with(&format!("{}.", names::service_rw(cluster))) {
+        let primary =
+            pods.iter().find(|p| p.labels().get(names::LABEL_ROLE).map(String::as_str) == Some("primary"))?;
+        return primary.labels().get(names::LABEL_PG_INSTANCE).cloned();
+    }
+    let pod_name = host.split('.').next()?;
+    pod_name.strip_suffix("-0").filter(|i| names::ordinal(cluster, i).is_some()).map(str::to_owned)
+}
+
+/// The `host` of a libpq keyword/value string (values possibly single-quoted).
+pub fn conninfo_host(conninfo: &str) -> Option<String> {
+    let mut rest = conninfo.trim_start();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('\'') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next().map(|(_, c)| c)),
+                    '\'' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            (value, &quoted[end..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (after[..end].to_owned(), &after[end..])
+        };
+        if key.trim() == "host" {
+            return Some(value).filter(|v| !v.is_empty());
+        }
+        rest = next.trim_start();
+    }
+    None
+}
+
+fn parse_lsn(text: Option<String>) -> Result<Option<Lsn>, PgError> {
+    Ok(text.map(|t| t.parse::<Lsn>()).transpose()?)
+}
+
+async fn query_instance(connection: &Connection<'_>) -> Result<SqlAnswer, PgError> {
+    let client = connect(connection).await?;
+    let work = async {
+        let row = client.query_one(sql::INSTANCE_STATUS, &[]).await?;
+        let tl = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok());
+        let conninfo = client.query_one("SHOW primary_conninfo", &[]).await?;
+        let slots = client.query(sql::LIST_SLOTS, &[]).await?.iter().map(|r| r.get(0)).collect();
+        let streaming = client
+            .query(sql::STREAMING_STANDBYS, &[])
+            .await?
+            .iter()
+            .filter(|r| r.get::<_, Option<String>>(1).as_deref() == Some("streaming"))
+            .filter_map(|r| r.get::<_, Option<String>>(0))
+            .collect();
+        Ok::<_, PgError>(SqlAnswer {
+            in_recovery: row.get(0),
+            flush_lsn: parse_lsn(row.get(1))?,
+            receive_lsn: parse_lsn(row.get(2))?,
+            replay_lsn: parse_lsn(row.get(3))?,
+            timeline: tl(row.get(4)),
+            checkpoint_timeline: tl(row.get(5)),
+            primary_conninfo: conninfo.get(0),
+            slots,
+            streaming_standbys: streaming,
+        })
+    };
+    tokio::time::timeout(connection.timeout, work).await?
+}
+
+#[cfg(test)]
+#[path = "observe_tests.rs"]
+mod tests;
