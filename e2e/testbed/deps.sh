@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 
 PACKAGES=(docker.io containerd runc containernetworking-plugins debootstrap
-  iptables conntrack ethtool socat ipset jq openssl iproute2 kmod
+  iptables conntrack ethtool socat ipset jq openssl iproute2 kmod bc curl
   postgresql-15 pgbackrest redis-server redis-tools)
 
 missing=()

@@ -59,7 +59,13 @@ spec:
         - |
           set -e
           getent hosts echo.$ns.svc.cluster.local
-          redis-cli -h echo.$ns.svc.cluster.local -p 7000 ping
+          # A new connection per try: one made before kube-proxy programmed
+          # the Service would stay on an un-NATed flow for good.
+          for try in 1 2 3 4 5 6 7 8 9 10; do
+            timeout 3 redis-cli -h echo.$ns.svc.cluster.local -p 7000 ping && exit 0
+            echo "try \$try: no answer yet" >&2
+          done
+          exit 1
 YAML
 job_state() { k -n "$ns" get job client -o jsonpath='{.status.succeeded}:{.status.failed}'; }
 wait_for "the client Job to finish" 120 bash -c "[[ \$('$BIN/kubectl' -n $ns get job client -o jsonpath='{.status.succeeded}{.status.failed}') ]]" || true

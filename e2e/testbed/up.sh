@@ -18,6 +18,11 @@ if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
 fi
 ip addr show dev "$BRIDGE" | grep -q "inet $NODE_IP/" || ip addr add "$NODE_IP/${POD_CIDR#*/}" dev "$BRIDGE"
 ip link set "$BRIDGE" up
+# Service addresses are only ever reached through kube-proxy's DNAT. A packet
+# that misses it (say, sent before a Service's rules exist) must stay on this
+# machine instead of following the default route out: route the range onto the
+# bridge, where nothing answers it.
+ip route replace "$SERVICE_CIDR" dev "$BRIDGE" src "$NODE_IP"
 
 "$TB_DIR/pki.sh"
 
