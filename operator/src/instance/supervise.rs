@@ -140,16 +140,11 @@ fn carry_out(args: &InstanceArgs, action: &Action, superuser_password: &str) -> 
             )?;
             write(fenced_file(pgdata), token, "recording the fence")?;
         }
-        Action::RestorePrimary => {
-            let _ = fs::remove_file(pgdata.join("standby.signal"));
-            write(
-                conf_path(args),
-                &conf::instance_conf(&args.instance, &args.primary_host),
-                "writing the configuration",
-            )?;
-            fs::remove_file(fenced_file(pgdata)).map_err(io("removing the fence record"))?;
-        }
-        Action::FollowPrimary => {
+        Action::RestorePrimary | Action::FollowPrimary => {
+            // Only a restored primary leaves recovery; a follower keeps its standby.signal.
+            if matches!(action, Action::RestorePrimary) {
+                let _ = fs::remove_file(pgdata.join("standby.signal"));
+            }
             write(
                 conf_path(args),
                 &conf::instance_conf(&args.instance, &args.primary_host),

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::exec::{Executor, RebuildSource, StartMode};
-use super::plan::RebuildStep;
+use super::plan::{RebuildStep, kinds};
 use super::process::{Runner, args};
 use crate::switchover::sql;
 
@@ -210,19 +210,6 @@ impl Drop for Pg {
             let _ = fs::remove_dir_all(&self.root);
         }
     }
-}
-
-fn kinds(steps: &[RebuildStep]) -> Vec<&'static str> {
-    steps
-        .iter()
-        .map(|s| match s {
-            RebuildStep::EnsureCleanShutdown => "clean",
-            RebuildStep::PgRewind { .. } => "rewind",
-            RebuildStep::FallbackBaseBackup { .. } => "basebackup",
-            RebuildStep::WriteStandbyConfig { .. } => "config",
-            RebuildStep::StartPostgres => "start",
-        })
-        .collect()
 }
 
 fn source(

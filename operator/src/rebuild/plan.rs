@@ -101,6 +101,20 @@ pub enum RebuildStep {
     StartPostgres,
 }
 
+/// The kind of each step, without its arguments: what a report or a test compares.
+pub fn kinds(steps: &[RebuildStep]) -> Vec<&'static str> {
+    steps
+        .iter()
+        .map(|s| match s {
+            RebuildStep::EnsureCleanShutdown => "clean",
+            RebuildStep::PgRewind { .. } => "rewind",
+            RebuildStep::FallbackBaseBackup { .. } => "basebackup",
+            RebuildStep::WriteStandbyConfig { .. } => "config",
+            RebuildStep::StartPostgres => "start",
+        })
+        .collect()
+}
+
 /// The steps, in order.
 pub fn plan(input: &RebuildInput) -> Vec<RebuildStep> {
     let data = &input.data;
@@ -167,24 +181,11 @@ mod tests {
         }
     }
 
-    fn names(steps: &[RebuildStep]) -> Vec<&'static str> {
-        steps
-            .iter()
-            .map(|s| match s {
-                RebuildStep::EnsureCleanShutdown => "clean",
-                RebuildStep::PgRewind { .. } => "rewind",
-                RebuildStep::FallbackBaseBackup { .. } => "basebackup",
-                RebuildStep::WriteStandbyConfig { .. } => "config",
-                RebuildStep::StartPostgres => "start",
-            })
-            .collect()
-    }
-
     #[test]
     fn cleanly_stopped_cluster_is_rewound() {
         for state in [ClusterState::ShutDown, ClusterState::ShutDownInRecovery] {
             let steps = plan(&input(cluster(state)));
-            assert_eq!(names(&steps), ["rewind", "config", "start"]);
+            assert_eq!(kinds(&steps), ["rewind", "config", "start"]);
             assert_eq!(
                 steps[0],
                 RebuildStep::PgRewind { source_conninfo: "host=new dbname=postgres".into() }
@@ -210,24 +211,24 @@ mod tests {
             ClusterState::Other("weird".into()),
         ] {
             assert_eq!(
-                names(&plan(&input(cluster(state.clone())))),
+                kinds(&plan(&input(cluster(state.clone())))),
                 ["clean", "rewind", "config", "start"],
                 "{state:?}"
             );
         }
         let mut stale_pid = cluster(ClusterState::ShutDown);
         stale_pid.has_postmaster_pid = true;
-        assert_eq!(names(&plan(&input(stale_pid))), ["clean", "rewind", "config", "start"]);
+        assert_eq!(kinds(&plan(&input(stale_pid))), ["clean", "rewind", "config", "start"]);
         let mut unknown = cluster(ClusterState::ShutDown);
         unknown.cluster_state = None;
-        assert_eq!(names(&plan(&input(unknown))), ["clean", "rewind", "config", "start"]);
+        assert_eq!(kinds(&plan(&input(unknown))), ["clean", "rewind", "config", "start"]);
     }
 
     #[test]
     fn no_usable_cluster_means_a_base_backup() {
         let empty = DataDirState::default();
         let steps = plan(&input(empty));
-        assert_eq!(names(&steps), ["basebackup", "config", "start"]);
+        assert_eq!(kinds(&steps), ["basebackup", "config", "start"]);
         assert_eq!(
             steps[0],
             RebuildStep::FallbackBaseBackup {
@@ -236,17 +237,17 @@ mod tests {
             }
         );
         let corrupt = DataDirState { exists: true, ..Default::default() };
-        assert_eq!(names(&plan(&input(corrupt))), ["basebackup", "config", "start"]);
+        assert_eq!(kinds(&plan(&input(corrupt))), ["basebackup", "config", "start"]);
         let mut other = cluster(ClusterState::ShutDown);
         other.system_identifier = Some(8);
-        assert_eq!(names(&plan(&input(other))), ["basebackup", "config", "start"], "another cluster's data");
+        assert_eq!(kinds(&plan(&input(other))), ["basebackup", "config", "start"], "another cluster's data");
     }
 
     #[test]
     fn a_failed_rewind_falls_back_to_a_base_backup() {
         let mut failed = input(cluster(ClusterState::InProduction));
         failed.rewind_failed = true;
-        assert_eq!(names(&plan(&failed)), ["basebackup", "config", "start"]);
+        assert_eq!(kinds(&plan(&failed)), ["basebackup", "config", "start"]);
     }
 
     #[test]
@@ -254,24 +255,24 @@ mod tests {
         for state in [ClusterState::InArchiveRecovery, ClusterState::ShutDownInRecovery] {
             let mut data = cluster(state.clone());
             data.timeline = Some(2);
-            assert_eq!(names(&plan(&input(data))), ["config", "start"], "{state:?}");
+            assert_eq!(kinds(&plan(&input(data))), ["config", "start"], "{state:?}");
         }
         // on an older timeline it may hold WAL past the fork: clean up and rewind.
         assert_eq!(
-            names(&plan(&input(cluster(ClusterState::InArchiveRecovery)))),
+            kinds(&plan(&input(cluster(ClusterState::InArchiveRecovery)))),
             ["clean", "rewind", "config", "start"]
         );
         // a crashed primary on the same timeline is still recovered and rewound.
         let mut primary = cluster(ClusterState::InProduction);
         primary.timeline = Some(2);
-        assert_eq!(names(&plan(&input(primary))), ["clean", "rewind", "config", "start"]);
+        assert_eq!(kinds(&plan(&input(primary))), ["clean", "rewind", "config", "start"]);
     }
 
     #[test]
     fn unknown_source_identity_still_tries_the_rewind() {
         let mut unknown = input(cluster(ClusterState::ShutDown));
         unknown.source_system_identifier = None;
-        assert_eq!(names(&plan(&unknown)), ["rewind", "config", "start"]);
+        assert_eq!(kinds(&plan(&unknown)), ["rewind", "config", "start"]);
     }
 
     #[test]
