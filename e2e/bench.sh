@@ -3,8 +3,14 @@
 # cluster up if needed and installs relevo, then measures:
 #   - a warm `cluster-up` (every component already running);
 #   - PgCluster create -> Ready (primary + 1 standby), repeated, median and max;
-#   - the operator's resident memory with those clusters.
+#   - the operator's resident memory with those clusters;
+#   - planned switchovers under write load (BENCH_SWITCHOVERS, default 5) and
+#     unplanned failovers after losing the primary's node (BENCH_FAILOVERS,
+#     default 3): write gap, time to writable, time to Completed, time until
+#     the old primary streams again; median and max of each.
 # Traffic stays on this machine: the cluster's own pod and service ranges.
+# BENCH_ONLY=switchover skips the first three; BENCH_NO_INSTALL=1 keeps the
+# relevo already installed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/cluster.sh" up >/dev/null 2>&1
@@ -12,28 +18,70 @@ source "$here/lib.sh"
 runs=${BENCH_RUNS:-5}
 ns=relevo-bench
 
-t0=$(date +%s.%N); "$E2E_DIR/cluster.sh" up >/dev/null 2>&1; t1=$(date +%s.%N)
-printf 'cluster-up on a running cluster: %.1fs\n' "$(echo "$t1 - $t0" | bc)"
+# stats LABEL UNIT VALUE...: prints the median and the maximum.
+stats() {
+  local label=$1 unit=$2; shift 2
+  local sorted
+  sorted=$(printf '%s\n' "$@" | sort -n)
+  printf '%s over %d runs: median %.2f%s, max %.2f%s\n' "$label" "$#" \
+    "$(sed -n "$((($# + 1) / 2))p" <<<"$sorted")" "$unit" "$(tail -1 <<<"$sorted")" "$unit"
+}
 
-"$E2E_DIR/install.sh" >/dev/null 2>&1
-k delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
-k create namespace "$ns" >/dev/null
-trap 'k delete namespace "$ns" --wait=false >/dev/null 2>&1' EXIT
+[[ -n ${BENCH_NO_INSTALL:-} ]] || "$E2E_DIR/install.sh" >/dev/null 2>&1
 
-ready=()
-for i in $(seq 1 "$runs"); do
-  name=bench-$i
-  t0=$(date +%s.%N)
-  sed "s/name: demo/name: $name/" "$REPO_ROOT/manifests/samples/pgcluster.yaml" | k -n "$ns" apply -f - >/dev/null
-  k -n "$ns" wait --for=condition=Ready "pgcluster/$name" --timeout=300s >/dev/null
-  t1=$(date +%s.%N)
-  ready+=("$(echo "$t1 - $t0" | bc)")
-  printf 'run %d: PgCluster %s Ready (primary + standby streaming) in %.1fs\n' "$i" "$name" "${ready[-1]}"
+if [[ ${BENCH_ONLY:-} != switchover ]]; then
+  t0=$(date +%s.%N); "$E2E_DIR/cluster.sh" up >/dev/null 2>&1; t1=$(date +%s.%N)
+  printf 'cluster-up on a running cluster: %.1fs\n' "$(echo "$t1 - $t0" | bc)"
+
+  k delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+  k create namespace "$ns" >/dev/null
+  ready=()
+  for i in $(seq 1 "$runs"); do
+    name=bench-$i
+    t0=$(date +%s.%N)
+    sed "s/name: demo/name: $name/" "$REPO_ROOT/manifests/samples/pgcluster.yaml" | k -n "$ns" apply -f - >/dev/null
+    k -n "$ns" wait --for=condition=Ready "pgcluster/$name" --timeout=300s >/dev/null
+    t1=$(date +%s.%N)
+    ready+=("$(echo "$t1 - $t0" | bc)")
+    printf 'run %d: PgCluster %s Ready (primary + standby streaming) in %.1fs\n' "$i" "$name" "${ready[-1]}"
+  done
+  stats 'PgCluster create -> Ready' s "${ready[@]}"
+
+  pid=$(pgrep -f '/usr/local/bin/relevo run' | head -1)
+  rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+  printf 'operator RSS with %d clusters: %.1f MiB\n' "$runs" "$(echo "$rss_kib / 1024" | bc -l)"
+  k delete namespace "$ns" --wait=false >/dev/null
+fi
+
+source "$E2E_DIR/switchover-lib.sh"
+so_init relevo-bench-switchover
+gap=(); writable=(); completed=(); streaming=()
+record() {
+  printf '%s: write gap %ss, writable after %ss, Completed in %ss, old primary streaming after %ss\n' \
+    "$1" "$FIG_GAP" "$FIG_WRITABLE" "$FIG_COMPLETED" "${FIG_STREAMING:-n/a}"
+  gap+=("$FIG_GAP"); writable+=("$FIG_WRITABLE"); completed+=("$FIG_COMPLETED")
+  [[ -z ${FIG_STREAMING:-} ]] || streaming+=("$FIG_STREAMING")
+}
+for i in $(seq 1 "${BENCH_SWITCHOVERS:-5}"); do
+  target=demo-2; [[ $(so_primary) == demo-2 ]] && target=demo-1
+  run_scenario "planned #$i" planned "bench-planned-$i" "$target"
+  record "planned #$i -> $target"
+  # The PgCluster status follows the switchover; the next run starts from it.
+  wait_for "currentPrimary $target" 30 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; so_ns=$so_ns; \
+    k -n $so_ns get pgcluster demo -o jsonpath='{.status.currentPrimary}') == $target ]]" || true
 done
-sorted=$(printf '%s\n' "${ready[@]}" | sort -n)
-median=$(sed -n "$(((runs + 1) / 2))p" <<<"$sorted")
-printf 'PgCluster create -> Ready over %d runs: median %.1fs, max %.1fs\n' "$runs" "$median" "$(tail -1 <<<"$sorted")"
+stats 'planned: write gap' s "${gap[@]}"
+stats 'planned: writable after the request' s "${writable[@]}"
+stats 'planned: Completed' s "${completed[@]}"
+stats 'planned: old primary streaming again' s "${streaming[@]}"
 
-pid=$(pgrep -f '/usr/local/bin/relevo run' | head -1)
-rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
-printf 'operator RSS with %d clusters: %.1f MiB\n' "$runs" "$(echo "$rss_kib / 1024" | bc -l)"
+gap=(); writable=(); completed=(); streaming=()
+delay=$(k -n "$so_ns" get pgcluster demo -o jsonpath='{.spec.failover.delay}')
+for i in $(seq 1 "${BENCH_FAILOVERS:-3}"); do
+  run_scenario "failover #$i" node_loss
+  record "failover #$i ($switchover)"
+done
+stats "failover (delay $delay): write gap" s "${gap[@]}"
+stats "failover (delay $delay): writable after losing the primary" s "${writable[@]}"
+stats 'failover: Completed (lost instance rebuilt)' s "${completed[@]}"
+echo "checks during the benchmark: $PASSED passed, $FAILED failed"

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # `make e2e`: installs relevo on the running cluster (the test bed unless
 # KUBECONFIG says otherwise) and runs each story in e2e/tests, in order.
-# `e2e/run-e2e.sh NAME...` runs the named stories instead, e.g. `switchover`,
-# which is not yet in the default list (see its issue).
+# `e2e/run-e2e.sh NAME...` runs the named stories instead, e.g. `switchover`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 "$E2E_DIR/install.sh"
 failed=()
 tests=("$@")
-((${#tests[@]})) || tests=(bad-input pgcluster)
+((${#tests[@]})) || tests=(bad-input pgcluster switchover)
 for test in "${tests[@]}"; do
   say "=== $test"
   "$E2E_DIR/tests/$test.sh" || failed+=("$test")

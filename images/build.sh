@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds relevo's images with docker under the fixed tags of tags.env.
 #   images/build.sh [base|pause|coredns|postgres|redis|operator]...
+#   images/build.sh --print-binary   (builds the relevo binary, prints its path)
 # With no argument it builds the product images: postgres, redis, operator.
 # Binaries that go into images are built on the host first (Rust by cargo, the
 # test bed's by e2e/testbed/build.sh), so that docker needs no toolchain.
@@ -29,6 +30,10 @@ relevo_binary() {
   echo "$CARGO_TARGET_DIR/release/relevo"
 }
 
+if [[ ${1:-} == --print-binary ]]; then
+  relevo_binary
+  exit
+fi
 targets=("$@")
 ((${#targets[@]})) || targets=(postgres redis operator)
 for t in "${targets[@]}"; do

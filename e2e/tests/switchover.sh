@@ -1,126 +1,107 @@
 #!/usr/bin/env bash
-# The switchover story, under write load: planned A -> B, failback B -> A, and
-# an unplanned failover when the primary's pod is deleted. A writer inserts a
-# numbered row through demo-rw every ~50 ms and logs which were acknowledged; a
-# watcher polls every instance for pg_is_in_recovery() throughout. After each:
-# every acknowledged row exists, never two primaries, the old primary streams
-# again, and the Switchover reached Completed.
+# The switchover story, under write load (see e2e/switchover-lib.sh for the
+# load and the invariants checked after each scenario):
+#   1. planned demo-1 -> demo-2 (kubectl apply);
+#   2. failback demo-2 -> demo-1 (`relevo failback`), and again both ways, by
+#      the CLI, to show it works again and again;
+#   3. the operator is killed in the middle of a switchover, which completes;
+#   4. invalid Switchovers end Failed with their reason and change nothing;
+#   5. unplanned: the primary's node is lost, relevo fails over by itself,
+#      and the lost instance is rebuilt as a standby when it returns.
 source "$(dirname "$0")/../lib.sh"
-ns=relevo-e2e-switchover
-work=$(mktemp -d)
-k delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
-k create namespace "$ns" >/dev/null
-trap 'touch "$work/stop"; wait; k delete namespace "$ns" --wait=false >/dev/null 2>&1' EXIT
+source "$E2E_DIR/switchover-lib.sh"
+so_init relevo-e2e-switchover || { summary switchover; exit 1; }
+relevo=${RELEVO_BIN:-$("$REPO_ROOT/images/build.sh" --print-binary)}
 
-k -n "$ns" apply -f "$REPO_ROOT/manifests/samples/pgcluster.yaml" >/dev/null
-k -n "$ns" wait --for=condition=Ready pgcluster/demo --timeout=180s >/dev/null || {
-  fail "PgCluster not Ready"; summary switchover; exit 1; }
-psql_to "$ns" demo-rw "CREATE TABLE IF NOT EXISTS load(id int primary key, at timestamptz default now())"
-
-secret() { k -n "$ns" get secret "demo-$1" -o jsonpath="{.data.$2}" | base64 -d; }
-su_pass=$(secret superuser password)
-app_pass=$(secret app password)
-rw_ip=$(k -n "$ns" get service demo-rw -o jsonpath='{.spec.clusterIP}')
-
-# writer FIRST COUNT: inserts rows FIRST.. one by one, at most COUNT or until
-# $work/stop exists, logging each acknowledged id.
-writer() {
-  local id=$1 last=$(($1 + $2))
-  while ((id < last)) && [[ ! -e $work/stop ]]; do
-    if PGPASSWORD=$app_pass PGCONNECT_TIMEOUT=1 psql -h "$rw_ip" -U app -d app -XAtq \
-        -c "INSERT INTO load(id) VALUES ($id)" >/dev/null 2>&1; then
-      echo "$id $(date +%s.%N)" >>"$work/acked"
-    else
-      echo "$id $(date +%s.%N)" >>"$work/refused"
-    fi
-    id=$((id + 1)); sleep 0.05
-  done
-}
-
-# watcher: every ~200 ms, which instances are out of recovery (by pod IP).
-watcher() {
-  local n=0
-  while [[ ! -e $work/stop ]] && ((n < 3000)); do
-    local primaries=()
-    for pod in $(k -n "$ns" get pods -l relevo.dev/cluster=demo,relevo.dev/instance -o jsonpath='{range .items[*]}{.metadata.name}={.status.podIP}{" "}{end}' 2>/dev/null); do
-      [[ ${pod#*=} ]] || continue
-      r=$(PGPASSWORD=$su_pass PGCONNECT_TIMEOUT=1 psql -h "${pod#*=}" -U postgres -d postgres -XAtq -c "SELECT pg_is_in_recovery()" 2>/dev/null) || continue
-      [[ $r == f ]] && primaries+=("${pod%%=*}")
-    done
-    echo "$(date +%s.%N) ${#primaries[@]} ${primaries[*]}" >>"$work/roles"
-    n=$((n + 1)); sleep 0.2
-  done
-}
-
-# scenario NAME ACTION...: runs ACTION under load and checks the invariants.
-# Sets $switchover to the Switchover that carried it out.
-scenario() {
-  local name=$1; shift
-  rm -f "$work/stop"
-  : >"$work/acked"; : >"$work/refused"; : >"$work/roles"
-  scenarios=$((${scenarios:-0} + 1))
-  local first=$((scenarios * 10000))
-  writer "$first" 1200 & local writer_pid=$!
-  watcher & local watcher_pid=$!
-  sleep 1
-  local old_primary
-  old_primary=$(k -n "$ns" get pgcluster demo -o jsonpath='{.status.currentPrimary}')
-  "$@"
-  if k -n "$ns" wait --for=jsonpath='{.status.phase}'=Completed "switchover/$switchover" --timeout=180s >/dev/null; then
-    pass "$name: $switchover Completed ($(k -n "$ns" get switchover "$switchover" -o jsonpath='{.status.from} -> {.status.to} in {.status.durationSeconds}s'))"
+primary_is() { [[ $(so_primary) == "$1" ]]; }
+expect_primary() {
+  if wait_for "currentPrimary $1" 30 primary_is "$1"; then
+    pass "currentPrimary is $1"
   else
-    fail "$name: $switchover did not complete: $(k -n "$ns" get switchover "$switchover" -o jsonpath='{.status.phase}: {.status.reason}')"
-  fi
-  sleep 2
-  touch "$work/stop"; wait "$writer_pid" "$watcher_pid"
-
-  local acked missing two
-  acked=$(wc -l <"$work/acked")
-  awk '{print $1}' "$work/acked" | sort >"$work/acked-ids"
-  PSQL_ROLE=superuser psql_to "$ns" demo-rw \
-    "SELECT id FROM load WHERE id >= $first AND id < $((first + 1200))" | sort >"$work/stored"
-  missing=$(comm -23 "$work/acked-ids" "$work/stored" | wc -l)
-  ((acked > 0 && missing == 0)) && pass "$name: all $acked acknowledged rows present" \
-    || fail "$name: $missing of $acked acknowledged rows missing"
-  two=$(awk '$2 > 1' "$work/roles" | head -1)
-  [[ -z $two ]] && pass "$name: never two primaries ($(wc -l <"$work/roles") polls)" || fail "$name: two primaries at once: $two"
-  local refused_window
-  # The write-unavailable window: from the first refused insert to the first
-  # acknowledged one after it.
-  refused_window=$(awk 'NR == FNR {if (!s) s = $2; next} s && $2 > s && !e {e = $2} END {if (s && e) printf "%.2f", e - s; else print 0}' "$work/refused" "$work/acked")
-  say "$name: write-unavailable window ${refused_window}s ($(wc -l <"$work/refused") refused inserts)"
-  if wait_for "$old_primary streaming from the new primary" 120 bash -c \
-      "[[ \$(source '$E2E_DIR/lib.sh'; PSQL_ROLE=superuser psql_to $ns demo-rw \"SELECT count(*) FROM pg_stat_replication WHERE application_name = '$old_primary' AND state = 'streaming'\") == 1 ]]"; then
-    pass "$name: $old_primary streams again"
-  else
-    fail "$name: $old_primary does not stream from the new primary"
+    fail "currentPrimary is $(so_primary), expected $1"
   fi
 }
 
-planned() {
-  switchover=$1
-  k -n "$ns" apply -f - >/dev/null <<YAML
+run_scenario "planned demo-1 -> demo-2" planned demo-switchover-1 demo-2
+expect_primary demo-2
+
+# by_cli SUBCOMMAND [ARGS]: the CLI creates the Switchover and names it.
+by_cli() {
+  local out
+  out=$("$relevo" "$@" demo -n "$so_ns") || { fail "relevo $*: $out"; switchover=none; return; }
+  switchover=${out#switchover.relevo.dev/}
+  switchover=${switchover%% *}
+}
+run_scenario "failback demo-2 -> demo-1 (relevo failback)" by_cli failback
+expect_primary demo-1
+run_scenario "again demo-1 -> demo-2 (relevo switchover --to)" by_cli switchover --to demo-2
+expect_primary demo-2
+run_scenario "failback again demo-2 -> demo-1" by_cli failback
+expect_primary demo-1
+
+# The operator is killed as soon as the switchover has started.
+kill_operator_midway() {
+  planned demo-switchover-restart demo-2
+  local phase= i watch_pid
+  # A watch, not a poll, so the kill lands right after the first step.
+  timeout 60 "$KUBECTL" -n "$so_ns" get switchover demo-switchover-restart -w \
+    -o jsonpath='{.status.phase}{"\n"}' >"$SO_WORK/phases" 2>&1 & watch_pid=$!
+  for ((i = 0; i < 600 && ${#phase} == 0; i++)); do
+    phase=$(grep -m1 -vxE 'Pending|' "$SO_WORK/phases") || sleep 0.05
+  done
+  k -n relevo-system delete pod -l app.kubernetes.io/name=relevo-operator --grace-period=1 --wait=false >/dev/null
+  kill "$watch_pid" 2>/dev/null || true
+  if [[ $phase =~ ^(Fencing|CatchingUp|Promoting|Rebuilding)$ ]]; then
+    pass "operator killed with the switchover in phase $phase"
+  else
+    fail "operator killed with the switchover in phase '${phase:-none}', not in the middle"
+  fi
+}
+run_scenario "operator restart during demo-1 -> demo-2" kill_operator_midway
+expect_primary demo-2
+k -n relevo-system rollout status deployment/relevo-operator --timeout=120s >/dev/null
+# The new operator must be the one that finished it.
+epoch() { date -d "$1" +%s.%N; }
+restarted=$(k -n relevo-system get pods -l app.kubernetes.io/name=relevo-operator -o jsonpath='{.items[0].status.startTime}')
+completed=$(k -n "$so_ns" get switchover demo-switchover-restart \
+  -o jsonpath='{.status.phaseTimestamps[?(@.phase=="Completed")].time}')
+if [[ -n $restarted && -n $completed ]] && (($(echo "$(epoch "$completed") > $(epoch "$restarted")" | bc))); then
+  pass "the restarted operator (up at $restarted) completed the switchover at $completed"
+else
+  fail "the switchover completed at '$completed', before the new operator started at '$restarted'"
+fi
+
+# Invalid requests: each ends Failed with its reason and nothing changes.
+invalid() {
+  local name=$1 cluster=$2 target=$3 expected=$4 reason
+  k -n "$so_ns" apply -f - >/dev/null <<YAML
 apiVersion: relevo.dev/v1alpha1
 kind: Switchover
-metadata: {name: $1}
-spec: {cluster: demo, targetInstance: $2, mode: Planned}
+metadata: {name: $name}
+spec: {cluster: $cluster, targetInstance: $target, mode: Planned}
 YAML
+  if wait_for "$name Failed" 60 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchover $name -o jsonpath='{.status.phase}') == Failed ]]"; then
+    reason=$(k -n "$so_ns" get switchover "$name" -o jsonpath='{.status.reason}')
+    [[ $reason == *"$expected"* ]] && pass "$name: Failed, $reason" \
+      || fail "$name: reason '$reason' does not say '$expected'"
+  else
+    fail "$name: phase $(switchover_phase "$name"), expected Failed"
+  fi
 }
-scenario "planned demo-1 -> demo-2" planned demo-switchover-1 demo-2
-primary=$(k -n "$ns" get pgcluster demo -o jsonpath='{.status.currentPrimary}')
-[[ $primary == demo-2 ]] && pass "currentPrimary is demo-2" || fail "currentPrimary is $primary after the switchover"
+fences_before=$(k -n "$so_ns" get pods -o jsonpath='{.items[*].metadata.annotations.relevo\.dev/fence}')
+invalid bad-already-primary demo demo-2 "already the primary"
+invalid bad-unknown-cluster nosuch demo-1 'PgCluster "nosuch" not found'
+invalid bad-missing-target demo demo-7 "not an instance"
+fences_after=$(k -n "$so_ns" get pods -o jsonpath='{.items[*].metadata.annotations.relevo\.dev/fence}')
+if primary_is demo-2 && [[ $fences_before == "$fences_after" ]] \
+    && [[ $(PSQL_ROLE=superuser psql_to "$so_ns" demo-rw "SELECT pg_is_in_recovery()") == f ]]; then
+  pass "invalid Switchovers changed nothing: demo-2 still the writable primary, no fence set"
+else
+  fail "invalid Switchovers changed something: primary $(so_primary), fences '$fences_after'"
+fi
 
-scenario "failback demo-2 -> demo-1" planned demo-switchover-2 demo-1
-primary=$(k -n "$ns" get pgcluster demo -o jsonpath='{.status.currentPrimary}')
-[[ $primary == demo-1 ]] && pass "currentPrimary is demo-1 again" || fail "currentPrimary is $primary after failback"
-
-kill_primary() {
-  k -n "$ns" delete pod demo-1-0 --wait=false >/dev/null
-  wait_for "a Failover Switchover" 60 bash -c "[[ -n \$(source '$E2E_DIR/lib.sh'; k -n $ns get switchovers -o jsonpath='{.items[?(@.spec.mode==\"Failover\")].metadata.name}') ]]" || return 0
-  switchover=$(k -n "$ns" get switchovers -o jsonpath='{.items[?(@.spec.mode=="Failover")].metadata.name}')
-}
-switchover=none
-scenario "unplanned: primary pod deleted" kill_primary
-k -n "$ns" get switchovers >&2
+run_scenario "unplanned: the primary's node is lost" node_loss
+expect_primary demo-1
+k -n "$so_ns" get switchovers >&2
 
 summary switchover

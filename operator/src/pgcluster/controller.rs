@@ -27,7 +27,7 @@ use super::builders::{self, Owner};
 use super::failover;
 use super::names;
 use super::observe::{self, Connection};
-use super::status::{self, InstanceObservation, Observation, SpecProblem};
+use super::status::{self, ArchiverObservation, InstanceObservation, Observation, SpecProblem};
 use super::topology;
 use super::validate::{ValidSpec, validate};
 
@@ -131,7 +131,8 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
         existing.clone()
     };
     let password = apply::read_password(ctx, &owner.namespace, &names::secret_superuser(&owner.name)).await?;
-    let (instances, pods) = observe_instances(ctx, &owner, &observed, password.as_deref()).await?;
+    let Observed { instances, archivers, pods } =
+        observe_instances(ctx, &owner, &observed, password.as_deref()).await?;
 
     // update status
     let observations = instances.clone();
@@ -141,6 +142,7 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
         desired_instances: cluster.spec.instances,
         instances,
         spec_problem,
+        archivers,
         previous: &previous,
         now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
     });
@@ -160,12 +162,12 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
     apply::publish_transitions(ctx, cluster, &changed).await;
 
     // automatic failover: judged on the primary the status records
-    let mut primary_unhealthy = false;
+    let mut look_again = None;
     if validation.is_ok() {
         let has_pod = |instance: &str| pods.iter().any(|pod| pod.name_any() == names::pod(instance));
         let view =
             failover::observed_from(computed.status.current_primary.as_deref(), &observations, has_pod);
-        primary_unhealthy = failover::check(ctx, cluster, &owner, view).await?;
+        look_again = failover::check(ctx, cluster, &owner, view).await?;
     }
 
     let progressing = computed
@@ -173,8 +175,8 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
         .conditions
         .iter()
         .any(|c| c.type_ == status::CONDITION_PROGRESSING && c.status == "True");
-    if primary_unhealthy {
-        return Ok(Action::requeue(failover::WATCH_INTERVAL));
+    if let Some(after) = look_again {
+        return Ok(Action::requeue(after));
     }
     Ok(next_action(validation.is_ok(), observed.is_empty(), progressing, ctx.config.observe_interval))
 }
@@ -203,10 +205,18 @@ async fn build_and_apply(
     statefulsets: &[StatefulSet],
 ) -> Result<()> {
     apply::ensure_secrets(ctx, owner, cluster, valid).await?;
-    apply::apply(ctx, owner, &builders::config_map::build(owner, valid), "applying the ConfigMap").await?;
+    apply::ensure_pgbackrest_certificates(ctx, owner).await?;
+    let config_map = builders::config_map::build(owner, valid).map_err(Error::pgbackrest("building archive_command"))?;
+    apply::apply(ctx, owner, &config_map, "applying the ConfigMap").await?;
+    let pgbackrest = builders::pgbackrest::config_map(owner, &pgbackrest_ordinals(&owner.name, topology))
+        .map_err(Error::pgbackrest("rendering the pgBackRest configuration"))?;
+    apply::apply(ctx, owner, &pgbackrest, "applying the pgBackRest ConfigMap").await?;
     for service in builders::services::build(owner) {
         apply::apply(ctx, owner, &service, "applying a Service").await?;
     }
+    apply::apply(ctx, owner, &builders::repo_host::service(owner), "applying the repo host Service").await?;
+    let repo_host = builders::repo_host::statefulset(owner, &cluster.spec);
+    apply::apply(ctx, owner, &repo_host, "applying the repo host StatefulSet").await?;
     for (ordinal, bootstrap) in &topology.apply {
         let name = names::instance(&owner.name, *ordinal);
         let current = statefulsets.iter().find(|sts| sts.name_any() == name);
@@ -229,6 +239,23 @@ async fn build_and_apply(
     Ok(())
 }
 
+/// Instances the repo host lists as pg hosts: every desired one, plus a surplus primary that
+/// waits for a switchover before it can go.
+fn pgbackrest_ordinals(cluster: &str, topology: &topology::Topology) -> Vec<i32> {
+    let mut ordinals: Vec<i32> = topology.apply.iter().map(|(ordinal, _)| *ordinal).collect();
+    ordinals.extend(topology.blocked_removal.as_deref().and_then(|name| names::ordinal(cluster, name)));
+    ordinals.sort_unstable();
+    ordinals.dedup();
+    ordinals
+}
+
+/// What the instances report: per instance, and the archiver of those that are primaries.
+struct Observed {
+    instances: Vec<InstanceObservation>,
+    archivers: Vec<ArchiverObservation>,
+    pods: Vec<Pod>,
+}
+
 /// Pod readiness and what PostgreSQL says, per instance. PostgreSQL is asked only on a
 /// running pod; an instance that does not answer is observed as unreachable, not an error.
 async fn observe_instances(
@@ -236,9 +263,10 @@ async fn observe_instances(
     owner: &Owner,
     instances: &[String],
     password: Option<&str>,
-) -> Result<(Vec<InstanceObservation>, Vec<Pod>)> {
+) -> Result<Observed> {
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let mut observations = Vec::new();
+    let mut archivers = Vec::new();
     let mut pods = Vec::new();
     for instance in instances {
         let pod = pods_api
@@ -252,7 +280,16 @@ async fn observe_instances(
                 let connection =
                     Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
                 match observe::instance_state(&connection).await {
-                    Ok(state) => Some(state),
+                    Ok(state) => {
+                        if !state.in_recovery {
+                            match observe::archiver_state(&connection).await {
+                                Ok(state) => archivers
+                                    .push(ArchiverObservation { instance: instance.clone(), state }),
+                                Err(error) => debug!(instance, %error, "pg_stat_archiver did not answer"),
+                            }
+                        }
+                        Some(state)
+                    }
                     Err(error) => {
                         debug!(instance, %error, "PostgreSQL did not answer");
                         None
@@ -264,7 +301,7 @@ async fn observe_instances(
         observations.push(InstanceObservation { name: instance.clone(), pod_ready, postgres });
         pods.extend(pod);
     }
-    Ok((observations, pods))
+    Ok(Observed { instances: observations, archivers, pods })
 }
 
 fn is_ready(pod: &Pod) -> bool {

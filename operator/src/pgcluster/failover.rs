@@ -94,24 +94,31 @@ pub fn switchover_name(cluster: &str, since: DateTime<Utc>) -> String {
     format!("{cluster}-failover-{}", since.timestamp())
 }
 
-/// Whether the primary is unhealthy (then the caller requeues at [`WATCH_INTERVAL`]).
+/// When to look again while the primary is unhealthy: at the end of the delay, so that a
+/// failover starts on time, and never later than [`WATCH_INTERVAL`].
+pub fn look_again_after(unhealthy_for: Duration, delay: Duration) -> Duration {
+    delay.saturating_sub(unhealthy_for).clamp(Duration::from_millis(50), WATCH_INTERVAL)
+}
+
+/// `Some(when to look again)` while the primary is unhealthy, `None` when it is healthy.
 pub async fn check(
     ctx: &Context,
     cluster: &PgCluster,
     owner: &Owner,
     mut observed: Observed,
-) -> Result<bool> {
+) -> Result<Option<Duration>> {
     let primary = observed.current_primary.as_deref().and_then(|p| observed.instance(p));
-    let Some(primary) = primary else { return Ok(false) };
+    let Some(primary) = primary else { return Ok(None) };
     let healthy = primary.is_primary() && primary.ready;
     let key = format!("{}/{}", owner.namespace, owner.name);
     let now = Utc::now();
     let since = ctx.failover_clock.observe(&key, healthy, now);
-    let Some(since) = since else { return Ok(false) };
+    let Some(since) = since else { return Ok(None) };
     let spec = &cluster.spec.failover;
     let delay = crate::duration::parse(&spec.delay).unwrap_or(Duration::from_secs(5));
-    if !spec.enabled || (now - since).to_std().unwrap_or_default() < delay {
-        return Ok(true);
+    let unhealthy_for = (now - since).to_std().unwrap_or_default();
+    if !spec.enabled || unhealthy_for < delay {
+        return Ok(Some(look_again_after(unhealthy_for, delay)));
     }
     let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let all = api
@@ -122,7 +129,7 @@ pub async fn check(
     if let Some(trigger) = failover_decision(&observed, Some(since), delay, now, spec.enabled) {
         start(ctx, cluster, owner, &api, &trigger, since).await?;
     }
-    Ok(true)
+    Ok(Some(WATCH_INTERVAL))
 }
 
 async fn start(
@@ -176,6 +183,15 @@ mod tests {
 
     fn t(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn looks_again_right_at_the_end_of_the_delay() {
+        let ms = Duration::from_millis;
+        assert_eq!(look_again_after(ms(4_600), ms(5_000)), ms(400));
+        assert_eq!(look_again_after(ms(0), ms(5_000)), WATCH_INTERVAL);
+        assert_eq!(look_again_after(ms(4_990), ms(5_000)), ms(50));
+        assert_eq!(look_again_after(ms(9_000), ms(5_000)), ms(50));
     }
 
     #[test]

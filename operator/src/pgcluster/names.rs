@@ -89,6 +89,56 @@ pub fn pod_fqdn(cluster: &str, instance: &str, namespace: &str) -> String {
     format!("{}.{}.{namespace}.svc", pod(instance), service_headless(cluster))
 }
 
+/// Most instances a PgCluster may have (the CRD's maximum); certificates name them all, so
+/// scaling up never needs a new certificate.
+pub const MAX_INSTANCES: i32 = 9;
+
+/// The pgBackRest repo host: StatefulSet, its headless Service and (with [`repo_pod`]) the
+/// pod DNS name pgBackRest clients use.
+pub fn repo_host(cluster: &str) -> String {
+    format!("{cluster}-repo")
+}
+/// The repo host's single pod.
+pub fn repo_pod(cluster: &str) -> String {
+    pod(&repo_host(cluster))
+}
+/// Pod DNS name of the repo host through its own headless Service.
+pub fn repo_fqdn(cluster: &str, namespace: &str) -> String {
+    format!("{}.{}.{namespace}.svc", repo_pod(cluster), repo_host(cluster))
+}
+/// volumeClaimTemplate of the repo host, hence its PVC `repo-<cluster>-repo-0`, which backup
+/// Jobs mount too.
+pub const REPO_VOLUME: &str = "repo";
+pub fn repo_pvc(cluster: &str) -> String {
+    format!("{REPO_VOLUME}-{}", repo_pod(cluster))
+}
+/// Where the repository volume is mounted, and the repository inside it.
+pub const REPO_MOUNT: &str = "/pgbackrest";
+pub const REPO_PATH: &str = "/pgbackrest/repo";
+/// pgBackRest stanza of a cluster: the cluster's name (unique in its namespace, and each
+/// cluster has its own repository).
+pub fn stanza(cluster: &str) -> String {
+    cluster.to_string()
+}
+/// Secret with the pgBackRest TLS material mounted in pods: `ca.crt`, `tls.crt`, `tls.key`.
+pub fn secret_pgbackrest_tls(cluster: &str) -> String {
+    format!("{cluster}-pgbackrest-tls")
+}
+/// Secret with the cluster's pgBackRest CA key (`ca.crt`, `ca.key`); never mounted.
+pub fn secret_pgbackrest_ca(cluster: &str) -> String {
+    format!("{cluster}-pgbackrest-ca")
+}
+/// ConfigMap with the pgBackRest configuration files (`pg-host.conf`, `repo-host.conf`).
+pub fn config_map_pgbackrest(cluster: &str) -> String {
+    format!("{cluster}-pgbackrest")
+}
+/// Where pods mount the pgBackRest ConfigMap and TLS Secret.
+pub const PGBACKREST_CONF_DIR: &str = "/etc/pgbackrest/conf";
+pub const PGBACKREST_TLS_DIR: &str = "/etc/pgbackrest/tls";
+/// Common name of the one certificate a cluster's pgBackRest hosts present, as servers and as
+/// clients; `tls-server-auth` admits it for the cluster's stanza.
+pub const PGBACKREST_CLIENT_CN: &str = "relevo-pgbackrest";
+
 /// Labels shared by every object of a cluster.
 pub fn cluster_labels(cluster: &str, component: &str) -> BTreeMap<String, String> {
     [
@@ -130,5 +180,7 @@ mod tests {
     #[test]
     fn pod_dns_goes_through_the_headless_service() {
         assert_eq!(pod_fqdn("demo", "demo-2", "db"), "demo-2-0.demo.db.svc");
+        assert_eq!(repo_fqdn("demo", "db"), "demo-repo-0.demo-repo.db.svc");
+        assert_eq!(repo_pvc("demo"), "repo-demo-repo-0");
     }
 }

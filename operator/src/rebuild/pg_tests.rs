@@ -308,6 +308,15 @@ fn rebuilds_a_diverged_old_primary_with_pg_rewind_and_falls_back_to_pg_basebacku
         let seen = pg.psql(pa, "SELECT count(*) FROM t").unwrap_or_else(|e| e);
         (seen == "27", seen)
     });
+
+    // With its upstream gone the WAL receiver stops; the standby still reports timeline 2.
+    pg.stop("b", "fast");
+    pg.wait_until("a's WAL receiver stops streaming", || {
+        let status = pg.sql(pa, sql::INSTANCE_STATUS);
+        (!status.contains("127.0.0.1"), status)
+    });
+    let status = pg.sql(pa, sql::INSTANCE_STATUS);
+    assert_eq!(status.split('|').nth(4), Some("2"), "standby timeline without a receiver: {status}");
 }
 
 #[test]

@@ -9,7 +9,8 @@
 /// Everything the machine needs from one instance, in one round trip (columns: in_recovery,
 /// flush_lsn, receive_lsn, replay_lsn, timeline, checkpoint_timeline, sender_host,
 /// receiver_slot). The current timeline of a primary is the first 8 hex digits of its WAL file
-/// name; a standby's is the one its walreceiver receives, or its last restartpoint's.
+/// name; a standby's is the newest of what its walreceiver receives, its last restartpoint's
+/// and its minimum recovery point's. All of those can lag what it replayed, never lead it.
 /// `pg_current_wal_*` fail during recovery, so they sit behind `CASE`.
 pub const INSTANCE_STATUS: &str = "\
 SELECT pg_is_in_recovery() AS in_recovery, \
@@ -17,7 +18,9 @@ CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text EN
 pg_last_wal_receive_lsn()::text AS receive_lsn, \
 pg_last_wal_replay_lsn()::text AS replay_lsn, \
 CASE WHEN pg_is_in_recovery() \
-THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint())) \
+THEN greatest((SELECT nullif(received_tli, 0) FROM pg_stat_wal_receiver), \
+(SELECT timeline_id FROM pg_control_checkpoint()), \
+(SELECT nullif(min_recovery_end_timeline, 0) FROM pg_control_recovery())) \
 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline, \
 (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline, \
 (SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming') AS sender_host, \

@@ -210,14 +210,25 @@ impl Ctx<'_> {
             return self
                 .begin_failure(format!("old primary {from_name} left the fence and accepts writes again"));
         }
+        let replayed = target.replay_lsn.filter(|r| target.is_standby() && *r >= fence_lsn);
         let old_timeline = from.and_then(|f| f.timeline);
         if let (Some(old), Some(new)) = (old_timeline, target.timeline)
             && old != new
         {
-            return self
-                .begin_failure(format!("target {to_name} is on timeline {new}, the old primary on {old}"));
+            let mismatch = format!("target {to_name} is on timeline {new}, the old primary on {old}");
+            // A standby whose WAL receiver is down reports the timeline of its last restartpoint,
+            // which lags what it replayed. Once it holds the final LSN, a restartpoint (CHECKPOINT
+            // on the standby) moves it to the fence's shutdown checkpoint and shows the truth.
+            if new > old || self.timed_out(self.params.catchup_timeout) {
+                return self.begin_failure(mismatch);
+            }
+            return match replayed {
+                Some(_) => Step::Checkpoint { instance: to_name },
+                None => Step::WaitForCatchUp { target: to_name, lsn: fence_lsn },
+            }
+            .into();
         }
-        if let Some(replayed) = target.replay_lsn.filter(|r| target.is_standby() && *r >= fence_lsn) {
+        if let Some(replayed) = replayed {
             self.s.promotion_lsn = Some(replayed);
             self.s.enter(Phase::Promoting, self.now);
             return Flow::Continue;

@@ -274,6 +274,35 @@ fn timeline_mismatch_before_promotion_aborts() {
 }
 
 #[test]
+fn lagging_reported_timeline_gets_a_restartpoint_then_promotes() {
+    // The old primary is on timeline 2 (a failback); the target rejoined without a restart,
+    // so with its WAL receiver down it reports its last restartpoint's timeline, 1.
+    let s = state_in(Phase::CatchingUp, "pg-1", "pg-2", t(0));
+    let mut c = fenced(cluster(), 1000);
+    inst(&mut c, "pg-1").timeline = Some(2);
+    inst(&mut c, "pg-2").replay_lsn = Some(Lsn(900));
+    let d = decide(&planned("pg-2"), &s, &c, secs(1));
+    assert_eq!(d.step, Step::WaitForCatchUp { target: "pg-2".into(), lsn: Lsn(1000) });
+    inst(&mut c, "pg-2").replay_lsn = Some(Lsn(1000));
+    let d = decide(&planned("pg-2"), &d.state, &c, secs(2));
+    assert_eq!(d.step, Step::Checkpoint { instance: "pg-2".into() });
+    assert_eq!(d.state.phase, Phase::CatchingUp);
+    inst(&mut c, "pg-2").timeline = Some(2);
+    let d = decide(&planned("pg-2"), &d.state, &c, secs(3));
+    assert_eq!(d.state.phase, Phase::Promoting);
+}
+
+#[test]
+fn lagging_reported_timeline_fails_at_the_catchup_timeout() {
+    let s = state_in(Phase::CatchingUp, "pg-1", "pg-2", t(0));
+    let mut c = fenced(cluster(), 1000);
+    inst(&mut c, "pg-1").timeline = Some(2);
+    let late = secs(Params::default().catchup_timeout.as_secs() as i64 + 1);
+    let d = decide(&planned("pg-2"), &s, &c, late);
+    assert!(d.state.reason.as_deref().unwrap().contains("timeline 1, the old primary on 2"), "{d:?}");
+}
+
+#[test]
 fn foreign_promotions_before_ours() {
     // our target was promoted by someone else: carry on, the old primary is fenced.
     let s = state_in(Phase::CatchingUp, "pg-1", "pg-2", t(0));
