@@ -23,6 +23,8 @@ enum Command {
     },
     /// Entrypoint of a PostgreSQL pod: bootstrap the volume if empty, then run PostgreSQL.
     Instance(relevo::instance::exec::InstanceArgs),
+    /// Entrypoint of a cluster's pgBackRest repo host: TLS server, stanza creation and check.
+    RepoHost(relevo::repohost::RepoHostArgs),
     /// Create a planned Switchover of a cluster (to --to, or the most caught-up standby).
     Switchover {
         #[command(flatten)]
@@ -36,8 +38,15 @@ enum Command {
         #[command(flatten)]
         target: relevo::cli::Target,
     },
-    // Room for the other user-facing commands (backup, backups): each one a variant here,
-    // its logic in the library.
+    /// Create the Backups of a cycle day (--day N, in order) or one Backup (--type T).
+    Backup(relevo::cli::BackupArgs),
+    /// List a cluster's backups recorded in Redis, oldest first.
+    Backups {
+        #[command(flatten)]
+        target: relevo::cli::Target,
+    },
+    /// Entrypoint of a backup Job's pod: pgBackRest backup, result in the termination message.
+    BackupJob(relevo::backup::run::BackupJobArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +76,26 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let name = runtime.block_on(relevo::cli::failback(&target))?;
             println!("switchover.relevo.dev/{name} created");
+        }
+        Command::Backup(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime
+                .block_on(relevo::cli::backup(&args, |name| println!("backup.relevo.dev/{name} created")))?;
+        }
+        Command::Backups { target } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            print!("{}", runtime.block_on(relevo::cli::backups(&target))?);
+        }
+        Command::BackupJob(args) => {
+            let program = relevo::backup::run::pgbackrest_program();
+            let result = relevo::backup::run::run(&args, &program).context("writing the backup result")?;
+            if !matches!(result, relevo::backup::result::JobResult::Completed(_)) {
+                std::process::exit(1);
+            }
+        }
+        Command::RepoHost(args) => {
+            let code = relevo::repohost::run(args).context("relevo repo-host")?;
+            std::process::exit(code);
         }
         Command::Instance(args) => {
             let status = relevo::instance::exec::run(&args).context("relevo instance")?;

@@ -64,9 +64,10 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
     info!("CRDs found; controllers starting");
 
     tokio::select! {
-        ((), ()) = futures::future::join(
+        ((), (), ()) = futures::future::join3(
             crate::pgcluster::controller::run(ctx.clone()),
-            crate::switchover::controller::run(ctx),
+            crate::switchover::controller::run(ctx.clone()),
+            crate::backup::controller::run(ctx),
         ) => info!("controllers stopped"),
         served = http => {
             let source = match served {

@@ -1,12 +1,24 @@
-//! Scheduled backups on the users' cycle of days, and their Redis records.
+//! Backups: scheduled on the users' cycle of days, run as Kubernetes Jobs with pgBackRest,
+//! recorded in Redis.
 //!
-//! Pure pieces only, so that the cycle, the schedule and the Redis layout are exhaustively
-//! unit-testable without a cluster: [`cycle`] says which backups a day runs and which day a
-//! scheduled time is, [`schedule`] says when a BackupSchedule runs and which Backup objects a
-//! run creates, [`redis_record`] builds the Redis hash users' scripts read. The one piece of
-//! I/O, executing Redis commands, is in [`redis_io`].
+//! Pure pieces, exhaustively unit-testable without a cluster: [`cycle`] says which backups a
+//! day runs and which day a scheduled time is, [`schedule`] says when a BackupSchedule runs
+//! and which Backup objects a run creates, [`machine`] decides a Backup's next step, [`job`]
+//! builds its Job and reads it back, [`result`] is what the Job hands back, [`record`] and
+//! [`redis_record`] turn a finished Backup into the Redis hash users' scripts read.
+//!
+//! I/O at the edges: [`controller`] and [`observe`] (Kubernetes), [`run`] (`relevo
+//! backup-job`, pgBackRest inside the Job's pod), [`redis_io`] and [`redis_target`] (Redis).
 
+pub mod controller;
 pub mod cycle;
+pub mod job;
+pub mod machine;
+pub mod observe;
+pub mod record;
 pub mod redis_io;
 pub mod redis_record;
+pub mod redis_target;
+pub mod result;
+pub mod run;
 pub mod schedule;

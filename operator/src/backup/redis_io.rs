@@ -21,6 +21,20 @@ use super::redis_record::{
     is_candidate, latest_key, orphans, record_key, resolve_key, write_commands,
 };
 
+/// How long connecting, and then each command, may take: a Redis that does not answer must
+/// not hold a reconcile (or `relevo backups`) for long.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Connects (authenticating with the password in `info`, if any) and checks with PING.
+pub async fn connect(info: redis::ConnectionInfo) -> RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT));
+    let mut conn = redis::Client::open(info)?.get_multiplexed_async_connection_with_config(&config).await?;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    Ok(conn)
+}
+
 /// The commands as one MULTI/EXEC transaction whose replies are discarded.
 pub fn transaction(commands: &[RedisCommand]) -> redis::Pipeline {
     let mut pipe = redis::pipe();

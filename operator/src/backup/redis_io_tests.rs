@@ -20,10 +20,15 @@ struct RedisServer {
 
 impl RedisServer {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let port =
             TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free loopback port").port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .arg("--dir")
             .arg(std::env::temp_dir())
             .stdout(Stdio::null())
@@ -235,4 +240,40 @@ async fn orphans_are_deleted_and_the_rest_listed_in_time_order() {
     let labels: Vec<&str> = listed.iter().map(|(_, f)| f["label"].as_str()).collect();
     assert_eq!(labels, vec![kept.label.as_str(), kept_incr.label.as_str()]);
     assert!(list_records(&mut conn, "prod", "other").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn connect_authenticates_with_the_password_setting() {
+    use crate::backup::redis_target::connection_info;
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let url = format!("redis://127.0.0.1:{}/", server.port);
+    // redis-server may still be starting: retry the right password for a while.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut conn = loop {
+        match connect(connection_info(&url, Some("s3cret")).unwrap()).await {
+            Ok(conn) => break conn,
+            Err(e) if Instant::now() < deadline && e.is_io_error() => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("connecting with the password: {e}"),
+        }
+    };
+    let key = write_record(&mut conn, &record("20251007-120000F", BackupType::Full, at(7, 12)), Tz::UTC)
+        .await
+        .unwrap();
+    assert_eq!(key, "backup:2025-10-07_12-00-00");
+    let wrong = connect(connection_info(&url, Some("wrong")).unwrap()).await.map(|_| ()).unwrap_err();
+    assert!(!wrong.to_string().contains("wrong"), "the password is not in the error: {wrong}");
+    assert!(connect(connection_info(&url, None).unwrap()).await.is_err(), "no password, no records");
+}
+
+#[tokio::test]
+async fn connect_gives_up_quickly_on_a_silent_redis() {
+    use crate::backup::redis_target::connection_info;
+    // Nothing listens on a port we just released: refused at once, well within TIMEOUT.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let result = connect(connection_info(&format!("redis://127.0.0.1:{port}/"), None).unwrap()).await;
+    assert!(result.is_err());
+    assert!(started.elapsed() <= TIMEOUT + Duration::from_secs(1));
 }

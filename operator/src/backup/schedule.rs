@@ -239,7 +239,7 @@ pub fn backup_name(schedule: &str, scheduled: DateTime<Utc>, index: usize) -> St
 
 /// FNV-1a, 32 bits: tiny, stable across Rust versions (names must never change), and enough
 /// to tell apart schedule names that share a 37-character prefix.
-fn fnv1a32(bytes: &[u8]) -> u32 {
+pub(crate) fn fnv1a32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5_u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 

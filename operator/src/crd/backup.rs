@@ -74,6 +74,20 @@ pub enum BackupType {
     Incr,
 }
 
+impl std::str::FromStr for BackupType {
+    type Err = String;
+
+    /// The CRD's (and pgBackRest's) words: `full`, `diff`, `incr`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "full" => Ok(BackupType::Full),
+            "diff" => Ok(BackupType::Diff),
+            "incr" => Ok(BackupType::Incr),
+            other => Err(format!("unknown backup type {other:?}: use full, diff or incr")),
+        }
+    }
+}
+
 impl BackupType {
     /// pgBackRest's own name for the type (`--type=`).
     pub fn as_pgbackrest(self) -> &'static str {
@@ -125,10 +139,23 @@ pub struct BackupStatus {
     /// Why the backup failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the backup is doing or waiting for, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Whether the backup's Redis hash has been written. False on a Completed backup means
     /// Redis was unreachable and the record will be retried.
     #[serde(default)]
     pub redis_recorded: bool,
+    /// Key of the backup's Redis hash, e.g. "backup:2025-10-07_12-00-00".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_key: Option<String>,
+    /// Failed attempts to write the Redis record so far; sets the retry backoff.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redis_attempts: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// Life of a backup.
@@ -144,4 +171,11 @@ pub enum BackupPhase {
     Failed,
     /// Removed from the repository by retention.
     Expired,
+}
+
+impl BackupPhase {
+    /// Whether the backup will never run again: it is in the repository, failed, or gone.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, BackupPhase::Completed | BackupPhase::Failed | BackupPhase::Expired)
+    }
 }

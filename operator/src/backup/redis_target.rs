@@ -1,0 +1,206 @@
+//! Which Redis a cluster's backup records go to, and with which password.
+//!
+//! - **Managed:** the `<cluster>-redis` Service on port 6379, with the password under
+//!   `password` in the `<cluster>-redis` Secret. The operator reaches it by its Service DNS
+//!   name; `relevo backups`, run on a node, by the Service's ClusterIP.
+//! - **External:** `spec.redis.external.url`, with the password from `passwordSecret`.
+//!
+//! The password never goes into a URL or a log line: it is set on the connection settings
+//! alone (whose Debug output redacts it).
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::Api;
+use redis::{ConnectionInfo, IntoConnectionInfo, RedisResult};
+
+use crate::crd::PgCluster;
+use crate::crd::pgcluster::SecretKeyRef;
+use crate::pgcluster::builders::redis::REDIS_PORT;
+use crate::pgcluster::builders::secrets::PASSWORD_KEY;
+use crate::pgcluster::names;
+
+/// Where a cluster's Redis is, before any lookup.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedisTarget {
+    Managed {
+        /// Name of the Service (and of the Secret holding the password).
+        service: String,
+        password: SecretKeyRef,
+    },
+    External {
+        url: String,
+        password: Option<SecretKeyRef>,
+    },
+}
+
+/// The Redis of a cluster: external when configured, the managed one otherwise.
+pub fn target_of(cluster: &PgCluster) -> RedisTarget {
+    match &cluster.spec.redis.external {
+        Some(external) => {
+            RedisTarget::External { url: external.url.clone(), password: external.password_secret.clone() }
+        }
+        None => {
+            let name = names::redis(&cluster.metadata.name.clone().unwrap_or_default());
+            RedisTarget::Managed {
+                password: SecretKeyRef { name: name.clone(), key: PASSWORD_KEY.to_string() },
+                service: name,
+            }
+        }
+    }
+}
+
+impl RedisTarget {
+    /// The Secret key holding the password, if any.
+    pub fn password(&self) -> Option<&SecretKeyRef> {
+        match self {
+            RedisTarget::Managed { password, .. } => Some(password),
+            RedisTarget::External { password, .. } => password.as_ref(),
+        }
+    }
+
+    /// The URL to connect to; `managed_host` is how the managed Service is reached from
+    /// where the caller runs (its DNS name in the cluster, its ClusterIP on a node).
+    pub fn url(&self, managed_host: &str) -> String {
+        match self {
+            RedisTarget::Managed { .. } => format!("redis://{managed_host}:{REDIS_PORT}/"),
+            RedisTarget::External { url, .. } => url.clone(),
+        }
+    }
+}
+
+/// DNS name of the managed Redis Service, from inside the cluster.
+pub fn service_dns(service: &str, namespace: &str) -> String {
+    format!("{service}.{namespace}.svc")
+}
+
+/// Connection settings for `url` with `password`.
+pub fn connection_info(url: &str, password: Option<&str>) -> RedisResult<ConnectionInfo> {
+    let info = url.into_connection_info()?;
+    Ok(match password {
+        Some(password) => {
+            let settings = info.redis_settings().clone().set_password(password);
+            info.set_redis_settings(settings)
+        }
+        None => info,
+    })
+}
+
+/// Why a cluster's Redis could not be reached. Never contains the password.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("reading Secret {name}")]
+    Secret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Secret {name} has no key {key}")]
+    MissingPassword { name: String, key: String },
+    #[error("reading Service {name}")]
+    Service {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Service {0} has no ClusterIP")]
+    NoClusterIp(String),
+    #[error("Redis at {url}: {source}")]
+    Redis {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+}
+
+/// The password of `target`, read from its Secret in `namespace`.
+pub async fn read_password(
+    client: &Client,
+    namespace: &str,
+    target: &RedisTarget,
+) -> Result<Option<String>, ConnectError> {
+    let Some(reference) = target.password() else { return Ok(None) };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get(&reference.name)
+        .await
+        .map_err(|source| ConnectError::Secret { name: reference.name.clone(), source })?;
+    let from_data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&reference.key))
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned());
+    let from_string = || secret.string_data.as_ref().and_then(|d| d.get(&reference.key)).cloned();
+    from_data.or_else(from_string).map(Some).ok_or_else(|| ConnectError::MissingPassword {
+        name: reference.name.clone(),
+        key: reference.key.clone(),
+    })
+}
+
+/// Connects to the cluster's Redis from the operator (Service DNS name).
+pub async fn connect_in_cluster(
+    client: &Client,
+    cluster: &PgCluster,
+) -> Result<redis::aio::MultiplexedConnection, ConnectError> {
+    let namespace = cluster.metadata.namespace.clone().unwrap_or_default();
+    let target = target_of(cluster);
+    let host = match &target {
+        RedisTarget::Managed { service, .. } => service_dns(service, &namespace),
+        RedisTarget::External { .. } => String::new(),
+    };
+    connect(client, &namespace, &target, &host).await
+}
+
+/// Connects to `target`, the managed Service being reached at `managed_host`.
+pub async fn connect(
+    client: &Client,
+    namespace: &str,
+    target: &RedisTarget,
+    managed_host: &str,
+) -> Result<redis::aio::MultiplexedConnection, ConnectError> {
+    let password = read_password(client, namespace, target).await?;
+    let url = target.url(managed_host);
+    let redis_error = |source| ConnectError::Redis { url: url.clone(), source };
+    let info = connection_info(&url, password.as_deref()).map_err(redis_error)?;
+    super::redis_io::connect(info).await.map_err(redis_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgcluster::test_fixtures::cluster_from_yaml;
+
+    #[test]
+    fn managed_redis_is_the_cluster_s_service_and_secret() {
+        let target = target_of(&cluster_from_yaml("spec: {}"));
+        let password = SecretKeyRef { name: "demo-redis".into(), key: "password".into() };
+        assert_eq!(target, RedisTarget::Managed { service: "demo-redis".into(), password: password.clone() });
+        assert_eq!(target.url("10.96.0.12"), "redis://10.96.0.12:6379/");
+        assert_eq!(target.url(&service_dns("demo-redis", "db")), "redis://demo-redis.db.svc:6379/");
+        assert_eq!(target.password(), Some(&password));
+    }
+
+    #[test]
+    fn external_redis_is_its_url_and_optional_secret() {
+        let cluster = cluster_from_yaml(
+            "spec: {redis: {external: {url: 'redis://cache:6380/2', passwordSecret: {name: cache-auth}}}}",
+        );
+        let target = target_of(&cluster);
+        assert_eq!(target.url("ignored"), "redis://cache:6380/2");
+        assert_eq!(
+            target.password(),
+            Some(&SecretKeyRef { name: "cache-auth".into(), key: "password".into() })
+        );
+        let bare = target_of(&cluster_from_yaml("spec: {redis: {external: {url: 'redis://cache:6379/0'}}}"));
+        assert_eq!(bare.password(), None);
+    }
+
+    #[test]
+    fn the_password_is_a_setting_never_part_of_the_url_or_debug_output() {
+        let info = connection_info("redis://cache:6380/2", Some("s3cret")).unwrap();
+        assert_eq!(info.redis_settings().password(), Some("s3cret"));
+        assert_eq!(info.redis_settings().db(), 2);
+        assert!(!format!("{info:?}").contains("s3cret"), "{info:?}");
+        assert_eq!(connection_info("redis://cache:6379/", None).unwrap().redis_settings().password(), None);
+        assert!(connection_info("not a url", None).is_err());
+    }
+}
