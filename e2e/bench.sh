@@ -13,7 +13,7 @@
 # relevo already installed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-"$here/cluster.sh" up >/dev/null 2>&1
+"$here/cluster.sh" up >&2
 source "$here/lib.sh"
 runs=${BENCH_RUNS:-5}
 ns=relevo-bench
