@@ -40,6 +40,14 @@ pub enum Error {
     #[error("unreadable Switchover: {0}")]
     InvalidSwitchover(#[from] crate::switchover::convert::ConvertError),
 
+    /// The cluster's pgBackRest certificates or configuration could not be made.
+    #[error("preparing pgBackRest failed while {action}")]
+    Pgbackrest {
+        action: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A value could not be serialised into an API object.
     #[error("serialising {what} failed")]
     Serialise {
@@ -70,6 +78,7 @@ impl Error {
             | Error::Postgres { .. }
             | Error::Missing { .. }
             | Error::Randomness(_)
+            | Error::Pgbackrest { .. }
             | Error::Serialise { .. } => Retry::After(TRANSIENT_BACKOFF),
         }
     }
@@ -84,8 +93,19 @@ impl Error {
             Error::Postgres { .. } => "postgres",
             Error::Missing { .. } => "missing",
             Error::Randomness(_) => "randomness",
+            Error::Pgbackrest { .. } => "pgbackrest",
             Error::Serialise { .. } => "serialise",
         }
+    }
+}
+
+impl Error {
+    /// For `map_err`: a pgBackRest preparation step that failed.
+    pub fn pgbackrest<E>(action: &'static str) -> impl FnOnce(E) -> Error
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |source| Error::Pgbackrest { action, source: Box::new(source) }
     }
 }
 

@@ -16,5 +16,7 @@ pub mod metrics;
 pub mod operator;
 pub mod pgbackrest;
 pub mod pgcluster;
+pub mod pki;
 pub mod rebuild;
+pub mod repohost;
 pub mod switchover;

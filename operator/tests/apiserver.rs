@@ -168,9 +168,26 @@ async fn reconcile_builds_owned_children_with_least_privilege() {
         conf.contains("work_mem = '8MB'") || conf.contains("work_mem = 8MB"),
         "user parameter merged: {conf}"
     );
+    assert!(conf.contains("archive_mode = 'on'"), "archiving on: {conf}");
+    assert!(conf.contains("archive-push %p"), "archive_command: {conf}");
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
     let redis = deployments.get("alpha-redis").await.expect("managed Redis Deployment");
     assert!(owned_by(&redis, &cluster));
+
+    // pgBackRest: the repo host, its Service, the configuration and the certificates.
+    let repo = statefulsets.get("alpha-repo").await.expect("repo host StatefulSet");
+    assert!(owned_by(&repo, &cluster) && managed_by_relevo(&repo));
+    assert_eq!(repo.metadata.labels.as_ref().unwrap()["app.kubernetes.io/component"], "repo-host");
+    let repo_svc = services.get("alpha-repo").await.expect("repo host Service");
+    assert!(owned_by(&repo_svc, &cluster));
+    let pgbackrest = config_maps.get("alpha-pgbackrest").await.expect("ConfigMap alpha-pgbackrest");
+    assert!(owned_by(&pgbackrest, &cluster));
+    let repo_conf = &pgbackrest.data.as_ref().unwrap()["repo-host.conf"];
+    for line in [format!("pg1-host=alpha-1-0.alpha.{ns}.svc"), format!("pg2-host=alpha-2-0.alpha.{ns}.svc")] {
+        assert!(repo_conf.lines().any(|l| l == line), "{line} in {repo_conf}");
+    }
+    let pg_conf = &pgbackrest.data.as_ref().unwrap()["pg-host.conf"];
+    assert!(pg_conf.contains(&format!("repo1-host=alpha-repo-0.alpha-repo.{ns}.svc")), "{pg_conf}");
 
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), ns);
     let passwords = |s: Secret| -> BTreeMap<String, String> {
@@ -185,11 +202,31 @@ async fn reconcile_builds_owned_children_with_least_privilege() {
         before.insert(name, data);
     }
     assert_ne!(before["alpha-superuser"]["password"], before["alpha-app"]["password"]);
+    for (name, keys) in [
+        ("alpha-pgbackrest-tls", ["ca.crt", "tls.crt", "tls.key"]),
+        ("alpha-pgbackrest-ca", ["ca.crt", "ca.key", "ca.crt"]),
+    ] {
+        let secret = secrets.get(name).await.unwrap_or_else(|e| panic!("Secret {name}: {e}"));
+        assert!(owned_by(&secret, &cluster), "Secret {name} lacks an owner reference");
+        let data = passwords(secret);
+        for key in keys {
+            assert!(data[key].starts_with("-----BEGIN "), "{name}/{key} is PEM");
+        }
+        before.insert(name, data);
+    }
+    assert_eq!(before["alpha-pgbackrest-tls"]["ca.crt"], before["alpha-pgbackrest-ca"]["ca.crt"]);
 
     reconcile(cluster.clone(), ctx.clone()).await.expect("second reconcile");
     for (name, data) in &before {
         assert_eq!(&passwords(secrets.get(name).await.unwrap()), data, "{name} changed on re-reconcile");
     }
+
+    // A lost TLS Secret is re-issued by the same CA, which running pods already trust.
+    secrets.delete("alpha-pgbackrest-tls", &Default::default()).await.expect("deleting the TLS Secret");
+    reconcile(cluster.clone(), ctx.clone()).await.expect("reconcile after losing the TLS Secret");
+    let reissued = passwords(secrets.get("alpha-pgbackrest-tls").await.expect("TLS Secret re-issued"));
+    assert_eq!(reissued["ca.crt"], before["alpha-pgbackrest-ca"]["ca.crt"]);
+    assert_ne!(reissued["tls.key"], before["alpha-pgbackrest-tls"]["tls.key"]);
 
     let status = Api::<PgCluster>::namespaced(admin.clone(), ns).get("alpha").await.unwrap().status;
     let status = status.expect("status written");

@@ -381,6 +381,10 @@ pub struct PgClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<LastBackup>,
 
+    /// WAL archiving into the pgBackRest repository, as the primary's pg_stat_archiver reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archiving: Option<ArchivingStatus>,
+
     /// metadata.generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -431,6 +435,30 @@ pub enum InstanceRole {
     Standby,
     /// Did not answer.
     Unknown,
+}
+
+/// The primary's pg_stat_archiver. Counters restart with the primary (a switchover, a restart).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchivingStatus {
+    /// Instance that reported these figures: the primary.
+    pub instance: String,
+    /// WAL files archived successfully.
+    pub archived_count: i64,
+    /// Name of the last WAL file archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archived_wal: Option<String>,
+    /// When the last WAL file was archived, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archived_time: Option<String>,
+    /// Failed attempts to archive a WAL file.
+    pub failed_count: i64,
+    /// Name of the WAL file of the last failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_wal: Option<String>,
+    /// When the last attempt failed, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_time: Option<String>,
 }
 
 /// The last completed backup.

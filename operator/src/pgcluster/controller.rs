@@ -206,7 +206,8 @@ async fn build_and_apply(
 ) -> Result<()> {
     apply::ensure_secrets(ctx, owner, cluster, valid).await?;
     apply::ensure_pgbackrest_certificates(ctx, owner).await?;
-    let config_map = builders::config_map::build(owner, valid).map_err(Error::pgbackrest("building archive_command"))?;
+    let config_map =
+        builders::config_map::build(owner, valid).map_err(Error::pgbackrest("building archive_command"))?;
     apply::apply(ctx, owner, &config_map, "applying the ConfigMap").await?;
     let pgbackrest = builders::pgbackrest::config_map(owner, &pgbackrest_ordinals(&owner.name, topology))
         .map_err(Error::pgbackrest("rendering the pgBackRest configuration"))?;
@@ -283,8 +284,9 @@ async fn observe_instances(
                     Ok(state) => {
                         if !state.in_recovery {
                             match observe::archiver_state(&connection).await {
-                                Ok(state) => archivers
-                                    .push(ArchiverObservation { instance: instance.clone(), state }),
+                                Ok(state) => {
+                                    archivers.push(ArchiverObservation { instance: instance.clone(), state })
+                                }
                                 Err(error) => debug!(instance, %error, "pg_stat_archiver did not answer"),
                             }
                         }

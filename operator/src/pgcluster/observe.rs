@@ -9,7 +9,7 @@ use tokio_postgres::{Client, NoTls};
 use crate::instance::layout;
 use crate::switchover::Lsn;
 
-use super::status::PostgresState;
+use super::status::{ArchiverState, PostgresState};
 
 /// One query answers everything the status needs. The timeline of a standby is the one it
 /// receives (its checkpoint timeline lags until the next restartpoint).
@@ -17,6 +17,15 @@ const STATE_QUERY: &str = "SELECT pg_is_in_recovery(), \
      COALESCE((SELECT received_tli FROM pg_stat_wal_receiver WHERE pg_is_in_recovery()), \
               (SELECT timeline_id FROM pg_control_checkpoint()))::int8, \
      (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text";
+
+/// The primary's archiver: counts, last WAL names and times (RFC 3339, UTC), and whether the
+/// last failure is newer than the last success.
+pub const ARCHIVER_QUERY: &str = "SELECT archived_count, last_archived_wal, \
+     to_char(last_archived_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+     failed_count, last_failed_wal, \
+     to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+     last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time) \
+     FROM pg_stat_archiver";
 
 /// Where and how to connect.
 #[derive(Clone)]
@@ -62,6 +71,21 @@ pub async fn instance_state(connection: &Connection<'_>) -> Result<PostgresState
         in_recovery: row.get(0),
         timeline: row.get(1),
         lsn: lsn.map(|text| text.parse::<Lsn>()).transpose()?,
+    })
+}
+
+/// pg_stat_archiver of an instance (meaningful on a primary only: standbys do not archive).
+pub async fn archiver_state(connection: &Connection<'_>) -> Result<ArchiverState, PgError> {
+    let client = connect(connection).await?;
+    let row = tokio::time::timeout(connection.timeout, client.query_one(ARCHIVER_QUERY, &[])).await??;
+    Ok(ArchiverState {
+        archived_count: row.get(0),
+        last_archived_wal: row.get(1),
+        last_archived_time: row.get(2),
+        failed_count: row.get(3),
+        last_failed_wal: row.get(4),
+        last_failed_time: row.get(5),
+        failing: row.get(6),
     })
 }
 

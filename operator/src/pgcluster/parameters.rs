@@ -82,9 +82,16 @@ fn defaults(instances: i32) -> BTreeMap<String, String> {
     .collect()
 }
 
+/// WAL archiving to the cluster's pgBackRest repository: on wherever an instance is primary
+/// (standbys do not archive with `on`), through the instance's pg-host.conf. `archive_command`
+/// comes from `pgbackrest::command`, so it names the same config and stanza as everything else.
+pub fn archive_settings(archive_command: &str) -> [(&'static str, String); 2] {
+    [("archive_mode", "on".to_string()), ("archive_command", archive_command.to_string())]
+}
+
 /// Settings rendered after every user parameter, in this order. Fixed, never overridable.
-fn owned_values() -> Vec<(&'static str, String)> {
-    vec![
+fn owned_values(archive_command: &str) -> Vec<(&'static str, String)> {
+    let mut values = vec![
         ("listen_addresses", "*".to_string()),
         ("port", layout::POSTGRES_PORT.to_string()),
         ("unix_socket_directories", layout::SOCKET_DIR.to_string()),
@@ -95,8 +102,9 @@ fn owned_values() -> Vec<(&'static str, String)> {
         ("full_page_writes", "on".to_string()),
         ("password_encryption", "scram-sha-256".to_string()),
         ("logging_collector", "off".to_string()),
-        ("archive_mode", "off".to_string()),
-    ]
+    ];
+    values.extend(archive_settings(archive_command));
+    values
 }
 
 /// Checks the user's parameters and merges them over the defaults.
@@ -151,14 +159,14 @@ fn check(name: &str, value: &str, instances: i32) -> Result<(), SpecError> {
 
 /// postgresql.conf: user-facing settings first (sorted, so the ConfigMap is stable across
 /// reconciles), then the owned ones, then the per-instance include.
-pub fn render_postgresql_conf(merged: &BTreeMap<String, String>) -> String {
+pub fn render_postgresql_conf(merged: &BTreeMap<String, String>, archive_command: &str) -> String {
     let mut conf =
         String::from("# Rendered by relevo from the PgCluster; edit spec.postgresql.parameters instead.\n");
     for (name, value) in merged {
         conf.push_str(&format!("{name} = {}\n", quote(value)));
     }
     conf.push_str("\n# Owned by relevo: replication, failover and the pod layout depend on these.\n");
-    for (name, value) in owned_values() {
+    for (name, value) in owned_values(archive_command) {
         conf.push_str(&format!("{name} = {}\n", quote(&value)));
     }
     conf.push_str("\n# cluster_name, primary_conninfo and primary_slot_name of this instance.\n");
@@ -245,7 +253,7 @@ mod tests {
     #[test]
     fn rendered_conf_puts_owned_settings_after_user_ones() {
         let merged = merge(&params(&[("search_path", "'$user', public")]), 2).unwrap();
-        let conf = render_postgresql_conf(&merged);
+        let conf = render_postgresql_conf(&merged, "pgbackrest --stanza=demo archive-push %p");
         assert!(conf.contains("search_path = '''$user'', public'\n"));
         assert_eq!(quote(r"C:\dir"), r"'C:\\dir'");
         let user = conf.find("wal_keep_size = '512MB'").unwrap();
@@ -254,5 +262,15 @@ mod tests {
             conf.find("include_if_exists = '/var/lib/postgresql/data/pgdata/relevo-instance.conf'").unwrap();
         assert!(user < owned && owned < include);
         assert!(conf.contains("hba_file = '/etc/relevo/config/pg_hba.conf'"));
+    }
+
+    #[test]
+    fn archiving_is_on_with_the_given_command_after_user_settings() {
+        let merged = merge(&params(&[("archive_timeout", "60s")]), 2).unwrap();
+        let conf = render_postgresql_conf(&merged, "pgbackrest --stanza=demo archive-push %p");
+        assert!(conf.contains("\narchive_mode = 'on'\n"), "{conf}");
+        assert!(conf.contains("\narchive_command = 'pgbackrest --stanza=demo archive-push %p'\n"), "{conf}");
+        assert!(conf.find("archive_timeout").unwrap() < conf.find("archive_mode").unwrap());
+        assert_eq!(conf.matches("archive_mode").count(), 1, "{conf}");
     }
 }

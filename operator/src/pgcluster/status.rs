@@ -10,7 +10,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::common::Condition;
-use crate::crd::pgcluster::{ClusterPhase, InstanceRole, InstanceStatus, PgClusterStatus};
+use crate::crd::pgcluster::{ArchivingStatus, ClusterPhase, InstanceRole, InstanceStatus, PgClusterStatus};
 use crate::switchover::Lsn;
 
 use super::names::{self, RoleLabel};
@@ -40,6 +40,27 @@ pub struct InstanceObservation {
     pub postgres: Option<PostgresState>,
 }
 
+/// The primary's pg_stat_archiver, as the operator read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiverState {
+    pub archived_count: i64,
+    pub last_archived_wal: Option<String>,
+    /// RFC 3339.
+    pub last_archived_time: Option<String>,
+    pub failed_count: i64,
+    pub last_failed_wal: Option<String>,
+    pub last_failed_time: Option<String>,
+    /// The last attempt failed after the last success (or nothing ever succeeded).
+    pub failing: bool,
+}
+
+/// [`ArchiverState`] of one instance that answered as a primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiverObservation {
+    pub instance: String,
+    pub state: ArchiverState,
+}
+
 /// A spec the operator refused, as it appears in the Degraded condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecProblem {
@@ -55,6 +76,9 @@ pub struct Observation<'a> {
     pub desired_instances: i32,
     pub instances: Vec<InstanceObservation>,
     pub spec_problem: Option<SpecProblem>,
+    /// pg_stat_archiver of the instances that answered as primaries; only the chosen
+    /// primary's counts.
+    pub archivers: Vec<ArchiverObservation>,
     pub previous: &'a PgClusterStatus,
     pub now: Time,
 }
@@ -153,6 +177,7 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
         (false, "Stable", "every desired instance exists".to_string())
     };
 
+    let archiver = primary.and_then(|p| observation.archivers.iter().find(|a| a.instance == p.name));
     let degraded = if let Some(problem) = &observation.spec_problem {
         (true, problem.reason, problem.message.clone())
     } else if split_brain {
@@ -161,6 +186,8 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
         (true, "PrimaryUnavailable", "no ready instance accepts writes".to_string())
     } else if bootstrapped && !not_ready.is_empty() {
         (true, "InstancesNotReady", format!("not ready: {}", not_ready.join(", ")))
+    } else if let Some(archiver) = archiver.filter(|a| a.state.failing) {
+        (true, "ArchivingFailing", archiving_failure_message(archiver))
     } else {
         (false, "AsExpected", "nothing needs attention".to_string())
     };
@@ -190,10 +217,38 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
             phase: Some(phase),
             conditions,
             last_backup: observation.previous.last_backup.clone(),
+            // Kept while the primary does not answer: the last figures are still the best known.
+            archiving: archiver.map(archiving_status).or_else(|| observation.previous.archiving.clone()),
             observed_generation: observation.generation,
         },
         role_labels,
     }
+}
+
+fn archiving_status(archiver: &ArchiverObservation) -> ArchivingStatus {
+    let state = &archiver.state;
+    ArchivingStatus {
+        instance: archiver.instance.clone(),
+        archived_count: state.archived_count,
+        last_archived_wal: state.last_archived_wal.clone(),
+        last_archived_time: state.last_archived_time.clone(),
+        failed_count: state.failed_count,
+        last_failed_wal: state.last_failed_wal.clone(),
+        last_failed_time: state.last_failed_time.clone(),
+    }
+}
+
+fn archiving_failure_message(archiver: &ArchiverObservation) -> String {
+    let state = &archiver.state;
+    let or_none = |value: &Option<String>| value.clone().unwrap_or_else(|| "none".to_string());
+    format!(
+        "WAL archiving from {} to the pgBackRest repository fails: last failure {} at {}, last success {} at {}",
+        archiver.instance,
+        or_none(&state.last_failed_wal),
+        or_none(&state.last_failed_time),
+        or_none(&state.last_archived_wal),
+        or_none(&state.last_archived_time),
+    )
 }
 
 /// The one instance allowed to carry the primary label, if any.

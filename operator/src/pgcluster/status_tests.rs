@@ -27,15 +27,42 @@ fn unreachable(name: &str) -> InstanceObservation {
 }
 
 fn observe(previous: &PgClusterStatus, desired: i32, instances: Vec<InstanceObservation>) -> ComputedStatus {
+    observe_archiving(previous, desired, instances, vec![])
+}
+
+fn observe_archiving(
+    previous: &PgClusterStatus,
+    desired: i32,
+    instances: Vec<InstanceObservation>,
+    archivers: Vec<ArchiverObservation>,
+) -> ComputedStatus {
     compute(&Observation {
         cluster: "demo",
         generation: Some(4),
         desired_instances: desired,
         instances,
         spec_problem: None,
+        archivers,
         previous,
         now: at(100),
     })
+}
+
+fn archiver(instance: &str, failing: bool) -> ArchiverObservation {
+    ArchiverObservation {
+        instance: instance.into(),
+        state: ArchiverState {
+            archived_count: 7,
+            last_archived_wal: Some("000000010000000000000007".into()),
+            last_archived_time: Some("2025-10-07T12:00:00Z".into()),
+            failed_count: 2,
+            last_failed_wal: Some("000000010000000000000008".into()),
+            last_failed_time: Some(
+                if failing { "2025-10-07T12:05:00Z" } else { "2025-10-07T11:00:00Z" }.into(),
+            ),
+            failing,
+        },
+    }
 }
 
 fn condition<'a>(status: &'a PgClusterStatus, kind: &str) -> &'a Condition {
@@ -153,6 +180,7 @@ fn refused_spec_is_degraded_with_its_reason_while_the_cluster_keeps_serving() {
         generation: Some(5),
         desired_instances: 2,
         instances: vec![primary("demo-1", 1, 10), standby("demo-2", 10)],
+        archivers: vec![],
         spec_problem: Some(SpecProblem {
             reason: "ParameterOwnedByRelevo",
             message: "spec.postgresql.parameters.wal_level: owned by relevo".into(),
@@ -201,4 +229,44 @@ fn last_backup_survives_a_status_recomputation() {
     };
     let computed = observe(&previous, 1, vec![primary("demo-1", 1, 10)]);
     assert_eq!(computed.status.last_backup, previous.last_backup);
+}
+
+#[test]
+fn archiving_failures_newer_than_the_last_success_degrade_but_keep_ready() {
+    let instances = || vec![primary("demo-1", 1, 1000), standby("demo-2", 1000)];
+    let computed = observe_archiving(&with_primary("demo-1"), 2, instances(), vec![archiver("demo-1", true)]);
+    let status = &computed.status;
+    assert_eq!(condition(status, "Ready").status, "True");
+    let degraded = condition(status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ArchivingFailing"));
+    assert!(degraded.message.contains("from demo-1"), "{}", degraded.message);
+    assert!(degraded.message.contains("last failure 000000010000000000000008"), "{}", degraded.message);
+    assert_eq!(status.phase, Some(ClusterPhase::Degraded));
+    let archiving = status.archiving.as_ref().unwrap();
+    assert_eq!(
+        (archiving.instance.as_str(), archiving.archived_count, archiving.failed_count),
+        ("demo-1", 7, 2)
+    );
+
+    // Archiving recovered: an old failure is history.
+    let computed = observe_archiving(status, 2, instances(), vec![archiver("demo-1", false)]);
+    assert_eq!(condition(&computed.status, "Degraded").reason, "AsExpected");
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Ready));
+}
+
+#[test]
+fn only_the_chosen_primary_reports_archiving_and_a_silent_one_keeps_the_last_figures() {
+    // Split brain: demo-1 (the recorded primary) keeps the label; demo-2's archiver is ignored.
+    let instances = vec![primary("demo-1", 1, 1000), primary("demo-2", 2, 1000)];
+    let computed = observe_archiving(
+        &with_primary("demo-1"),
+        2,
+        instances,
+        vec![archiver("demo-2", true), archiver("demo-1", false)],
+    );
+    assert_eq!(computed.status.archiving.as_ref().unwrap().instance, "demo-1");
+
+    let previous = computed.status;
+    let computed = observe_archiving(&previous, 2, vec![unreachable("demo-1"), standby("demo-2", 1)], vec![]);
+    assert_eq!(computed.status.archiving, previous.archiving);
 }

@@ -6,24 +6,29 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use crate::instance::layout;
+use crate::pgbackrest::command::CommandError;
 use crate::pgcluster::names;
 use crate::pgcluster::parameters::render_postgresql_conf;
 use crate::pgcluster::validate::ValidSpec;
 
 use super::Owner;
+use super::pgbackrest;
 
 pub const POSTGRESQL_CONF_KEY: &str = "postgresql.conf";
 pub const PG_HBA_CONF_KEY: &str = "pg_hba.conf";
 
-pub fn build(owner: &Owner, valid: &ValidSpec) -> ConfigMap {
-    ConfigMap {
+/// Fails only for a cluster name that is no pgBackRest stanza, which the apiserver's naming
+/// rules for objects already exclude.
+pub fn build(owner: &Owner, valid: &ValidSpec) -> Result<ConfigMap, CommandError> {
+    let archive_command = pgbackrest::instance_pgbackrest(&owner.name)?.archive_command()?;
+    Ok(ConfigMap {
         metadata: owner.child_meta(names::config_map(&owner.name), "config"),
         data: Some(BTreeMap::from([
-            (POSTGRESQL_CONF_KEY.to_string(), render_postgresql_conf(&valid.parameters)),
+            (POSTGRESQL_CONF_KEY.to_string(), render_postgresql_conf(&valid.parameters, &archive_command)),
             (PG_HBA_CONF_KEY.to_string(), pg_hba_conf()),
         ])),
         ..ConfigMap::default()
-    }
+    })
 }
 
 /// First match wins. Over the socket only the postgres OS user gets in, by peer identity. Over
@@ -51,7 +56,7 @@ mod tests {
 
     fn build_for(yaml: &str) -> BTreeMap<String, String> {
         let cluster = cluster_from_yaml(yaml);
-        let config = build(&Owner::of(&cluster).unwrap(), &validate(&cluster).unwrap());
+        let config = build(&Owner::of(&cluster).unwrap(), &validate(&cluster).unwrap()).unwrap();
         assert_eq!(config.metadata.name.as_deref(), Some("demo-config"));
         config.data.unwrap()
     }
@@ -68,6 +73,8 @@ mod tests {
             "listen_addresses = '*'",
             "password_encryption = 'scram-sha-256'",
             "max_connections = '250'",
+            "archive_mode = 'on'",
+            "archive_command = 'pgbackrest --config=/etc/pgbackrest/conf/pg-host.conf --stanza=demo archive-push %p'",
         ] {
             assert!(conf.lines().any(|l| l == line), "missing {line:?} in\n{conf}");
         }

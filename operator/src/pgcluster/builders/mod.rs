@@ -3,7 +3,9 @@
 //! server-side apply. Nothing here touches the API.
 
 pub mod config_map;
+pub mod pgbackrest;
 pub mod redis;
+pub mod repo_host;
 pub mod secrets;
 pub mod services;
 pub mod statefulset;

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
     DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
     VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -32,6 +32,7 @@ use crate::pgcluster::validate::ValidSpec;
 use crate::switchover::markers;
 
 use super::Owner;
+use super::pgbackrest::{self, mount};
 use super::secrets::PASSWORD_KEY;
 
 /// Name of the volumeClaimTemplate; the PVC is `pgdata-<cluster>-<N>-0`.
@@ -140,8 +141,43 @@ fn pod_spec(
     instance: &str,
     bootstrap: Bootstrap,
 ) -> PodSpec {
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names::config_map(&owner.name),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        empty_dir("socket", None),
+        empty_dir("run", Some("Memory")),
+        empty_dir("tmp", None),
+        // PostgreSQL's dynamic shared memory; the runtime's default /dev/shm is only 64 MiB.
+        empty_dir("shm", Some("Memory")),
+        // The operator's markers (fence, rebuild) reach the instance manager as a file.
+        Volume {
+            name: "podinfo".into(),
+            downward_api: Some(DownwardAPIVolumeSource {
+                items: Some(vec![DownwardAPIVolumeFile {
+                    path: "annotations".into(),
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.annotations".into(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..DownwardAPIVolumeFile::default()
+                }]),
+                ..DownwardAPIVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    volumes.extend(pgbackrest::instance_volumes(&owner.name));
     PodSpec {
-        containers: vec![postgres_container(owner, spec, valid, instance, bootstrap)],
+        containers: vec![
+            postgres_container(owner, spec, valid, instance, bootstrap),
+            pgbackrest::sidecar(&spec.image),
+        ],
         // PostgreSQL pods never talk to the Kubernetes API.
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
@@ -161,37 +197,7 @@ fn pod_spec(
             ..PodSecurityContext::default()
         }),
         affinity: Some(spread_instances(&owner.name)),
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names::config_map(&owner.name),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            empty_dir("socket", None),
-            empty_dir("run", Some("Memory")),
-            empty_dir("tmp", None),
-            // PostgreSQL's dynamic shared memory; the runtime's default /dev/shm is only 64 MiB.
-            empty_dir("shm", Some("Memory")),
-            // The operator's markers (fence, rebuild) reach the instance manager as a file.
-            Volume {
-                name: "podinfo".into(),
-                downward_api: Some(DownwardAPIVolumeSource {
-                    items: Some(vec![DownwardAPIVolumeFile {
-                        path: "annotations".into(),
-                        field_ref: Some(ObjectFieldSelector {
-                            field_path: "metadata.annotations".into(),
-                            ..ObjectFieldSelector::default()
-                        }),
-                        ..DownwardAPIVolumeFile::default()
-                    }]),
-                    ..DownwardAPIVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-        ]),
+        volumes: Some(volumes),
         ..PodSpec::default()
     }
 }
@@ -218,6 +224,17 @@ fn postgres_container(
         env_vars.push(plain(env::APP_OWNER, &valid.initdb.owner));
         env_vars.push(secret(env::APP_PASSWORD, &names::secret_app(cluster)));
     }
+    let mut mounts = vec![
+        mount(DATA_VOLUME, layout::DATA_MOUNT, false),
+        mount("config", layout::CONFIG_DIR, true),
+        mount("socket", layout::SOCKET_DIR, false),
+        mount("run", layout::RUN_DIR, false),
+        mount("tmp", "/tmp", false),
+        mount("shm", "/dev/shm", false),
+        mount("podinfo", markers::PODINFO_DIR, true),
+    ];
+    // archive_command runs here.
+    mounts.extend(pgbackrest::postgres_mounts());
     Container {
         name: "postgres".into(),
         image: Some(spec.image.clone()),
@@ -255,24 +272,22 @@ fn postgres_container(
             ..Probe::default()
         }),
         resources: spec.resources.clone(),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
-            ..SecurityContext::default()
-        }),
-        volume_mounts: Some(vec![
-            mount(DATA_VOLUME, layout::DATA_MOUNT, false),
-            mount("config", layout::CONFIG_DIR, true),
-            mount("socket", layout::SOCKET_DIR, false),
-            mount("run", layout::RUN_DIR, false),
-            mount("tmp", "/tmp", false),
-            mount("shm", "/dev/shm", false),
-            mount("podinfo", markers::PODINFO_DIR, true),
-        ]),
+        security_context: Some(container_security()),
+        volume_mounts: Some(mounts),
         ..Container::default()
+    }
+}
+
+/// Every relevo container: non-root, no capabilities, no privilege escalation, and a
+/// read-only root filesystem (writable paths are emptyDirs).
+pub(super) fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        ..SecurityContext::default()
     }
 }
 
@@ -337,15 +352,6 @@ fn secret(name: &str, secret_name: &str) -> EnvVar {
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()
-    }
-}
-
-fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: volume.into(),
-        mount_path: path.into(),
-        read_only: read_only.then_some(true),
-        ..VolumeMount::default()
     }
 }
 

@@ -60,11 +60,13 @@ fn pod_is_locked_down() {
     assert_eq!(pod_security.fs_group, Some(999));
     assert_eq!(pod_security.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
     assert_eq!(spec.automount_service_account_token, Some(false));
-    let container = &spec.containers[0];
-    let security = container.security_context.as_ref().unwrap();
-    assert_eq!(security.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
-    assert_eq!(security.allow_privilege_escalation, Some(false));
-    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(spec.containers.len(), 2);
+    for container in &spec.containers {
+        let security = container.security_context.as_ref().unwrap();
+        assert_eq!(security.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(security.read_only_root_filesystem, Some(true), "{}", container.name);
+    }
 }
 
 #[test]
@@ -77,9 +79,65 @@ fn every_writable_path_is_a_volume() {
         assert!(mounts.iter().any(|m| *m == path), "{path} not mounted");
     }
     let volumes: Vec<_> = spec.volumes.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect();
-    for mount in spec.containers[0].volume_mounts.as_ref().unwrap() {
+    for mount in spec.containers.iter().flat_map(|c| c.volume_mounts.as_ref().unwrap()) {
         assert!(mount.name == DATA_VOLUME || volumes.contains(&mount.name.as_str()), "{}", mount.name);
     }
+    let mut names = volumes.clone();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), volumes.len(), "volume names are unique: {volumes:?}");
+}
+
+fn mounts_of(container: &Container) -> Vec<(&str, &str, bool)> {
+    container
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only == Some(true)))
+        .collect()
+}
+
+#[test]
+fn postgres_can_run_archive_command() {
+    let sts = build_for("spec: {}", 1, Bootstrap::Initdb);
+    let mounts = mounts_of(&pod(&sts).1.containers[0]);
+    for mount in [
+        ("pgbackrest-config", "/etc/pgbackrest/conf", true),
+        ("pgbackrest-tls", "/etc/pgbackrest/tls", true),
+        ("pgbackrest-spool", "/var/spool/pgbackrest", false),
+        // archive-push's lock
+        ("tmp", "/tmp", false),
+    ] {
+        assert!(mounts.contains(&mount), "{mount:?} not in {mounts:?}");
+    }
+}
+
+#[test]
+fn pgbackrest_sidecar_serves_the_data_directory_read_only() {
+    let sts = build_for("spec: {image: 'registry.local/pg:15-x'}", 2, Bootstrap::Clone);
+    let sidecar = &pod(&sts).1.containers[1];
+    assert_eq!(sidecar.name, "pgbackrest");
+    assert_eq!(sidecar.image.as_deref(), Some("registry.local/pg:15-x"));
+    assert_eq!(
+        sidecar.command.as_ref().unwrap(),
+        &["pgbackrest", "--config=/etc/pgbackrest/conf/pg-host.conf", "server"]
+    );
+    assert_eq!(sidecar.ports.as_ref().unwrap()[0].container_port, 8432);
+    // A pgBackRest problem must not make the pod unready (and drop the primary from -rw).
+    assert!(sidecar.readiness_probe.is_none());
+    assert_eq!(
+        mounts_of(sidecar),
+        [
+            ("pgbackrest-config", "/etc/pgbackrest/conf", true),
+            ("pgbackrest-tls", "/etc/pgbackrest/tls", true),
+            (DATA_VOLUME, layout::DATA_MOUNT, true),
+            ("socket", layout::SOCKET_DIR, false),
+            ("pgbackrest-tmp", "/tmp", false),
+        ]
+    );
+    let tls = pod(&sts).1.volumes.as_ref().unwrap().iter().find(|v| v.name == "pgbackrest-tls").unwrap();
+    assert_eq!(tls.secret.as_ref().unwrap().secret_name.as_deref(), Some("demo-pgbackrest-tls"));
 }
 
 #[test]

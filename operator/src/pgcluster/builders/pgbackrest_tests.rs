@@ -1,0 +1,103 @@
+use super::*;
+use crate::pgcluster::test_fixtures::cluster_from_yaml;
+use crate::pki::{CertificateAuthority, pgbackrest_leaf};
+
+fn owner() -> Owner {
+    Owner::of(&cluster_from_yaml("spec: {}")).unwrap()
+}
+
+#[test]
+fn pg_host_conf_points_at_the_repo_host_by_its_certificate_name() {
+    let config = config_map(&owner(), &[1, 2]).unwrap();
+    assert_eq!(config.metadata.name.as_deref(), Some("demo-pgbackrest"));
+    let text = &config.data.as_ref().unwrap()[PG_HOST_CONF_KEY];
+    for line in [
+        "repo1-host=demo-repo-0.demo-repo.db.svc",
+        "repo1-host-type=tls",
+        "repo1-host-port=8432",
+        "repo1-host-cert-file=/etc/pgbackrest/tls/tls.crt",
+        "repo1-host-key-file=/etc/pgbackrest/tls/tls.key",
+        "repo1-host-ca-file=/etc/pgbackrest/tls/ca.crt",
+        "repo1-path=/pgbackrest/repo",
+        "archive-async=y",
+        "spool-path=/var/spool/pgbackrest",
+        "tls-server-auth=relevo-pgbackrest=demo",
+        "[demo]",
+        "pg1-path=/var/lib/postgresql/data/pgdata",
+        "pg1-socket-path=/var/run/postgresql",
+        "pg1-port=5432",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[test]
+fn repo_host_conf_lists_every_instance_and_keeps_two_fulls() {
+    let config = config_map(&owner(), &[1, 2, 3]).unwrap();
+    let text = &config.data.as_ref().unwrap()[REPO_HOST_CONF_KEY];
+    for line in [
+        "repo1-path=/pgbackrest/repo",
+        "repo1-retention-full=2",
+        "tls-server-auth=relevo-pgbackrest=demo",
+        "pg1-host=demo-1-0.demo.db.svc",
+        "pg2-host=demo-2-0.demo.db.svc",
+        "pg3-host=demo-3-0.demo.db.svc",
+        "pg3-host-type=tls",
+        "pg3-path=/var/lib/postgresql/data/pgdata",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(!text.contains("pg4-"), "{text}");
+}
+
+#[test]
+fn every_host_name_in_the_configs_is_in_the_certificate() {
+    let ca = CertificateAuthority::generate("demo").unwrap();
+    let leaf = pgbackrest_leaf(&ca, "demo", "db").unwrap();
+    let sans = crate::pki::pgbackrest_dns_names("demo", "db");
+    assert!(!leaf.cert_pem.is_empty());
+    let all: Vec<i32> = (1..=names::MAX_INSTANCES).collect();
+    let repo = repo_host_config("demo", "db", &all);
+    for host in repo.pg_hosts.iter().map(|pg| &pg.host).chain([&pg_host_config("demo", "db").repo_host]) {
+        assert!(sans.contains(host), "{host} is not in {sans:?}");
+    }
+}
+
+#[test]
+fn archive_command_uses_pg_host_conf_and_the_stanza() {
+    assert_eq!(
+        instance_pgbackrest("demo").unwrap().archive_command().unwrap(),
+        "pgbackrest --config=/etc/pgbackrest/conf/pg-host.conf --stanza=demo archive-push %p"
+    );
+    assert_eq!(
+        repo_host_pgbackrest("demo").unwrap().stanza_create(),
+        ["pgbackrest", "--config=/etc/pgbackrest/conf/repo-host.conf", "--stanza=demo", "stanza-create"]
+    );
+}
+
+#[test]
+fn secrets_carry_the_pem_under_their_keys() {
+    let pem = |what: &str| CertifiedKey { cert_pem: format!("{what} cert"), key_pem: format!("{what} key") };
+    let ca = ca_secret(&owner(), &pem("ca"));
+    assert_eq!(ca.metadata.name.as_deref(), Some("demo-pgbackrest-ca"));
+    let data = ca.string_data.unwrap();
+    assert_eq!((data["ca.crt"].as_str(), data["ca.key"].as_str()), ("ca cert", "ca key"));
+
+    let tls = tls_secret(&owner(), "ca cert", &pem("leaf"));
+    assert_eq!(tls.metadata.name.as_deref(), Some("demo-pgbackrest-tls"));
+    assert_eq!(tls.metadata.owner_references.as_ref().unwrap()[0].name, "demo");
+    let data = tls.string_data.unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["ca.crt", "tls.crt", "tls.key"]);
+    assert_eq!(data["tls.key"], "leaf key");
+}
+
+#[test]
+fn tls_volume_is_group_readable_only() {
+    let [config, tls] = config_and_tls_volumes("demo");
+    assert_eq!(config.config_map.unwrap().name, "demo-pgbackrest");
+    let secret = tls.secret.unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("demo-pgbackrest-tls"));
+    // pgBackRest refuses a key readable by others; root-owned 0440 (the kubelet's, with
+    // fsGroup) is accepted, as the integration test checks for real.
+    assert_eq!(secret.default_mode, Some(0o440));
+}

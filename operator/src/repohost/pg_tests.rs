@@ -1,0 +1,388 @@
+//! Integration test: a cluster's pgBackRest, end to end, with real processes on loopback.
+//!
+//! - certificates from `pki`, written with the modes a Secret volume has in the pods
+//!   (root-owned, group postgres, 0440) when the test runs as root;
+//! - pg-host.conf and repo-host.conf from the real builders; only what a single machine
+//!   cannot share with the pods is substituted: host names (`localhost`, an extra SAN of the
+//!   test's certificate), ports, and paths;
+//! - PostgreSQL 15 with the operator's archive_mode/archive_command (the production command,
+//!   only its config path substituted), its pgBackRest TLS server (the sidecar), and the repo
+//!   host run by the real `relevo repo-host` supervisor (server, stanza-create, check);
+//! - a full backup taken from the repo side, and archive-push shown working: after
+//!   pg_switch_wal the segment appears as the archive's max in `pgbackrest info`.
+//!
+//! Binaries come from /usr/lib/postgresql/15/bin (or `RELEVO_PG_BIN`) and PATH (pgbackrest);
+//! when missing the test fails, it does not skip. As root, every program runs as postgres
+//! through `runuser -u postgres --`. Each side gets its own lock path (`PGBACKREST_LOCK_PATH`),
+//! as two pods would. Everything is stopped when the test ends, pass or fail.
+
+use std::ffi::OsString;
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{Backoff, CHECK_PASSED, RepoHostArgs, STANZA_CREATED, Supervisor};
+use crate::crd::BackupType;
+use crate::pgbackrest::command::Pgbackrest;
+use crate::pgbackrest::info;
+use crate::pgcluster::builders::pgbackrest::{
+    PG_HOST_CONF_KEY, TLS_FILE_MODE, conf_path, instance_pgbackrest, pg_host_config, repo_host_config,
+};
+use crate::pgcluster::names;
+use crate::pgcluster::observe::ARCHIVER_QUERY;
+use crate::pgcluster::parameters::{archive_settings, quote};
+use crate::pki::{self, CertificateAuthority};
+use crate::rebuild::process::{Runner, args};
+
+const CLUSTER: &str = "demo";
+const NAMESPACE: &str = "db";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn id_of(flag: &str) -> u32 {
+    let out = Command::new("id").args([flag, "postgres"]).output().expect("running id");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("the postgres user must exist to run as root")
+}
+
+/// Polls `probe` until it returns true; on timeout, fails with the last thing it saw.
+fn wait_until(what: &str, timeout: Duration, mut probe: impl FnMut() -> (bool, String)) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (done, seen) = probe();
+        if done {
+            return started.elapsed();
+        }
+        if started.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+struct Bed {
+    root: PathBuf,
+    as_root: bool,
+    pg_bin: PathBuf,
+    /// Runs programs as postgres, with the pg host's lock path.
+    pg_side: Runner,
+    /// Runs programs as postgres, with the repo host's lock path.
+    repo_side: Runner,
+    pg_server: Option<Child>,
+    pg_started: bool,
+    supervisor_stop: Arc<AtomicBool>,
+    supervisor: Option<JoinHandle<Result<i32, super::RepoHostError>>>,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let pg_bin =
+            PathBuf::from(std::env::var("RELEVO_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into()));
+        for tool in ["initdb", "pg_ctl", "psql"] {
+            assert!(
+                pg_bin.join(tool).is_file(),
+                "{} is missing: install postgresql-15",
+                pg_bin.join(tool).display()
+            );
+        }
+        let version =
+            Command::new("pgbackrest").arg("version").output().expect("pgbackrest must be installed");
+        eprintln!("using {}", String::from_utf8_lossy(&version.stdout).trim());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let root = std::env::temp_dir().join(format!("relevo-pgbackrest-{}-{nanos}", std::process::id()));
+        let as_root = fs::metadata("/proc/self").unwrap().uid() == 0;
+        for dir in ["", "sock", "tls", "conf", "spool", "repo-volume", "lock-pg", "lock-repo", "run"] {
+            let path = root.join(dir);
+            fs::create_dir_all(&path).unwrap();
+            if as_root {
+                std::os::unix::fs::chown(&path, Some(id_of("-u")), Some(id_of("-g"))).unwrap();
+            }
+        }
+        let wrapper = if as_root { args(["runuser", "-u", "postgres", "--"]) } else { vec![] };
+        let runner = |lock: &str| Runner {
+            wrapper: wrapper.clone(),
+            env: vec![("PGBACKREST_LOCK_PATH".into(), root.join(lock).into())],
+            timeout: Duration::from_secs(120),
+        };
+        Bed {
+            pg_side: runner("lock-pg"),
+            repo_side: runner("lock-repo"),
+            root,
+            as_root,
+            pg_bin,
+            pg_server: None,
+            pg_started: false,
+            supervisor_stop: Arc::new(AtomicBool::new(false)),
+            supervisor: None,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn s(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    /// A TLS file as the pods see it: root:postgres 0440 for the key (what the kubelet makes
+    /// of a Secret with defaultMode 0440 and fsGroup), else the test user's own 0600.
+    fn write_tls(&self, name: &str, content: &str) {
+        let path = self.path("tls").join(name);
+        fs::write(&path, content).unwrap();
+        if self.as_root {
+            std::os::unix::fs::chown(&path, Some(0), Some(id_of("-g"))).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(TLS_FILE_MODE as u32)).unwrap();
+        } else {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+
+    fn run(&self, runner: &Runner, program: &Path, argv: Vec<OsString>) -> Result<String, String> {
+        runner.run(program, &argv).map(|out| out.stdout).map_err(|e| e.to_string())
+    }
+
+    fn pgbackrest(&self, runner: &Runner, argv: Vec<String>) -> Result<String, String> {
+        self.run(runner, Path::new("pgbackrest"), args(&argv[1..]))
+    }
+
+    fn psql(&self, port: u16, sql: &str) -> String {
+        let mut argv =
+            args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres"]);
+        argv.extend(args(["-h", &self.s("sock"), "-p", &port.to_string(), "-c", sql]));
+        let out = self.run(&self.pg_side, &self.pg_bin.join("psql"), argv);
+        out.unwrap_or_else(|e| panic!("{sql}: {e}")).trim().to_string()
+    }
+
+    /// `pgbackrest server` as a background process in its own group, logging to a file.
+    fn spawn_server(&self, runner: &Runner, config: &Path, log: &str) -> Child {
+        let log = fs::File::create(self.path(log)).unwrap();
+        let mut command = match runner.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg("pgbackrest");
+                c
+            }
+            None => Command::new("pgbackrest"),
+        };
+        command
+            .arg(format!("--config={}", config.display()))
+            .arg("server")
+            .envs(runner.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    fn log_tail(&self, name: &str) -> String {
+        let text = fs::read_to_string(self.path(name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(8)..].join("\n")
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.supervisor_stop.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.supervisor.take() {
+            let _ = handle.join();
+        }
+        if let Some(mut server) = self.pg_server.take() {
+            let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", server.id())]).status();
+            let _ = server.wait();
+        }
+        if self.pg_started {
+            let mut argv = args(["stop", "-m", "immediate", "-D"]);
+            argv.push(self.path("data").into());
+            let _ = self.pg_side.run(&self.pg_bin.join("pg_ctl"), &argv);
+        }
+        if !std::thread::panicking() || std::env::var_os("RELEVO_KEEP_TEST_DIR").is_none() {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+#[test]
+fn archives_and_backs_up_over_tls_with_the_operator_s_configuration() {
+    let started = Instant::now();
+    let mut bed = Bed::new();
+    let (pg_port, pg_tls_port, repo_tls_port) = (free_port(), free_port(), free_port());
+
+    // 1. Certificates: the cluster's names, plus `localhost` for this machine.
+    let ca = CertificateAuthority::generate(CLUSTER).unwrap();
+    let mut dns_names = pki::pgbackrest_dns_names(CLUSTER, NAMESPACE);
+    dns_names.push("localhost".into());
+    let leaf = ca.issue(names::PGBACKREST_CLIENT_CN, &dns_names).unwrap();
+    bed.write_tls("ca.crt", &ca.pem().cert_pem);
+    bed.write_tls("tls.crt", &leaf.cert_pem);
+    bed.write_tls("tls.key", &leaf.key_pem);
+    let key_mode = fs::metadata(bed.path("tls").join("tls.key")).unwrap();
+    eprintln!("tls.key: uid {} gid {} mode {:o}", key_mode.uid(), key_mode.gid(), key_mode.mode() & 0o777);
+
+    // 2. Configuration from the builders; hosts, ports and paths substituted.
+    let files = crate::pgbackrest::config::TlsFiles {
+        ca_file: bed.s("tls/ca.crt"),
+        cert_file: bed.s("tls/tls.crt"),
+        key_file: bed.s("tls/tls.key"),
+    };
+    let repo_path = bed.path("repo-volume").join("repo").display().to_string();
+    let mut pg_host = pg_host_config(CLUSTER, NAMESPACE);
+    assert_eq!(pg_host.repo_host, names::repo_fqdn(CLUSTER, NAMESPACE));
+    pg_host.repo_host = "localhost".into();
+    pg_host.repo_host_port = repo_tls_port;
+    pg_host.repo_path = repo_path.clone();
+    pg_host.spool_path = bed.s("spool");
+    pg_host.server.port = pg_tls_port;
+    pg_host.server.files = files.clone();
+    pg_host.pg_path = bed.s("data");
+    pg_host.pg_port = pg_port;
+    pg_host.pg_socket_path = bed.s("sock");
+    let pg_conf = bed.path("conf").join("pg-host.conf");
+    fs::write(&pg_conf, pg_host.render().unwrap()).unwrap();
+
+    let mut repo_host = repo_host_config(CLUSTER, NAMESPACE, &[1]);
+    assert_eq!(repo_host.pg_hosts[0].host, names::pod_fqdn(CLUSTER, "demo-1", NAMESPACE));
+    repo_host.repo_path = repo_path;
+    repo_host.server.port = repo_tls_port;
+    repo_host.server.files = files;
+    repo_host.pg_hosts[0].host = "localhost".into();
+    repo_host.pg_hosts[0].path = bed.s("data");
+    repo_host.pg_hosts[0].port = pg_port;
+    repo_host.pg_hosts[0].socket_path = Some(bed.s("sock"));
+    repo_host.pg_host_port = pg_tls_port;
+    let repo_conf = bed.path("conf").join("repo-host.conf");
+    fs::write(&repo_conf, repo_host.render().unwrap()).unwrap();
+
+    // 3. PostgreSQL with the operator's archive settings: the production archive_command,
+    //    with only the path of pg-host.conf replaced. Local connections are peer, as in pods.
+    let archive_command = instance_pgbackrest(CLUSTER)
+        .unwrap()
+        .archive_command()
+        .unwrap()
+        .replace(&conf_path(PG_HOST_CONF_KEY), &pg_conf.display().to_string());
+    eprintln!("archive_command = {archive_command}");
+    let mut argv =
+        args(["-D", &bed.s("data"), "-U", "postgres", "--auth-local=peer", "--auth-host=scram-sha-256"]);
+    argv.push("--no-sync".into());
+    bed.run(&bed.pg_side, &bed.pg_bin.join("initdb"), argv).unwrap();
+    let mut conf = format!(
+        "\nlisten_addresses = ''\nunix_socket_directories = {}\nport = {pg_port}\nfsync = off\nshared_buffers = '16MB'\n",
+        quote(&bed.s("sock"))
+    );
+    for (name, value) in archive_settings(&archive_command) {
+        conf.push_str(&format!("{name} = {}\n", quote(&value)));
+    }
+    let postgresql_conf = bed.path("data").join("postgresql.conf");
+    let mut text = fs::read_to_string(&postgresql_conf).unwrap();
+    text.push_str(&conf);
+    fs::write(&postgresql_conf, text).unwrap();
+    let argv = args(["start", "-w", "-t", "60", "-D", &bed.s("data"), "-l", &bed.s("postgres.log")]);
+    bed.run(&bed.pg_side, &bed.pg_bin.join("pg_ctl"), argv).unwrap();
+    bed.pg_started = true;
+
+    // 4. The instance's sidecar: pgbackrest server with pg-host.conf.
+    bed.pg_server = Some(bed.spawn_server(&bed.pg_side, &pg_conf, "pg-server.log"));
+
+    // 5. The repo host, run by the `relevo repo-host` supervisor itself.
+    let supervisor = Supervisor {
+        args: RepoHostArgs {
+            config: repo_conf.clone(),
+            stanza: names::stanza(CLUSTER),
+            ready_file: bed.path("run").join("ready"),
+            port: repo_tls_port,
+        },
+        runner: bed.repo_side.clone(),
+        backoff: Backoff { first: Duration::from_millis(200), max: Duration::from_secs(2) },
+    };
+    let stop = bed.supervisor_stop.clone();
+    bed.supervisor = Some(std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(supervisor.supervise(async move {
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }))
+    }));
+    let ready_file = bed.path("run").join("ready");
+    let ready_after =
+        wait_until("the repo host to be ready (stanza created)", Duration::from_secs(120), || {
+            let text = fs::read_to_string(&ready_file).unwrap_or_default();
+            (
+                text.contains(STANZA_CREATED),
+                format!("{text:?}; pg server log:\n{}", bed.log_tail("pg-server.log")),
+            )
+        });
+    eprintln!("repo host ready (server up, stanza created) after {ready_after:?}");
+    let checked_after = wait_until("the repo host's check to pass", Duration::from_secs(150), || {
+        let text = fs::read_to_string(&ready_file).unwrap_or_default();
+        (text.contains(CHECK_PASSED), format!("{text:?}"))
+    });
+    eprintln!("repo host check passed {checked_after:?} later");
+
+    // 6. A full backup from the repo side, through the instance's TLS server.
+    let repo =
+        Pgbackrest::new(&names::stanza(CLUSTER)).unwrap().with_config(&repo_conf.display().to_string());
+    let backup_started = Instant::now();
+    bed.pgbackrest(&bed.repo_side, repo.backup(BackupType::Full)).unwrap_or_else(|e| {
+        panic!("full backup failed: {e}\npg server log:\n{}", bed.log_tail("pg-server.log"))
+    });
+    eprintln!("full backup took {:?}", backup_started.elapsed());
+    let info_json = bed.pgbackrest(&bed.repo_side, repo.info_json()).unwrap();
+    let stanzas = info::parse(&info_json).unwrap();
+    let stanza = info::find_stanza(&stanzas, CLUSTER).expect("stanza in info");
+    assert_eq!(stanza.status.code, 0, "{}", stanza.status.message);
+    assert_eq!(stanza.backup.len(), 1, "{info_json}");
+    assert_eq!(stanza.backup[0].backup_type, BackupType::Full);
+    eprintln!("backup {} ({} bytes)", stanza.backup[0].label, stanza.backup[0].info.size);
+
+    // 7. archive-push: a switched segment shows up as the archive's max.
+    bed.psql(pg_port, "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g");
+    let segment = bed.psql(pg_port, "SELECT pg_walfile_name(pg_switch_wal())");
+    let archived_after = wait_until(&format!("{segment} in the archive"), Duration::from_secs(60), || {
+        let json = bed.pgbackrest(&bed.repo_side, repo.info_json()).unwrap_or_else(|e| e);
+        let max = info::parse(&json)
+            .ok()
+            .and_then(|s| info::find_stanza(&s, CLUSTER).cloned())
+            .and_then(|s| s.archive.first().and_then(|a| a.max.clone()));
+        (max.as_deref() >= Some(segment.as_str()), format!("archive max {max:?}"))
+    });
+    eprintln!("{segment} archived {archived_after:?} after pg_switch_wal");
+
+    // The operator's status query sees it too. With archive-async the repository can be
+    // ahead of pg_stat_archiver: the async process pushes every .ready segment it finds, and
+    // PostgreSQL's archive_command for it returns once pgBackRest has acknowledged it.
+    let mut archiver = String::new();
+    let counted_after =
+        wait_until(&format!("pg_stat_archiver to count {segment}"), Duration::from_secs(30), || {
+            archiver = bed.psql(pg_port, ARCHIVER_QUERY);
+            let last = archiver.split('|').nth(1).unwrap_or_default().to_string();
+            (last.as_str() >= segment.as_str(), archiver.clone())
+        });
+    eprintln!("pg_stat_archiver counted it {counted_after:?} later: {archiver}");
+    let fields: Vec<&str> = archiver.split('|').collect();
+    assert_eq!(fields.len(), 7, "{archiver}");
+    assert!(fields[0].parse::<i64>().unwrap() >= 2, "archived_count: {archiver}");
+    assert_eq!(fields[6], "f", "not failing: {archiver}");
+    // Asynchronous archiving: the pg host's spool holds the push acknowledgements.
+    let spool = bed.path("spool").join("archive").join(CLUSTER).join("out");
+    let acknowledged = fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    eprintln!("{} entries in the archive-push spool {}", acknowledged, spool.display());
+
+    // The supervisor stops its server on shutdown and clears readiness.
+    bed.supervisor_stop.store(true, Ordering::SeqCst);
+    let code = bed.supervisor.take().unwrap().join().unwrap().unwrap();
+    assert_eq!(code, 0);
+    assert!(!ready_file.exists(), "readiness cleared on shutdown");
+    eprintln!("whole test took {:?}", started.elapsed());
+}
