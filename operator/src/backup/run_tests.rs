@@ -81,13 +81,14 @@ impl Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        let data = self.path("data");
-        if data.join("postmaster.pid").exists() {
-            let mut argv = self.wrapper.clone();
-            argv.push(self.pg_bin.join("pg_ctl").display().to_string());
-            argv.extend(["stop", "-m", "immediate", "-D"].map(String::from));
-            argv.push(data.display().to_string());
-            let _ = Command::new(&argv[0]).args(&argv[1..]).output();
+        for data in [self.path("data"), self.path("restored")] {
+            if data.join("postmaster.pid").exists() {
+                let mut argv = self.wrapper.clone();
+                argv.push(self.pg_bin.join("pg_ctl").display().to_string());
+                argv.extend(["stop", "-m", "immediate", "-D"].map(String::from));
+                argv.push(data.display().to_string());
+                let _ = Command::new(&argv[0]).args(&argv[1..]).output();
+            }
         }
         let _ = fs::remove_dir_all(&self.root);
     }
@@ -152,6 +153,13 @@ fn backup_job_leaves_the_new_set_in_the_termination_message() {
     let message = fs::read_to_string(setup.path("full.log")).unwrap();
     assert_eq!(decode(&message).unwrap(), JobResult::Completed(full.clone()));
 
+    let psql = |port: &str, sql: &str| {
+        let sock = setup.path("sock").display().to_string();
+        let args = ["-XAtq", "-h", &sock, "-p", port, "-U", "postgres", "-c", sql];
+        setup.command(&setup.pg_bin.join("psql"), &args).trim().to_string()
+    };
+    psql(&port, "CREATE ROLE streaming_replica LOGIN REPLICATION; CREATE ROLE app LOGIN");
+    psql(&port, "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 500) g");
     let incr = run(&setup.args(STANZA, BackupType::Incr, "incr.log"), &setup.pgbackrest_program()).unwrap();
     let JobResult::Completed(incr) = incr else { panic!("incremental backup failed: {incr:?}") };
     assert_eq!(incr.backup_type, BackupType::Incr);
@@ -169,6 +177,52 @@ fn backup_job_leaves_the_new_set_in_the_termination_message() {
     assert!(error.starts_with("pgbackrest backup exited with status "), "{error}");
     assert!(error.contains("ERROR"), "pgBackRest's error line is kept: {error}");
     assert_eq!(decode(&fs::read_to_string(setup.path("failed.log")).unwrap()).unwrap(), failed);
+
+    // A new cluster bootstrapped from the latest backup (the instance entrypoint's restore):
+    // rows written after the backup are not there, and recovery promotes it.
+    psql(&port, "INSERT INTO t SELECT g FROM generate_series(501, 600) g");
+    let restored = setup.path("restored");
+    let args = crate::instance::exec::InstanceArgs {
+        cluster: "copy".into(),
+        instance: "copy-1".into(),
+        bootstrap: crate::instance::plan::Bootstrap::Restore,
+        primary_host: "copy-rw".into(),
+        pgdata: restored.clone(),
+        app_database: "app".into(),
+        app_owner: "app".into(),
+        restore_stanza: Some(STANZA.into()),
+        restore_config: Some(conf.display().to_string()),
+        restore_label: None,
+        restore_target_time: None,
+    };
+    let argv = crate::instance::exec::restore_argv(&args).unwrap();
+    setup.command(Path::new(&argv[0]), &argv[1..].iter().map(String::as_str).collect::<Vec<_>>());
+    let copy_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let copy_log = setup.path("restored.log").display().to_string();
+    // The test's copy keeps the source's postgresql.conf; it must not archive into the source.
+    let options = format!("-p {copy_port} -c archive_mode=off");
+    setup.command(
+        &setup.pg_bin.join("pg_ctl"),
+        &["start", "-w", "-t", "60", "-D", &restored.display().to_string(), "-l", &copy_log, "-o", &options],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut in_recovery = String::new();
+    while std::time::Instant::now() < deadline {
+        in_recovery = psql(&copy_port, "SELECT pg_is_in_recovery()");
+        if in_recovery == "f" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(in_recovery, "f", "the restored copy is promoted at the end of the backup");
+    assert_eq!(psql(&copy_port, "SELECT count(*) FROM t"), "500", "exactly the rows of the backup");
+    let set = crate::instance::conf::set_passwords_sql("app", "su-pw", "rep-pw", "app-pw");
+    psql(&copy_port, &set);
+    assert_eq!(
+        psql(&copy_port, "SELECT count(*) FROM pg_authid WHERE rolpassword LIKE 'SCRAM-SHA-256$%'"),
+        "3",
+        "the three roles got passwords"
+    );
 }
 
 #[test]

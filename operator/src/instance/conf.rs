@@ -81,9 +81,31 @@ pub fn bootstrap_sql(
     )
 }
 
+/// After a restore: this cluster's passwords on the roles the backup brought along (the
+/// source cluster's relevo made the same roles).
+pub fn set_passwords_sql(app_owner: &str, superuser: &str, replication: &str, app: &str) -> String {
+    let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    let identifier = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
+    [(layout::SUPERUSER, superuser), (layout::REPLICATION_USER, replication), (app_owner, app)]
+        .iter()
+        .map(|(role, password)| format!("ALTER ROLE {} PASSWORD {};\n", identifier(role), literal(password)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restored_roles_get_this_clusters_passwords() {
+        let sql = set_passwords_sql("shop", "su'pw", "rep", "app");
+        assert_eq!(
+            sql,
+            "ALTER ROLE \"postgres\" PASSWORD 'su''pw';\n\
+             ALTER ROLE \"streaming_replica\" PASSWORD 'rep';\n\
+             ALTER ROLE \"shop\" PASSWORD 'app';\n"
+        );
+    }
 
     #[test]
     fn standbys_follow_the_rw_service_through_their_own_slot() {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::conf;
 use super::layout::{self, env};
 use super::plan::{self, Bootstrap, DataDir, PlanError, Step};
+use crate::pgbackrest::command::{Pgbackrest, RestoreOptions, RestoreTarget};
 
 /// How often and how long a standby retries cloning while its primary is not up yet (the
 /// first primary is still in initdb, or the operator has not created the slot).
@@ -44,6 +45,19 @@ pub struct InstanceArgs {
     /// Owner of the application database.
     #[arg(long, env = env::APP_OWNER, default_value = "app")]
     pub app_owner: String,
+    /// Bootstrap restore: the source cluster's stanza.
+    #[arg(long, env = env::RESTORE_STANZA)]
+    pub restore_stanza: Option<String>,
+    /// Bootstrap restore: pgBackRest config reaching the source repository.
+    #[arg(long, env = env::RESTORE_CONFIG)]
+    pub restore_config: Option<String>,
+    /// Bootstrap restore: the backup set to restore (default: the latest).
+    #[arg(long, env = env::RESTORE_LABEL)]
+    pub restore_label: Option<String>,
+    /// Bootstrap restore: recover to this point in time (RFC 3339) instead of the end of the
+    /// backup.
+    #[arg(long, env = env::RESTORE_TARGET_TIME)]
+    pub restore_target_time: Option<String>,
 }
 
 /// Why the entrypoint stopped. Messages never contain a password.
@@ -63,6 +77,8 @@ pub enum ExecError {
     CommandFailed { command: &'static str, status: ExitStatus },
     #[error("could not clone the primary {host} after {attempts} attempts")]
     CloneGaveUp { host: String, attempts: u32 },
+    #[error("cannot restore: {0}")]
+    Restore(String),
 }
 
 pub(super) fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExecError {
@@ -89,12 +105,19 @@ impl Passwords {
         Ok(Self {
             superuser: read(env::SUPERUSER_PASSWORD)?,
             replication: read(env::REPLICATION_PASSWORD)?,
+            // A restored cluster's roles get this cluster's passwords once it is promoted.
             app: match bootstrap {
-                Bootstrap::Initdb => Some(read(env::APP_PASSWORD)?),
+                Bootstrap::Initdb | Bootstrap::Restore => Some(read(env::APP_PASSWORD)?),
                 Bootstrap::Clone => None,
             },
         })
     }
+}
+
+/// Marker left by a restore: the restored roles still have the source cluster's passwords
+/// until the supervisor sets this cluster's, once PostgreSQL has left recovery.
+pub fn passwords_pending_marker(pgdata: &Path) -> PathBuf {
+    pgdata.with_file_name("relevo-passwords-pending")
 }
 
 /// Marker of a bootstrap in progress, beside PGDATA on the same volume.
@@ -139,6 +162,7 @@ pub fn run(args: &InstanceArgs) -> Result<ExitStatus, ExecError> {
             Step::Initdb => initdb(args, &passwords)?,
             Step::CreateRoles => create_roles(args, &passwords)?,
             Step::CloneFromPrimary => clone_from_primary(args)?,
+            Step::RestoreFromBackup => restore_from_backup(args)?,
             Step::WriteStandbySignal => {
                 fs::write(args.pgdata.join("standby.signal"), b"").map_err(io("writing standby.signal"))?
             }
@@ -149,7 +173,19 @@ pub fn run(args: &InstanceArgs) -> Result<ExitStatus, ExecError> {
                 conf::instance_conf(&args.instance, &args.primary_host),
             )
             .map_err(io("writing the instance configuration"))?,
-            Step::StartPostgres => return super::supervise::supervise_postgres(args, &passwords.superuser),
+            Step::StartPostgres => {
+                let pending = passwords_pending_marker(&args.pgdata).exists();
+                let set_passwords = match (&passwords.app, pending) {
+                    (Some(app), true) => Some(conf::set_passwords_sql(
+                        &args.app_owner,
+                        &passwords.superuser,
+                        &passwords.replication,
+                        app,
+                    )),
+                    _ => None,
+                };
+                return super::supervise::supervise_postgres(args, &passwords.superuser, set_passwords);
+            }
         }
     }
     unreachable!("every plan ends with StartPostgres")
@@ -230,6 +266,42 @@ fn create_roles(args: &InstanceArgs, passwords: &Passwords) -> Result<(), ExecEr
     } else {
         Err(ExecError::CommandFailed { command: "postgres --single", status })
     }
+}
+
+/// What `pgbackrest restore` is asked for, from the arguments.
+pub fn restore_target(label: Option<&str>, target_time: Option<&str>) -> Result<RestoreTarget, String> {
+    let label = label.filter(|l| !l.is_empty()).map(str::to_owned);
+    match target_time.filter(|t| !t.is_empty()) {
+        Some(time) => {
+            let at = chrono::DateTime::parse_from_rfc3339(time)
+                .map_err(|e| format!("target time {time:?} is not RFC 3339: {e}"))?
+                .with_timezone(&chrono::Utc);
+            Ok(RestoreTarget::Time { at, label })
+        }
+        None => Ok(match label {
+            Some(label) => RestoreTarget::Backup { label },
+            None => RestoreTarget::LatestBackup,
+        }),
+    }
+}
+
+/// The argv of the restore. Archiving stays on: once promoted, this cluster archives into its
+/// own repository (its archive_command names its own stanza and config).
+pub fn restore_argv(args: &InstanceArgs) -> Result<Vec<String>, String> {
+    let stanza = args.restore_stanza.as_deref().ok_or("no source stanza")?;
+    let config = args.restore_config.as_deref().ok_or("no pgBackRest config for the source")?;
+    let target = restore_target(args.restore_label.as_deref(), args.restore_target_time.as_deref())?;
+    let pgbackrest = Pgbackrest::new(stanza).map_err(|e| e.to_string())?.with_config(config);
+    let mut argv = pgbackrest.restore(&RestoreOptions { target, delta: false, archive_mode_off: false });
+    argv.insert(argv.len() - 1, format!("--pg1-path={}", args.pgdata.display()));
+    Ok(argv)
+}
+
+fn restore_from_backup(args: &InstanceArgs) -> Result<(), ExecError> {
+    let argv = restore_argv(args).map_err(ExecError::Restore)?;
+    log(args, &format!("restoring: {}", argv.join(" ")));
+    command_status("pgbackrest restore", std::process::Command::new(&argv[0]).args(&argv[1..]))?;
+    fs::write(passwords_pending_marker(&args.pgdata), b"").map_err(io("writing the passwords marker"))
 }
 
 pub(super) fn clone_from_primary(args: &InstanceArgs) -> Result<(), ExecError> {
@@ -333,5 +405,62 @@ mod tests {
     fn password_debug_is_redacted() {
         let passwords = Passwords { superuser: "s3cret".into(), replication: "r3p".into(), app: None };
         assert!(!format!("{passwords:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn restore_targets_from_label_and_time() {
+        assert_eq!(restore_target(None, None), Ok(RestoreTarget::LatestBackup));
+        assert_eq!(restore_target(Some(""), Some("")), Ok(RestoreTarget::LatestBackup));
+        let label = "20251007-120000F".to_string();
+        assert_eq!(restore_target(Some(&label), None), Ok(RestoreTarget::Backup { label: label.clone() }));
+        let at = chrono::DateTime::parse_from_rfc3339("2025-10-07T12:30:00+02:00").unwrap().to_utc();
+        assert_eq!(
+            restore_target(Some(&label), Some("2025-10-07T12:30:00+02:00")),
+            Ok(RestoreTarget::Time { at, label: Some(label) })
+        );
+        let error = restore_target(None, Some("yesterday")).unwrap_err();
+        assert!(error.contains("\"yesterday\" is not RFC 3339"), "{error}");
+    }
+
+    #[test]
+    fn restore_runs_pgbackrest_on_the_source_stanza_into_pgdata() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: InstanceArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "relevo",
+            "--cluster",
+            "copy",
+            "--instance",
+            "copy-1",
+            "--bootstrap",
+            "restore",
+            "--primary-host",
+            "copy-rw",
+            "--pgdata",
+            "/data/pgdata",
+            "--restore-stanza",
+            "demo",
+            "--restore-config",
+            "/etc/pgbackrest/conf/restore.conf",
+        ])
+        .unwrap();
+        let argv = restore_argv(&cli.args).unwrap();
+        assert_eq!(argv[0], "pgbackrest");
+        assert!(argv.contains(&"--stanza=demo".to_string()), "{argv:?}");
+        assert!(argv.contains(&"--config=/etc/pgbackrest/conf/restore.conf".to_string()));
+        assert!(argv.contains(&"--pg1-path=/data/pgdata".to_string()));
+        assert!(
+            argv.contains(&"--type=immediate".to_string())
+                && argv.contains(&"--target-action=promote".to_string())
+        );
+        assert!(!argv.iter().any(|a| a.starts_with("--archive-mode")), "archiving stays on: {argv:?}");
+        assert_eq!(argv.last().map(String::as_str), Some("restore"));
+        let mut missing = cli.args.clone();
+        missing.restore_stanza = None;
+        assert_eq!(restore_argv(&missing), Err("no source stanza".to_string()));
     }
 }

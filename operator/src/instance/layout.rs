@@ -55,6 +55,13 @@ pub mod env {
     pub const SUPERUSER_PASSWORD: &str = "RELEVO_SUPERUSER_PASSWORD";
     pub const REPLICATION_PASSWORD: &str = "RELEVO_REPLICATION_PASSWORD";
     pub const APP_PASSWORD: &str = "RELEVO_APP_PASSWORD";
+    /// Bootstrap `restore`: the source cluster's stanza, the pgBackRest config that reaches
+    /// its repository, and the target (a backup label and/or a time; neither = the latest
+    /// backup, just consistent).
+    pub const RESTORE_STANZA: &str = "RELEVO_RESTORE_STANZA";
+    pub const RESTORE_CONFIG: &str = "RELEVO_RESTORE_CONFIG";
+    pub const RESTORE_LABEL: &str = "RELEVO_RESTORE_LABEL";
+    pub const RESTORE_TARGET_TIME: &str = "RELEVO_RESTORE_TARGET_TIME";
     /// PostgreSQL's own: where the data directory is.
     pub const PGDATA: &str = "PGDATA";
 }

@@ -18,6 +18,10 @@ pub enum Bootstrap {
     Initdb,
     /// Copy the primary with pg_basebackup and follow it as a standby.
     Clone,
+    /// Restore another cluster's backup with pgBackRest; PostgreSQL then recovers to the
+    /// target and is promoted, a new primary with the backup's data. Only the first instance
+    /// of a cluster bootstrapped from a backup gets this.
+    Restore,
 }
 
 impl Bootstrap {
@@ -25,6 +29,7 @@ impl Bootstrap {
         match self {
             Bootstrap::Initdb => "initdb",
             Bootstrap::Clone => "clone",
+            Bootstrap::Restore => "restore",
         }
     }
 }
@@ -42,7 +47,8 @@ impl FromStr for Bootstrap {
         match text {
             "initdb" => Ok(Bootstrap::Initdb),
             "clone" => Ok(Bootstrap::Clone),
-            other => Err(format!("bootstrap must be initdb or clone, not {other:?}")),
+            "restore" => Ok(Bootstrap::Restore),
+            other => Err(format!("bootstrap must be initdb, clone or restore, not {other:?}")),
         }
     }
 }
@@ -79,6 +85,10 @@ pub enum Step {
     CloneFromPrimary,
     /// standby.signal: start as a hot standby.
     WriteStandbySignal,
+    /// `pgbackrest restore` of the source cluster's backup (recovery.signal and the recovery
+    /// target are pgBackRest's), then a marker asking the supervisor to set this cluster's
+    /// passwords once recovery has promoted: the restored roles carry the source's.
+    RestoreFromBackup,
     /// Bootstrap finished: remove the marker.
     ClearBootstrapping,
     /// This instance's cluster_name, primary_conninfo and primary_slot_name.
@@ -108,6 +118,7 @@ pub fn plan(data_dir: DataDir, bootstrap: Bootstrap) -> Result<Vec<Step>, PlanEr
         match bootstrap {
             Bootstrap::Initdb => steps.extend([Initdb, CreateRoles]),
             Bootstrap::Clone => steps.extend([CloneFromPrimary, WriteStandbySignal]),
+            Bootstrap::Restore => steps.push(RestoreFromBackup),
         }
         steps.extend([ClearBootstrapping, WriteInstanceConf, StartPostgres]);
         steps
@@ -126,6 +137,8 @@ pub fn plan(data_dir: DataDir, bootstrap: Bootstrap) -> Result<Vec<Step>, PlanEr
 mod tests {
     use super::Step::*;
     use super::*;
+
+    const ALL: [Bootstrap; 3] = [Bootstrap::Initdb, Bootstrap::Clone, Bootstrap::Restore];
 
     #[test]
     fn first_instance_of_a_new_cluster_runs_initdb() {
@@ -160,8 +173,25 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_from_a_backup_restores_then_starts() {
+        assert_eq!(
+            plan(DataDir::Empty, Bootstrap::Restore).unwrap(),
+            [
+                WritePassfile,
+                MarkBootstrapping,
+                RestoreFromBackup,
+                ClearBootstrapping,
+                WriteInstanceConf,
+                StartPostgres
+            ]
+        );
+        // A restore interrupted half-way is wiped and restored again.
+        assert_eq!(plan(DataDir::Interrupted, Bootstrap::Restore).unwrap()[1], WipeData);
+    }
+
+    #[test]
     fn existing_data_always_wins_over_the_bootstrap_mode() {
-        for bootstrap in [Bootstrap::Initdb, Bootstrap::Clone] {
+        for bootstrap in ALL {
             for standby in [false, true] {
                 let steps = plan(DataDir::Initialised { standby }, bootstrap).unwrap();
                 assert_eq!(steps, [WritePassfile, WriteInstanceConf, StartPostgres]);
@@ -180,7 +210,7 @@ mod tests {
 
     #[test]
     fn unknown_files_are_never_deleted() {
-        for bootstrap in [Bootstrap::Initdb, Bootstrap::Clone] {
+        for bootstrap in ALL {
             assert_eq!(plan(DataDir::Unrecognised, bootstrap), Err(PlanError::UnrecognisedData));
         }
     }
@@ -188,11 +218,14 @@ mod tests {
     #[test]
     fn bootstrap_marker_brackets_every_bootstrap() {
         for data_dir in [DataDir::Empty, DataDir::Interrupted] {
-            for bootstrap in [Bootstrap::Initdb, Bootstrap::Clone] {
+            for bootstrap in ALL {
                 let steps = plan(data_dir, bootstrap).unwrap();
                 let mark = steps.iter().position(|s| *s == MarkBootstrapping).unwrap();
                 let clear = steps.iter().position(|s| *s == ClearBootstrapping).unwrap();
-                let work = steps.iter().position(|s| matches!(s, Initdb | CloneFromPrimary)).unwrap();
+                let work = steps
+                    .iter()
+                    .position(|s| matches!(s, Initdb | CloneFromPrimary | RestoreFromBackup))
+                    .unwrap();
                 assert!(mark < work && work < clear);
                 assert_eq!(steps.last(), Some(&StartPostgres));
             }
@@ -201,7 +234,7 @@ mod tests {
 
     #[test]
     fn bootstrap_mode_parses_what_the_statefulset_sets() {
-        for bootstrap in [Bootstrap::Initdb, Bootstrap::Clone] {
+        for bootstrap in ALL {
             assert_eq!(bootstrap.as_str().parse::<Bootstrap>(), Ok(bootstrap));
         }
         assert!("primary".parse::<Bootstrap>().is_err());

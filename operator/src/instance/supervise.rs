@@ -53,7 +53,13 @@ fn conf_path(args: &InstanceArgs) -> PathBuf {
     args.pgdata.join(Path::new(layout::INSTANCE_CONF).file_name().unwrap_or_default())
 }
 
-pub fn supervise_postgres(args: &InstanceArgs, superuser_password: &str) -> Result<ExitStatus, ExecError> {
+/// `set_passwords`: SQL to run once PostgreSQL has left recovery, after a restore (see
+/// [`super::exec::passwords_pending_marker`]).
+pub fn supervise_postgres(
+    args: &InstanceArgs,
+    superuser_password: &str,
+    mut set_passwords: Option<String>,
+) -> Result<ExitStatus, ExecError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,6 +89,11 @@ pub fn supervise_postgres(args: &InstanceArgs, superuser_password: &str) -> Resu
                     _ = terminate.recv() => break None,
                     _ = interrupt.recv() => break None,
                     _ = tick.tick() => {
+                        if let Some(sql) = &set_passwords
+                            && set_passwords_once_promoted(args, sql).await
+                        {
+                            set_passwords = None;
+                        }
                         let action = decide(&read_markers(), &read_local(&args.pgdata));
                         if action.needs_restart() {
                             break Some(action);
@@ -103,6 +114,44 @@ pub fn supervise_postgres(args: &InstanceArgs, superuser_password: &str) -> Resu
             }
         }
     })
+}
+
+/// psql over the local socket as the superuser (peer authentication), SQL on stdin so that
+/// passwords never reach the process list. Output is discarded: it could echo them.
+async fn local_psql(sql: &str, tuples: bool) -> Option<String> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", layout::SOCKET_DIR, "-U", layout::SUPERUSER])
+        .args(["-d", "postgres", "-f", "-"])
+        .args(if tuples { &["-A", "-t"][..] } else { &[][..] })
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    stdin.write_all(sql.as_bytes()).await.ok()?;
+    drop(stdin);
+    let output = child.wait_with_output().await.ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// After a restore: once recovery has promoted PostgreSQL, give the restored roles this
+/// cluster's passwords and drop the marker. True when done (or nothing was pending).
+async fn set_passwords_once_promoted(args: &InstanceArgs, sql: &str) -> bool {
+    let marker = super::exec::passwords_pending_marker(&args.pgdata);
+    if !marker.exists() {
+        return true;
+    }
+    if local_psql("SELECT pg_is_in_recovery()", true).await.as_deref() != Some("f") {
+        return false;
+    }
+    if local_psql(sql, false).await.is_none() {
+        log(args, "setting this cluster's passwords on the restored roles failed; retrying");
+        return false;
+    }
+    log(args, "restored roles now have this cluster's passwords");
+    fs::remove_file(&marker).is_ok()
 }
 
 async fn stop(pgdata: &Path) {

@@ -28,6 +28,8 @@ pub enum RestoreTarget {
     EndOfArchive,
     /// The named backup set, just consistent (`--type=immediate`).
     Backup { label: String },
+    /// The latest backup set, just consistent.
+    LatestBackup,
     /// A point in time, optionally from a given set (otherwise pgBackRest picks one).
     Time { at: DateTime<Utc>, label: Option<String> },
 }
@@ -126,6 +128,10 @@ impl Pgbackrest {
             RestoreTarget::EndOfArchive => {}
             RestoreTarget::Backup { label } => {
                 opts.push(format!("--set={label}"));
+                opts.push("--type=immediate".to_string());
+                opts.push("--target-action=promote".to_string());
+            }
+            RestoreTarget::LatestBackup => {
                 opts.push("--type=immediate".to_string());
                 opts.push("--target-action=promote".to_string());
             }
