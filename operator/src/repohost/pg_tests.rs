@@ -68,6 +68,10 @@ fn wait_until(what: &str, timeout: Duration, mut probe: impl FnMut() -> (bool, S
     }
 }
 
+/// `sh -c` script: make `$1` a read-only bind mount of itself, then exec the rest.
+const RO_MOUNT_THEN_EXEC: &str =
+    r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@""#;
+
 struct Bed {
     root: PathBuf,
     as_root: bool,
@@ -162,16 +166,24 @@ impl Bed {
         out.unwrap_or_else(|e| panic!("{sql}: {e}")).trim().to_string()
     }
 
-    /// `pgbackrest server` as a background process in its own group, logging to a file.
-    fn spawn_server(&self, runner: &Runner, config: &Path, log: &str) -> Child {
+    /// `pgbackrest server` as a background process in its own group, logging to a file. As
+    /// root, `read_only` is remounted read-only in a mount namespace of the server's own, as
+    /// the sidecar mounts the data volume.
+    fn spawn_server(&self, runner: &Runner, config: &Path, log: &str, read_only: Option<&Path>) -> Child {
         let log = fs::File::create(self.path(log)).unwrap();
-        let mut command = match runner.wrapper.split_first() {
-            Some((first, rest)) => {
+        let mut command = match (read_only.filter(|_| self.as_root), runner.wrapper.split_first()) {
+            (Some(dir), Some((first, rest))) => {
+                let mut c = Command::new("unshare");
+                c.args(["-m", "sh", "-c", RO_MOUNT_THEN_EXEC, "sh"]).arg(dir).arg(first).args(rest);
+                c.arg("pgbackrest");
+                c
+            }
+            (_, Some((first, rest))) => {
                 let mut c = Command::new(first);
                 c.args(rest).arg("pgbackrest");
                 c
             }
-            None => Command::new("pgbackrest"),
+            (_, None) => Command::new("pgbackrest"),
         };
         command
             .arg(format!("--config={}", config.display()))
@@ -211,6 +223,49 @@ impl Drop for Bed {
             let _ = fs::remove_dir_all(&self.root);
         }
     }
+}
+
+/// Mount options of `dir` as the `pgbackrest --config=<config> server` process sees it.
+fn mount_seen_by_server(config: &Path, dir: &Path) -> Option<String> {
+    let wanted = format!("--config={}", config.display());
+    let server = fs::read_dir("/proc").ok()?.flatten().find(|entry| {
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        words.first() == Some(&&b"pgbackrest"[..]) && words.contains(&wanted.as_bytes())
+    })?;
+    let mountinfo = fs::read_to_string(server.path().join("mountinfo")).ok()?;
+    // id parent major:minor root mount-point options ...
+    mountinfo.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(4) == Some(&dir.to_str()?)).then(|| fields.get(5).map(|o| o.to_string())).flatten()
+    })
+}
+
+/// How many `pgbackrest ... server` processes run, and `(pid, parent pid)` of defunct
+/// processes whose parent is one of them.
+fn zombie_children_of_servers() -> (usize, Vec<(String, String)>) {
+    let stat_of = |pid: &str| fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let is_server = |pid: &str| {
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        words.first() == Some(&&b"pgbackrest"[..]) && words.contains(&&b"server"[..])
+    };
+    let mut zombies = Vec::new();
+    let mut servers = 0;
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if pid.starts_with(|c: char| c.is_ascii_digit()) && is_server(&pid) {
+            servers += 1;
+        }
+        let stat = stat_of(&pid);
+        // pid (comm) state ppid ...: comm may contain spaces, so parse after the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1).is_some_and(|ppid| is_server(ppid)) {
+            zombies.push((pid, fields[1].to_string()));
+        }
+    }
+    (servers, zombies)
 }
 
 #[test]
@@ -291,8 +346,9 @@ fn archives_and_backs_up_over_tls_with_the_operator_s_configuration() {
     bed.run(&bed.pg_side, &bed.pg_bin.join("pg_ctl"), argv).unwrap();
     bed.pg_started = true;
 
-    // 4. The instance's sidecar: pgbackrest server with pg-host.conf.
-    bed.pg_server = Some(bed.spawn_server(&bed.pg_side, &pg_conf, "pg-server.log"));
+    // 4. The instance's sidecar: pgbackrest server with pg-host.conf, seeing the data
+    //    directory read-only.
+    bed.pg_server = Some(bed.spawn_server(&bed.pg_side, &pg_conf, "pg-server.log", Some(&bed.path("data"))));
 
     // 5. The repo host, run by the `relevo repo-host` supervisor itself.
     let supervisor = Supervisor {
@@ -338,6 +394,11 @@ fn archives_and_backs_up_over_tls_with_the_operator_s_configuration() {
         panic!("full backup failed: {e}\npg server log:\n{}", bed.log_tail("pg-server.log"))
     });
     eprintln!("full backup took {:?}", backup_started.elapsed());
+    if bed.as_root {
+        let view = mount_seen_by_server(&pg_conf, &bed.path("data"));
+        assert!(view.as_deref().is_some_and(|options| options.split(',').any(|o| o == "ro")), "{view:?}");
+        eprintln!("the pg host's server saw the data directory mounted {}", view.unwrap_or_default());
+    }
     let info_json = bed.pgbackrest(&bed.repo_side, repo.info_json()).unwrap();
     let stanzas = info::parse(&info_json).unwrap();
     let stanza = info::find_stanza(&stanzas, CLUSTER).expect("stanza in info");
@@ -378,6 +439,12 @@ fn archives_and_backs_up_over_tls_with_the_operator_s_configuration() {
     let spool = bed.path("spool").join("archive").join(CLUSTER).join("out");
     let acknowledged = fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
     eprintln!("{} entries in the archive-push spool {}", acknowledged, spool.display());
+
+    // Both servers reap the children they fork per connection: in a pod each is its
+    // container's first process, and nobody else would.
+    let (servers, zombies) = zombie_children_of_servers();
+    assert!(servers >= 2, "the pg host's and the repo host's servers run ({servers} found)");
+    assert!(zombies.is_empty(), "zombie children of pgbackrest servers: {zombies:?}");
 
     // The supervisor stops its server on shutdown and clears readiness.
     bed.supervisor_stop.store(true, Ordering::SeqCst);
