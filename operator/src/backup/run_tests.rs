@@ -216,13 +216,19 @@ fn backup_job_leaves_the_new_set_in_the_termination_message() {
     }
     assert_eq!(in_recovery, "f", "the restored copy is promoted at the end of the backup");
     assert_eq!(psql(&copy_port, "SELECT count(*) FROM t"), "500", "exactly the rows of the backup");
-    let set = crate::instance::conf::set_passwords_sql("app", "su-pw", "rep-pw", "app-pw");
-    psql(&copy_port, &set);
+    let set = crate::instance::conf::after_restore_sql("app", "su-pw", "rep-pw", "app-pw");
+    // One statement per call, as `psql -f` runs them (ALTER SYSTEM refuses a transaction).
+    for statement in set.lines() {
+        psql(&copy_port, statement);
+    }
     assert_eq!(
         psql(&copy_port, "SELECT count(*) FROM pg_authid WHERE rolpassword LIKE 'SCRAM-SHA-256$%'"),
         "3",
         "the three roles got passwords"
     );
+    let auto_conf = fs::read_to_string(restored.join("postgresql.auto.conf")).unwrap();
+    assert!(!auto_conf.contains("restore_command"), "the restore's settings are gone:\n{auto_conf}");
+    assert!(!auto_conf.contains("recovery_target"), "{auto_conf}");
 }
 
 #[test]

@@ -81,15 +81,34 @@ pub fn bootstrap_sql(
     )
 }
 
-/// After a restore: this cluster's passwords on the roles the backup brought along (the
-/// source cluster's relevo made the same roles).
-pub fn set_passwords_sql(app_owner: &str, superuser: &str, replication: &str, app: &str) -> String {
+/// What pgBackRest's restore wrote into postgresql.auto.conf. Left there, a later fence
+/// (standby.signal) of this instance would recover to the backup's target and promote itself.
+const RESTORE_SETTINGS: [&str; 5] = [
+    "restore_command",
+    "recovery_target",
+    "recovery_target_time",
+    "recovery_target_action",
+    "recovery_target_timeline",
+];
+
+/// After a restore, once promoted: this cluster's passwords on the roles the backup brought
+/// along (the source cluster's relevo made the same roles), and the restore's recovery
+/// settings removed.
+pub fn after_restore_sql(app_owner: &str, superuser: &str, replication: &str, app: &str) -> String {
     let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
     let identifier = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
-    [(layout::SUPERUSER, superuser), (layout::REPLICATION_USER, replication), (app_owner, app)]
-        .iter()
-        .map(|(role, password)| format!("ALTER ROLE {} PASSWORD {};\n", identifier(role), literal(password)))
-        .collect()
+    let mut sql: String =
+        [(layout::SUPERUSER, superuser), (layout::REPLICATION_USER, replication), (app_owner, app)]
+            .iter()
+            .map(|(role, password)| {
+                format!("ALTER ROLE {} PASSWORD {};\n", identifier(role), literal(password))
+            })
+            .collect();
+    for setting in RESTORE_SETTINGS {
+        sql.push_str(&format!("ALTER SYSTEM RESET {setting};\n"));
+    }
+    sql.push_str("SELECT pg_reload_conf();\n");
+    sql
 }
 
 #[cfg(test)]
@@ -97,14 +116,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn restored_roles_get_this_clusters_passwords() {
-        let sql = set_passwords_sql("shop", "su'pw", "rep", "app");
-        assert_eq!(
-            sql,
+    fn restored_roles_get_this_clusters_passwords_and_lose_the_recovery_target() {
+        let sql = after_restore_sql("shop", "su'pw", "rep", "app");
+        assert!(sql.starts_with(
             "ALTER ROLE \"postgres\" PASSWORD 'su''pw';\n\
              ALTER ROLE \"streaming_replica\" PASSWORD 'rep';\n\
              ALTER ROLE \"shop\" PASSWORD 'app';\n"
-        );
+        ));
+        assert!(sql.contains("ALTER SYSTEM RESET restore_command;\n"));
+        assert!(sql.contains("ALTER SYSTEM RESET recovery_target_action;\n"));
+        assert!(sql.ends_with("SELECT pg_reload_conf();\n"));
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub fn run(args: &InstanceArgs) -> Result<ExitStatus, ExecError> {
             Step::StartPostgres => {
                 let pending = passwords_pending_marker(&args.pgdata).exists();
                 let set_passwords = match (&passwords.app, pending) {
-                    (Some(app), true) => Some(conf::set_passwords_sql(
+                    (Some(app), true) => Some(conf::after_restore_sql(
                         &args.app_owner,
                         &passwords.superuser,
                         &passwords.replication,

@@ -19,6 +19,7 @@ use tracing::{debug, instrument, warn};
 use crate::context::Context;
 use crate::crd::PgCluster;
 use crate::error::{Error, Result, Retry};
+use crate::instance::plan::Bootstrap;
 use crate::metrics::InstanceLabels;
 
 use super::apply;
@@ -95,8 +96,13 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
     let previous = cluster.status.clone().unwrap_or_default();
     let statefulsets = apply::list_statefulsets(ctx, &owner.namespace, &owner.name).await?;
     let existing: Vec<String> = statefulsets.iter().map(ResourceExt::name_any).collect();
-    let topology =
-        topology::plan(&owner.name, cluster.spec.instances, &existing, previous.current_primary.as_deref());
+    let topology = topology::plan(
+        &owner.name,
+        cluster.spec.instances,
+        &existing,
+        previous.current_primary.as_deref(),
+        topology::first_bootstrap(&cluster.spec),
+    );
 
     // validate
     let validation = validate(cluster);
@@ -209,7 +215,8 @@ async fn build_and_apply(
     let config_map =
         builders::config_map::build(owner, valid).map_err(Error::pgbackrest("building archive_command"))?;
     apply::apply(ctx, owner, &config_map, "applying the ConfigMap").await?;
-    let pgbackrest = builders::pgbackrest::config_map(owner, &pgbackrest_ordinals(&owner.name, topology))
+    let ordinals = pgbackrest_ordinals(&owner.name, topology);
+    let pgbackrest = builders::pgbackrest::config_map(owner, &ordinals, valid.recovery.as_ref())
         .map_err(Error::pgbackrest("rendering the pgBackRest configuration"))?;
     apply::apply(ctx, owner, &pgbackrest, "applying the pgBackRest ConfigMap").await?;
     for service in builders::services::build(owner) {
@@ -333,7 +340,8 @@ async fn maintain_slots(
         .and_then(|pod| pod.status.as_ref())
         .and_then(|s| s.pod_ip.clone());
     let Some(host) = pod_ip else { return };
-    let wanted = topology::plan(&owner.name, cluster.spec.instances, &[], Some(&primary.name)).slots;
+    let wanted =
+        topology::plan(&owner.name, cluster.spec.instances, &[], Some(&primary.name), Bootstrap::Clone).slots;
     let connection = Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
     if let Err(error) = observe::reconcile_slots(&connection, &wanted, &owner.name).await {
         warn!(primary = %primary.name, %error, "could not reconcile replication slots");

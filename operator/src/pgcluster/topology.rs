@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::crd::pgcluster::PgClusterSpec;
 use crate::instance::layout;
 use crate::instance::plan::Bootstrap;
 
@@ -21,14 +22,26 @@ pub struct Topology {
     pub slots: BTreeSet<String>,
 }
 
-/// `existing` are instance names that have a StatefulSet; `current_primary` is the status'.
-pub fn plan(cluster: &str, desired: i32, existing: &[String], current_primary: Option<&str>) -> Topology {
-    // Only the first instance of a cluster that never had a primary runs initdb. Once a
-    // primary has been seen, every empty volume clones, including instance 1's: a lost
-    // volume must never become a second, empty database.
-    let bootstrap_of = |ordinal: i32| {
-        if ordinal == 1 && current_primary.is_none() { Bootstrap::Initdb } else { Bootstrap::Clone }
-    };
+/// How the first instance of a new cluster gets its data.
+pub fn first_bootstrap(spec: &PgClusterSpec) -> Bootstrap {
+    if spec.bootstrap.recovery.is_some() { Bootstrap::Restore } else { Bootstrap::Initdb }
+}
+
+/// `existing` are instance names that have a StatefulSet; `current_primary` is the status';
+/// `first` is how the first instance of a cluster that never had a primary gets its data
+/// (initdb, or restore from another cluster's backup).
+pub fn plan(
+    cluster: &str,
+    desired: i32,
+    existing: &[String],
+    current_primary: Option<&str>,
+    first: Bootstrap,
+) -> Topology {
+    // Only the first instance of a cluster that never had a primary initialises (or
+    // restores). Once a primary has been seen, every empty volume clones, including
+    // instance 1's: a lost volume must never become a second, empty database.
+    let bootstrap_of =
+        |ordinal: i32| if ordinal == 1 && current_primary.is_none() { first } else { Bootstrap::Clone };
     let apply = (1..=desired).map(|ordinal| (ordinal, bootstrap_of(ordinal))).collect();
 
     let mut surplus: Vec<(i32, &String)> = existing
@@ -73,20 +86,29 @@ mod tests {
 
     #[test]
     fn new_cluster_initialises_instance_one_and_clones_the_rest() {
-        let topology = plan("demo", 3, &[], None);
+        let topology = plan("demo", 3, &[], None, Bootstrap::Initdb);
         assert_eq!(topology.apply, [(1, Bootstrap::Initdb), (2, Bootstrap::Clone), (3, Bootstrap::Clone)]);
         assert!(topology.remove.is_empty());
     }
 
     #[test]
+    fn a_cluster_from_a_backup_restores_instance_one_once() {
+        let topology = plan("demo", 2, &[], None, Bootstrap::Restore);
+        assert_eq!(topology.apply, [(1, Bootstrap::Restore), (2, Bootstrap::Clone)]);
+        let topology = plan("demo", 2, &names(&["demo-1", "demo-2"]), Some("demo-1"), Bootstrap::Restore);
+        assert_eq!(topology.apply, [(1, Bootstrap::Clone), (2, Bootstrap::Clone)]);
+    }
+
+    #[test]
     fn once_a_primary_exists_nobody_runs_initdb_again() {
-        let topology = plan("demo", 2, &names(&["demo-1", "demo-2"]), Some("demo-2"));
+        let topology = plan("demo", 2, &names(&["demo-1", "demo-2"]), Some("demo-2"), Bootstrap::Initdb);
         assert_eq!(topology.apply, [(1, Bootstrap::Clone), (2, Bootstrap::Clone)]);
     }
 
     #[test]
     fn scale_down_removes_the_highest_standbys() {
-        let topology = plan("demo", 1, &names(&["demo-1", "demo-2", "demo-3"]), Some("demo-1"));
+        let topology =
+            plan("demo", 1, &names(&["demo-1", "demo-2", "demo-3"]), Some("demo-1"), Bootstrap::Initdb);
         assert_eq!(topology.remove, ["demo-3", "demo-2"]);
         assert_eq!(topology.blocked_removal, None);
         assert!(topology.slots.is_empty(), "a lone primary needs no slot");
@@ -94,20 +116,22 @@ mod tests {
 
     #[test]
     fn scale_down_never_removes_the_primary() {
-        let topology = plan("demo", 2, &names(&["demo-1", "demo-2", "demo-3"]), Some("demo-3"));
+        let topology =
+            plan("demo", 2, &names(&["demo-1", "demo-2", "demo-3"]), Some("demo-3"), Bootstrap::Initdb);
         assert_eq!(topology.remove, Vec::<String>::new());
         assert_eq!(topology.blocked_removal.as_deref(), Some("demo-3"));
     }
 
     #[test]
     fn other_clusters_objects_are_not_ours_to_remove() {
-        let topology = plan("demo", 1, &names(&["demo-1", "demo-2-1", "demox-2"]), Some("demo-1"));
+        let topology =
+            plan("demo", 1, &names(&["demo-1", "demo-2-1", "demox-2"]), Some("demo-1"), Bootstrap::Initdb);
         assert!(topology.remove.is_empty());
     }
 
     #[test]
     fn primary_holds_a_slot_for_every_other_instance() {
-        let topology = plan("demo", 3, &[], Some("demo-2"));
+        let topology = plan("demo", 3, &[], Some("demo-2"), Bootstrap::Initdb);
         assert_eq!(
             topology.slots,
             BTreeSet::from(["relevo_demo_1".to_string(), "relevo_demo_3".to_string()])

@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 
 use crate::crd::PgCluster;
-use crate::crd::pgcluster::InitdbSpec;
+use crate::crd::pgcluster::{InitdbSpec, RecoverySpec};
 use crate::duration::{self, DurationError};
 
 use super::parameters;
@@ -44,8 +44,8 @@ pub enum SpecError {
         source: DurationError,
     },
 
-    #[error("spec.bootstrap.recovery: restoring from a backup is not supported yet; use bootstrap.initdb")]
-    RecoveryNotSupported,
+    #[error("spec.bootstrap.recovery.source: a cluster cannot be restored from its own backups")]
+    RecoveryFromItself,
 
     #[error("spec.bootstrap: set exactly one of initdb and recovery")]
     AmbiguousBootstrap,
@@ -65,7 +65,7 @@ impl SpecError {
             }
             SpecError::TooSmall { .. } => "ParameterTooSmall",
             SpecError::InvalidDuration { .. } => "InvalidDuration",
-            SpecError::RecoveryNotSupported => "RecoveryNotSupported",
+            SpecError::RecoveryFromItself => "RecoveryFromItself",
             SpecError::AmbiguousBootstrap => "AmbiguousBootstrap",
             SpecError::AmbiguousRedis => "AmbiguousRedis",
         }
@@ -79,8 +79,11 @@ pub struct ValidSpec {
     pub parameters: BTreeMap<String, String>,
     /// How long the primary must be unreachable before failover.
     pub failover_delay: Duration,
-    /// Application database and owner created at bootstrap.
+    /// Application database and owner created at bootstrap (after a restore: the role whose
+    /// password relevo sets, the default `app` one).
     pub initdb: InitdbSpec,
+    /// Bootstrap from another cluster's backup instead of initdb.
+    pub recovery: Option<RecoverySpec>,
 }
 
 /// Validates a PgCluster whose schema defaults have been applied by the apiserver.
@@ -97,16 +100,17 @@ pub fn validate(cluster: &PgCluster) -> Result<ValidSpec, SpecError> {
     if spec.redis.managed.is_some() == spec.redis.external.is_some() {
         return Err(SpecError::AmbiguousRedis);
     }
-    let initdb = match (&spec.bootstrap.initdb, &spec.bootstrap.recovery) {
-        (Some(initdb), None) => initdb.clone(),
-        (None, Some(_)) => return Err(SpecError::RecoveryNotSupported),
+    let (initdb, recovery) = match (&spec.bootstrap.initdb, &spec.bootstrap.recovery) {
+        (Some(initdb), None) => (initdb.clone(), None),
+        (None, Some(recovery)) if recovery.source == name => return Err(SpecError::RecoveryFromItself),
+        (None, Some(recovery)) => (InitdbSpec::default(), Some(recovery.clone())),
         _ => return Err(SpecError::AmbiguousBootstrap),
     };
 
     let failover_delay = duration::parse(&spec.failover.delay)
         .map_err(|source| SpecError::InvalidDuration { field: "spec.failover.delay", source })?;
     let parameters = parameters::merge(&spec.postgresql.parameters, spec.instances)?;
-    Ok(ValidSpec { parameters, failover_delay, initdb })
+    Ok(ValidSpec { parameters, failover_delay, initdb, recovery })
 }
 
 #[cfg(test)]
@@ -146,9 +150,18 @@ mod tests {
     }
 
     #[test]
-    fn recovery_is_refused_until_backups_land() {
-        let yaml = "spec: {bootstrap: {recovery: {source: other}}}";
-        assert_eq!(validate(&cluster_from_yaml(yaml)), Err(SpecError::RecoveryNotSupported));
+    fn recovery_from_another_cluster_is_valid_and_from_itself_is_not() {
+        let yaml = "spec: {bootstrap: {recovery: {source: other, label: 20251007-120000F}}}";
+        let valid = validate(&cluster_from_yaml(yaml)).unwrap();
+        let recovery = valid.recovery.unwrap();
+        assert_eq!(
+            (recovery.source.as_str(), recovery.label.as_deref()),
+            ("other", Some("20251007-120000F"))
+        );
+        assert_eq!(valid.initdb, InitdbSpec::default(), "the app role whose password relevo sets");
+        let own = cluster_from_yaml("spec: {bootstrap: {recovery: {source: demo}}}");
+        assert_eq!(own.metadata.name.as_deref(), Some("demo"));
+        assert_eq!(validate(&own), Err(SpecError::RecoveryFromItself));
     }
 
     #[test]

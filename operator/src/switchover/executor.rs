@@ -276,7 +276,8 @@ async fn apply_statefulset(ctx: &Context, snap: &Snapshot, instance: &str, next:
     let ordinal = names::ordinal(&owner.name, instance)
         .ok_or_else(|| Error::Missing { kind: "instance ordinal", name: instance.into() })?;
     let current_primary = cluster.status.as_ref().and_then(|s| s.current_primary.as_deref());
-    let plan = topology::plan(&owner.name, cluster.spec.instances.max(ordinal), &[], current_primary);
+    let first = topology::first_bootstrap(&cluster.spec);
+    let plan = topology::plan(&owner.name, cluster.spec.instances.max(ordinal), &[], current_primary, first);
     let bootstrap = plan
         .apply
         .iter()

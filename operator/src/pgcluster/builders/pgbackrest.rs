@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
     VolumeMount,
 };
 
+use crate::crd::pgcluster::RecoverySpec;
 use crate::instance::layout;
 use crate::pgbackrest::command::{CommandError, PGBACKREST, Pgbackrest};
 use crate::pgbackrest::config::{
@@ -26,6 +27,10 @@ use super::statefulset::{DATA_VOLUME, container_security, empty_dir};
 /// Keys of the pgBackRest ConfigMap.
 pub const PG_HOST_CONF_KEY: &str = "pg-host.conf";
 pub const REPO_HOST_CONF_KEY: &str = "repo-host.conf";
+pub const RESTORE_CONF_KEY: &str = "restore.conf";
+/// Where the instance restoring from another cluster mounts that cluster's TLS Secret.
+pub const SOURCE_TLS_DIR: &str = "/etc/pgbackrest/source-tls";
+pub const SOURCE_TLS_VOLUME: &str = "pgbackrest-source-tls";
 /// Keys of the TLS Secret (mounted) and of the CA Secret (never mounted).
 pub const CA_CERT_KEY: &str = "ca.crt";
 pub const TLS_CERT_KEY: &str = "tls.crt";
@@ -125,18 +130,62 @@ pub fn repo_host_config(cluster: &str, namespace: &str, ordinals: &[i32]) -> Rep
     }
 }
 
-/// The ConfigMap with both files; `ordinals` are the instances that exist or are wanted.
-pub fn config_map(owner: &Owner, ordinals: &[i32]) -> Result<ConfigMap, ConfigError> {
+/// restore.conf: how the first instance of a cluster bootstrapped from a backup reaches the
+/// *source* cluster's repository, as a client with the source's certificate (its repo host
+/// admits only certificates of its own CA). Also what the restored PostgreSQL's
+/// `restore_command` uses until it is promoted.
+pub fn restore_config(source: &str, namespace: &str) -> PgHostConfig {
+    let source_tls = |key: &str| format!("{SOURCE_TLS_DIR}/{key}");
+    let mut config = pg_host_config(source, namespace);
+    config.server.files = TlsFiles {
+        ca_file: source_tls(CA_CERT_KEY),
+        cert_file: source_tls(TLS_CERT_KEY),
+        key_file: source_tls(TLS_KEY_KEY),
+    };
+    config
+}
+
+/// The ConfigMap with pg-host.conf and repo-host.conf, plus restore.conf when the cluster
+/// bootstraps from a backup; `ordinals` are the instances that exist or are wanted.
+pub fn config_map(
+    owner: &Owner,
+    ordinals: &[i32],
+    recovery: Option<&RecoverySpec>,
+) -> Result<ConfigMap, ConfigError> {
     let pg_host = pg_host_config(&owner.name, &owner.namespace).render()?;
     let repo_host = repo_host_config(&owner.name, &owner.namespace, ordinals).render()?;
+    let mut data = BTreeMap::from([
+        (PG_HOST_CONF_KEY.to_string(), pg_host),
+        (REPO_HOST_CONF_KEY.to_string(), repo_host),
+    ]);
+    if let Some(recovery) = recovery {
+        data.insert(
+            RESTORE_CONF_KEY.to_string(),
+            restore_config(&recovery.source, &owner.namespace).render()?,
+        );
+    }
     Ok(ConfigMap {
         metadata: owner.child_meta(names::config_map_pgbackrest(&owner.name), "pgbackrest"),
-        data: Some(BTreeMap::from([
-            (PG_HOST_CONF_KEY.to_string(), pg_host),
-            (REPO_HOST_CONF_KEY.to_string(), repo_host),
-        ])),
+        data: Some(data),
         ..ConfigMap::default()
     })
+}
+
+/// The source cluster's TLS Secret, for the instance that restores from it.
+pub fn source_tls_volume(source: &str) -> Volume {
+    Volume {
+        name: SOURCE_TLS_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names::secret_pgbackrest_tls(source)),
+            default_mode: Some(TLS_FILE_MODE),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+pub fn source_tls_mount() -> VolumeMount {
+    mount(SOURCE_TLS_VOLUME, SOURCE_TLS_DIR, true)
 }
 
 /// The CA, kept only to sign a new leaf if the TLS Secret is ever deleted.

@@ -8,7 +8,7 @@ fn owner() -> Owner {
 
 #[test]
 fn pg_host_conf_points_at_the_repo_host_by_its_certificate_name() {
-    let config = config_map(&owner(), &[1, 2]).unwrap();
+    let config = config_map(&owner(), &[1, 2], None).unwrap();
     assert_eq!(config.metadata.name.as_deref(), Some("demo-pgbackrest"));
     let text = &config.data.as_ref().unwrap()[PG_HOST_CONF_KEY];
     for line in [
@@ -33,7 +33,7 @@ fn pg_host_conf_points_at_the_repo_host_by_its_certificate_name() {
 
 #[test]
 fn repo_host_conf_lists_every_instance_and_keeps_two_fulls() {
-    let config = config_map(&owner(), &[1, 2, 3]).unwrap();
+    let config = config_map(&owner(), &[1, 2, 3], None).unwrap();
     let text = &config.data.as_ref().unwrap()[REPO_HOST_CONF_KEY];
     for line in [
         "repo1-path=/pgbackrest/repo",
@@ -100,4 +100,25 @@ fn tls_volume_is_group_readable_only() {
     // pgBackRest refuses a key readable by others; root-owned 0440 (the kubelet's, with
     // fsGroup) is accepted, as the integration test checks for real.
     assert_eq!(secret.default_mode, Some(0o440));
+}
+
+#[test]
+fn a_cluster_from_a_backup_reaches_the_source_repository_with_the_source_certificate() {
+    let plain = config_map(&owner(), &[1], None).unwrap();
+    assert!(!plain.data.as_ref().unwrap().contains_key(RESTORE_CONF_KEY));
+    let recovery = RecoverySpec { source: "orig".into(), label: None, target_time: None };
+    let config = config_map(&owner(), &[1], Some(&recovery)).unwrap();
+    let text = &config.data.as_ref().unwrap()[RESTORE_CONF_KEY];
+    for line in [
+        "repo1-host=orig-repo-0.orig-repo.db.svc",
+        "repo1-host-cert-file=/etc/pgbackrest/source-tls/tls.crt",
+        "repo1-host-key-file=/etc/pgbackrest/source-tls/tls.key",
+        "repo1-host-ca-file=/etc/pgbackrest/source-tls/ca.crt",
+        "repo1-path=/pgbackrest/repo",
+        "[orig]",
+        "pg1-path=/var/lib/postgresql/data/pgdata",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert_eq!(source_tls_volume("orig").secret.unwrap().secret_name.as_deref(), Some("orig-pgbackrest-tls"));
 }

@@ -173,6 +173,9 @@ fn pod_spec(
         },
     ];
     volumes.extend(pgbackrest::instance_volumes(&owner.name));
+    if let (Bootstrap::Restore, Some(recovery)) = (bootstrap, &valid.recovery) {
+        volumes.push(pgbackrest::source_tls_volume(&recovery.source));
+    }
     PodSpec {
         containers: vec![
             postgres_container(owner, spec, valid, instance, bootstrap),
@@ -219,10 +222,20 @@ fn postgres_container(
         secret(env::SUPERUSER_PASSWORD, &names::secret_superuser(cluster)),
         secret(env::REPLICATION_PASSWORD, &names::secret_replication(cluster)),
     ];
-    if bootstrap == Bootstrap::Initdb {
+    if matches!(bootstrap, Bootstrap::Initdb | Bootstrap::Restore) {
         env_vars.push(plain(env::APP_DATABASE, &valid.initdb.database));
         env_vars.push(plain(env::APP_OWNER, &valid.initdb.owner));
         env_vars.push(secret(env::APP_PASSWORD, &names::secret_app(cluster)));
+    }
+    if let (Bootstrap::Restore, Some(recovery)) = (bootstrap, &valid.recovery) {
+        env_vars.push(plain(env::RESTORE_STANZA, &names::stanza(&recovery.source)));
+        env_vars.push(plain(env::RESTORE_CONFIG, &pgbackrest::conf_path(pgbackrest::RESTORE_CONF_KEY)));
+        if let Some(label) = &recovery.label {
+            env_vars.push(plain(env::RESTORE_LABEL, label));
+        }
+        if let Some(time) = &recovery.target_time {
+            env_vars.push(plain(env::RESTORE_TARGET_TIME, time));
+        }
     }
     let mut mounts = vec![
         mount(DATA_VOLUME, layout::DATA_MOUNT, false),
@@ -235,6 +248,9 @@ fn postgres_container(
     ];
     // archive_command runs here.
     mounts.extend(pgbackrest::postgres_mounts());
+    if bootstrap == Bootstrap::Restore && valid.recovery.is_some() {
+        mounts.push(pgbackrest::source_tls_mount());
+    }
     Container {
         name: "postgres".into(),
         image: Some(spec.image.clone()),

@@ -245,3 +245,32 @@ fn markers_reach_the_pod_through_a_downward_api_file() {
     assert_eq!(item.field_ref.as_ref().unwrap().field_path, "metadata.annotations");
     assert_eq!(format!("{}/{}", markers::PODINFO_DIR, item.path), markers::ANNOTATIONS_FILE);
 }
+
+#[test]
+fn the_restoring_instance_gets_the_source_and_its_certificate() {
+    let yaml = "spec: {bootstrap: {recovery: {source: orig, label: 20251007-120000F}}}";
+    let sts = build_for(yaml, 1, Bootstrap::Restore);
+    let (_, spec) = pod(&sts);
+    let postgres = &spec.containers[0];
+    let value = |name: &str| env_value(postgres, name).and_then(|e| e.value.clone());
+    assert_eq!(value(env::BOOTSTRAP).as_deref(), Some("restore"));
+    assert_eq!(value(env::RESTORE_STANZA).as_deref(), Some("orig"));
+    assert_eq!(value(env::RESTORE_CONFIG).as_deref(), Some("/etc/pgbackrest/conf/restore.conf"));
+    assert_eq!(value(env::RESTORE_LABEL).as_deref(), Some("20251007-120000F"));
+    assert!(env_value(postgres, env::RESTORE_TARGET_TIME).is_none());
+    assert!(
+        env_value(postgres, env::APP_PASSWORD).is_some(),
+        "the restored app role gets this cluster's password"
+    );
+    let mounted =
+        postgres.volume_mounts.as_ref().unwrap().iter().any(|m| m.mount_path == "/etc/pgbackrest/source-tls");
+    assert!(mounted);
+    let volumes = spec.volumes.as_ref().unwrap();
+    let source = volumes.iter().find(|v| v.name == "pgbackrest-source-tls").unwrap();
+    assert_eq!(source.secret.as_ref().unwrap().secret_name.as_deref(), Some("orig-pgbackrest-tls"));
+    // Once the cluster has a primary, instance 1 is a clone like the others: no source.
+    let later = build_for(yaml, 1, Bootstrap::Clone);
+    let (_, spec) = pod(&later);
+    assert!(env_value(&spec.containers[0], env::RESTORE_STANZA).is_none());
+    assert!(spec.volumes.as_ref().unwrap().iter().all(|v| v.name != "pgbackrest-source-tls"));
+}
