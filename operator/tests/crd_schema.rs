@@ -97,16 +97,11 @@ fn manifests_users_write_are_accepted() {
 }
 
 #[test]
-fn accepted_manifests_are_also_accepted_by_the_operator_unless_not_supported_yet() {
-    for manifest in [MINIMAL, FULL] {
+fn accepted_manifests_are_also_accepted_by_the_operator() {
+    for manifest in [MINIMAL, FULL, RECOVERY] {
         let cluster: PgCluster = serde_saphyr::from_str(manifest).unwrap();
         relevo::pgcluster::validate::validate(&cluster).unwrap();
     }
-    let restored: PgCluster = serde_saphyr::from_str(RECOVERY).unwrap();
-    assert_eq!(
-        relevo::pgcluster::validate::validate(&restored),
-        Err(relevo::pgcluster::validate::SpecError::RecoveryNotSupported)
-    );
 }
 
 #[test]
