@@ -64,10 +64,11 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
     info!("CRDs found; controllers starting");
 
     tokio::select! {
-        ((), (), ()) = futures::future::join3(
+        ((), (), (), ()) = futures::future::join4(
             crate::pgcluster::controller::run(ctx.clone()),
             crate::switchover::controller::run(ctx.clone()),
-            crate::backup::controller::run(ctx),
+            crate::backup::controller::run(ctx.clone()),
+            crate::backup::schedule_controller::run(ctx),
         ) => info!("controllers stopped"),
         served = http => {
             let source = match served {

@@ -392,3 +392,294 @@ async fn a_backup_runs_as_one_job_and_fails_with_it() {
     assert_eq!(refused.error.as_deref(), Some("PgCluster nowhere does not exist in this namespace"));
     assert!(jobs.get_opt("nowhere-1").await.unwrap().is_none());
 }
+
+/// The real apiserver refuses bad BackupSchedules with a message on the field (the CEL rules
+/// compile and mean what the offline tests say), and accepts a good one.
+#[tokio::test]
+async fn a_bad_backup_schedule_is_refused_on_its_field() {
+    use kube::api::{ApiResource, DynamicObject};
+    use relevo::crd::BackupSchedule;
+
+    setup().await;
+    let admin = Client::try_from(admin_config().await).unwrap();
+    let ns = &namespace(&admin, "it-schedule-input").await;
+    let resource = ApiResource::erase::<BackupSchedule>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), ns, &resource);
+    let object = |name: &str, spec: serde_json::Value| -> DynamicObject {
+        let mut full = serde_json::json!({"cluster": "demo"});
+        for (key, value) in spec.as_object().unwrap() {
+            full[key] = value.clone();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "relevo.dev/v1alpha1", "kind": "BackupSchedule",
+            "metadata": {"name": name}, "spec": full,
+        }))
+        .unwrap()
+    };
+    let cases = [
+        (serde_json::json!({"schedule": "61 2 * * *"}), "spec.schedule", "schedule must be five cron fields"),
+        (serde_json::json!({}), "spec.schedule", "is required when dayLength is 24h or more"),
+        (
+            serde_json::json!({"schedule": "0 2 * * *", "timeZone": "Europe/Madird"}),
+            "spec.timeZone",
+            "IANA time zone",
+        ),
+        (serde_json::json!({"dayLength": "5s"}), "spec.dayLength", "dayLength must be at least 10s"),
+        (
+            serde_json::json!({"schedule": "0 2 * * *", "dayLength": "36h"}),
+            "spec.dayLength",
+            "whole number of days",
+        ),
+        (serde_json::json!({"dayLength": "2m", "cycle": [["full"], []]}), "spec.cycle[1]", "at least 1"),
+        (
+            serde_json::json!({"dayLength": "2m", "cycle": [["full"], ["weekly"]]}),
+            "spec.cycle[1][0]",
+            "Unsupported value",
+        ),
+        (
+            serde_json::json!({"dayLength": "2m", "cycle": [["incr"], ["full"]]}),
+            "spec.cycle",
+            "must open with a full backup",
+        ),
+    ];
+    for (i, (spec, field, message)) in cases.into_iter().enumerate() {
+        let refused = api.create(&PostParams::default(), &object(&format!("bad-{i}"), spec.clone())).await;
+        let Err(kube::Error::Api(status)) = refused else { panic!("{spec} was accepted: {refused:?}") };
+        assert_eq!(status.code, 422, "{spec}: {status:?}");
+        assert!(
+            status.message.contains(field) && status.message.contains(message),
+            "{spec}: expected {field} and {message:?} in {:?}",
+            status.message
+        );
+    }
+    let weekly = serde_json::json!({
+        "schedule": "0 2 * * SUN-SAT", "timeZone": "America/Argentina/Buenos_Aires", "dayLength": "48h",
+        "cycle": [["full"], ["incr"], ["incr"], ["incr"], ["incr"], ["incr"], ["incr", "diff"]],
+    });
+    api.create(&PostParams::default(), &object("good", weekly)).await.expect("a valid 7-day schedule");
+}
+
+/// A BackupSchedule with 20-second days, reconciled as the operator's ServiceAccount: the
+/// run due now is day 3 (its cycleStart is 2 days and 10 s ago), so it creates day 3's incr,
+/// then its diff only once the incr has finished, with deterministic names, cycle days and
+/// the cluster as owner; then day 4's incr at the next slot; suspended, nothing more.
+#[tokio::test]
+async fn a_short_day_schedule_creates_each_day_s_backups_in_order() {
+    use chrono::{SubsecRound, TimeDelta, Utc};
+    use relevo::backup::schedule_controller::reconcile as reconcile_schedule;
+    use relevo::crd::backup_schedule::RunResult;
+    use relevo::crd::{Backup, BackupSchedule, BackupType};
+
+    let operator = setup().await;
+    let admin = Client::try_from(admin_config().await).unwrap();
+    let ns = &namespace(&admin, "it-schedule").await;
+    let ctx = context(operator);
+    let cluster = create_cluster(&admin, ns, "delta", serde_json::json!({})).await;
+
+    let start = Utc::now().trunc_subsecs(0) - TimeDelta::seconds(50);
+    let slot = start + TimeDelta::seconds(40);
+    let stamp = |t: chrono::DateTime<Utc>| t.format("%Y%m%d%H%M%S").to_string();
+    let schedules: Api<BackupSchedule> = Api::namespaced(admin.clone(), ns);
+    let schedule: BackupSchedule = serde_json::from_value(serde_json::json!({
+        "apiVersion": "relevo.dev/v1alpha1", "kind": "BackupSchedule",
+        "metadata": {"name": "nightly"},
+        "spec": {"cluster": "delta", "dayLength": "20s", "cycleStart": start.to_rfc3339()},
+    }))
+    .unwrap();
+    let schedule = Arc::new(schedules.create(&PostParams::default(), &schedule).await.expect("schedule"));
+    let backups: Api<Backup> = Api::namespaced(admin.clone(), ns);
+    let all_backups = || {
+        let backups = backups.clone();
+        async move {
+            let mut names: Vec<(String, BackupType, Option<i32>)> = backups
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|b| (b.name_any(), b.spec.backup_type, b.spec.cycle_day))
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let complete = |name: String| {
+        let backups = backups.clone();
+        async move {
+            let done = serde_json::json!({"status": {"phase": "Completed"}});
+            backups.patch_status(&name, &PatchParams::default(), &Patch::Merge(&done)).await.unwrap();
+        }
+    };
+    let incr_3 = format!("nightly-{}-1", stamp(slot));
+    let diff_3 = format!("nightly-{}-2", stamp(slot));
+
+    reconcile_schedule(schedule.clone(), ctx.clone()).await.expect("first reconcile");
+    reconcile_schedule(schedule.clone(), ctx.clone()).await.expect("again, while the incr runs");
+    assert_eq!(all_backups().await, vec![(incr_3.clone(), BackupType::Incr, Some(3))]);
+    let incr = backups.get(&incr_3).await.unwrap();
+    assert_eq!(incr.spec.schedule.as_deref(), Some("nightly"));
+    let owner = &incr.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("PgCluster", cluster.metadata.uid.as_deref().unwrap())
+    );
+    assert!(managed_by_relevo(&incr), "created under the relevo field manager");
+    let status = schedules.get("nightly").await.unwrap().status.unwrap();
+    assert_eq!(status.last_run_time, Some(slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+    assert_eq!((status.current_cycle_day, status.last_result), (Some(3), Some(RunResult::Running)));
+    assert_eq!(status.last_run_backups, vec![incr_3.clone()]);
+
+    complete(incr_3.clone()).await;
+    reconcile_schedule(schedule.clone(), ctx.clone()).await.expect("reconcile after the incr");
+    assert_eq!(
+        all_backups().await,
+        vec![(incr_3.clone(), BackupType::Incr, Some(3)), (diff_3.clone(), BackupType::Diff, Some(3))]
+    );
+    complete(diff_3.clone()).await;
+    reconcile_schedule(schedule.clone(), ctx.clone()).await.expect("reconcile after the diff");
+    let status = schedules.get("nightly").await.unwrap().status.unwrap();
+    let next = slot + TimeDelta::seconds(20);
+    assert_eq!(status.last_result, Some(RunResult::Completed));
+    assert_eq!(status.next_run_time, Some(next.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+    assert_eq!(status.next_cycle_day, Some(4));
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Scheduled"));
+
+    // The next slot: day 4's incr.
+    let wait = (next - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(300);
+    tokio::time::sleep(wait).await;
+    reconcile_schedule(schedule.clone(), ctx.clone()).await.expect("reconcile at the next slot");
+    let day_4 = format!("nightly-{}-1", stamp(next));
+    assert_eq!(all_backups().await.last(), Some(&(day_4, BackupType::Incr, Some(4))));
+
+    // Suspended: the Ready condition says so and nothing more is created.
+    let suspend = serde_json::json!({"spec": {"suspend": true}});
+    schedules.patch("nightly", &PatchParams::default(), &Patch::Merge(&suspend)).await.unwrap();
+    let suspended = Arc::new(schedules.get("nightly").await.unwrap());
+    reconcile_schedule(suspended.clone(), ctx.clone()).await.expect("reconcile suspended");
+    let status = schedules.get("nightly").await.unwrap().status.unwrap();
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Suspended"));
+    assert_eq!(all_backups().await.len(), 3, "day 3: incr, diff; day 4: incr");
+}
+
+/// Retention as the operator's ServiceAccount: the Job of a Backup runs pgBackRest with the
+/// cluster's retention (its BackupSchedule's), and when it completes, the older Backup whose
+/// set the Job no longer saw in the repository becomes Expired (the Job's status and its
+/// pod's termination message are set by hand: no kubelet runs here).
+#[tokio::test]
+async fn a_completed_backup_expires_the_backups_retention_removed() {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+    use relevo::backup::controller::reconcile as reconcile_backup;
+    use relevo::backup::result::{BackupDone, JobResult, RepoContents, encode};
+    use relevo::crd::{Backup, BackupPhase, BackupSchedule, BackupType};
+
+    let operator = setup().await;
+    let admin = Client::try_from(admin_config().await).unwrap();
+    let ns = &namespace(&admin, "it-retention").await;
+    let ctx = context(operator);
+    let merge = PatchParams::default();
+
+    create_cluster(&admin, ns, "zeta", serde_json::json!({})).await;
+    let clusters: Api<PgCluster> = Api::namespaced(admin.clone(), ns);
+    let primary = serde_json::json!({"status": {"currentPrimary": "zeta-1"}});
+    clusters.patch_status("zeta", &merge, &Patch::Merge(&primary)).await.unwrap();
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
+    let account: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap();
+    accounts.create(&PostParams::default(), &account).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    let pod = |name: &str, labels: BTreeMap<String, String>| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"automountServiceAccountToken": false, "containers": [{"name": "pgbackrest", "image": "relevo/postgres:15-2.45-1"}]},
+        }))
+        .unwrap()
+    };
+    let repo_labels = relevo::pgcluster::names::cluster_labels("zeta", "repo-host");
+    pods.create(&PostParams::default(), &pod("zeta-repo-0", repo_labels)).await.unwrap();
+    let ready = serde_json::json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+    pods.patch_status("zeta-repo-0", &merge, &Patch::Merge(&ready)).await.unwrap();
+    let schedules: Api<BackupSchedule> = Api::namespaced(admin.clone(), ns);
+    let schedule: BackupSchedule = serde_json::from_value(serde_json::json!({
+        "apiVersion": "relevo.dev/v1alpha1", "kind": "BackupSchedule", "metadata": {"name": "nightly"},
+        "spec": {"cluster": "zeta", "schedule": "0 2 * * *", "retention": {"full": 3}, "suspend": true},
+    }))
+    .unwrap();
+    schedules.create(&PostParams::default(), &schedule).await.unwrap();
+
+    let backups: Api<Backup> = Api::namespaced(admin.clone(), ns);
+    let create_backup = |name: &'static str| {
+        let backups = backups.clone();
+        async move {
+            let backup: Backup = serde_json::from_value(serde_json::json!({
+                "apiVersion": "relevo.dev/v1alpha1", "kind": "Backup", "metadata": {"name": name},
+                "spec": {"cluster": "zeta", "type": "full"},
+            }))
+            .unwrap();
+            Arc::new(backups.create(&PostParams::default(), &backup).await.unwrap())
+        }
+    };
+    let (old_label, new_label) = ("20251001-020000F", "20251008-020000F");
+    create_backup("old").await;
+    let finished = serde_json::json!({"status": {"phase": "Completed", "label": old_label,
+        "startTime": "2025-10-01T02:00:00Z", "stopTime": "2025-10-01T02:00:04Z", "redisRecorded": true,
+        "redisKey": "backup:2025-10-01_02-00-00"}});
+    backups.patch_status("old", &merge, &Patch::Merge(&finished)).await.unwrap();
+    let new = create_backup("new").await;
+    reconcile_backup(new.clone(), ctx.clone()).await.expect("records the primary");
+    reconcile_backup(new.clone(), ctx.clone()).await.expect("creates the Job");
+
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), ns);
+    let job = jobs.get("new").await.expect("the Job of the new Backup");
+    let command = job.spec.unwrap().template.spec.unwrap().containers[0].command.clone().unwrap();
+    assert!(command.contains(&"--retention-full=3".to_string()), "{command:?}");
+
+    // The Job succeeds; its pod's termination message lists only the new set.
+    let done = BackupDone {
+        label: new_label.into(),
+        backup_type: BackupType::Full,
+        start: chrono::DateTime::parse_from_rfc3339("2025-10-08T02:00:00Z").unwrap().to_utc(),
+        stop: chrono::DateTime::parse_from_rfc3339("2025-10-08T02:00:04Z").unwrap().to_utc(),
+        size_bytes: 25_000_000,
+        repo_size_bytes: 3_000_000,
+        wal_start: None,
+        wal_stop: None,
+        path: format!("/pgbackrest/repo/backup/zeta/{new_label}"),
+        repository: Some(RepoContents { oldest: new_label.into(), labels: Some(vec![new_label.into()]) }),
+    };
+    let job_pod_labels = BTreeMap::from([("batch.kubernetes.io/job-name".to_string(), "new".to_string())]);
+    pods.create(&PostParams::default(), &pod("new-abcde", job_pod_labels)).await.unwrap();
+    let terminated = serde_json::json!({"status": {"phase": "Succeeded", "containerStatuses": [{
+        "name": "pgbackrest", "image": "relevo/postgres:15-2.45-1", "imageID": "", "ready": false,
+        "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+            "message": encode(&JobResult::Completed(done))}}}]}});
+    pods.patch_status("new-abcde", &merge, &Patch::Merge(&terminated)).await.unwrap();
+    let complete = serde_json::json!({"status": {
+        "startTime": "2025-10-08T02:00:00Z", "completionTime": "2025-10-08T02:00:05Z", "succeeded": 1,
+        "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"},
+            {"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"},
+        ],
+    }});
+    jobs.patch_status("new", &merge, &Patch::Merge(&complete)).await.expect("Job status set by hand");
+    reconcile_backup(new.clone(), ctx.clone()).await.expect("reconcile the completed Backup");
+
+    let new_status = backups.get("new").await.unwrap().status.unwrap();
+    assert_eq!(
+        (new_status.phase, new_status.label.as_deref()),
+        (Some(BackupPhase::Completed), Some(new_label))
+    );
+    let old = backups.get("old").await.unwrap();
+    let old_status = old.status.clone().unwrap();
+    assert_eq!(old_status.phase, Some(BackupPhase::Expired));
+    let message = old_status.message.unwrap_or_default();
+    assert!(message.contains(&format!("after backup {new_label}")), "{message}");
+    // No Redis runs here: the record stays marked, to go at the next backup.
+    assert!(
+        old_status.redis_recorded && message.ends_with("its Redis record goes at the next backup"),
+        "{message}"
+    );
+    assert!(managed_by_relevo(&old));
+}

@@ -4,6 +4,8 @@
 //! both steps are idempotent (a deterministic Job name, a Redis key reused for the same label).
 //!
 //! The controller watches Backups and the Jobs they own, so a finished Job is seen at once.
+//! When a Backup completes, the repository its Job reported drives retention
+//! ([`super::retention_io`]): the Backups and Redis records of expired sets are cleaned up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +24,8 @@ use tracing::{debug, info, instrument, warn};
 use super::machine::{self, Step};
 use super::observe::{Snapshot, observe};
 use super::redis_target::connect_in_cluster;
-use super::{job, record, redis_io};
+use super::retention::{self, RepoView};
+use super::{job, record, redis_io, retention_io};
 use crate::context::Context;
 use crate::crd::{Backup, BackupPhase, BackupSchedule, BackupStatus, PgCluster};
 use crate::error::{Error, Result};
@@ -95,6 +98,10 @@ async fn reconcile_backup(cached: &Backup, ctx: &Context) -> Result<Action> {
     }
     let Snapshot { cluster, observed } = observe(ctx, &backup).await?;
     let decision = machine::next(&backup, &observed);
+    // What the Job saw of the repository, on the reconcile that sees it complete.
+    let just_completed =
+        decision.status.phase == Some(BackupPhase::Completed) && before.phase != Some(BackupPhase::Completed);
+    let repository = if just_completed { RepoView::of_job(&observed.job) } else { None };
 
     // Persist first, then act.
     let backup =
@@ -110,17 +117,30 @@ async fn reconcile_backup(cached: &Backup, ctx: &Context) -> Result<Action> {
             Ok(Action::requeue(AFTER_CREATE_INTERVAL))
         }
         Step::Record => match &cluster {
-            Some(cluster) => record(ctx, &api, &backup, cluster).await,
+            Some(cluster) => {
+                let action = record(ctx, &api, &backup, cluster).await;
+                if let Some(view) = &repository {
+                    retention_io::apply(ctx, cluster, view).await;
+                }
+                action
+            }
             None => Ok(Action::await_change()),
         },
     }
 }
 
 async fn create_job(ctx: &Context, backup: &Backup, image: &str) -> Result<()> {
-    let Some(job) = job::build(backup, image) else {
+    let namespace = backup.namespace().unwrap_or_default();
+    let schedules: Api<BackupSchedule> = Api::namespaced(ctx.client.clone(), &namespace);
+    let schedules = schedules
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::Kube { action: "listing BackupSchedules", source })?;
+    let retention_full = retention::retention_full_for(&backup.spec.cluster, &schedules.items);
+    let Some(job) = job::build_with_retention(backup, image, retention_full) else {
         return Err(Error::Missing { kind: "Backup uid", name: backup.name_any() });
     };
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
     match jobs.create(&params, &job).await {
         Ok(_) => {
@@ -204,7 +224,11 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Server-side apply of the whole status, with the resourceVersion read as a precondition:
 /// two operator pods can never interleave transitions. Returns the updated Backup.
-async fn write_status(api: &Api<Backup>, backup: &Backup, status: &BackupStatus) -> Result<Backup> {
+pub(super) async fn write_status(
+    api: &Api<Backup>,
+    backup: &Backup,
+    status: &BackupStatus,
+) -> Result<Backup> {
     let patch = json!({
         "apiVersion": Backup::api_version(&()),
         "kind": Backup::kind(&()),
@@ -216,7 +240,12 @@ async fn write_status(api: &Api<Backup>, backup: &Backup, status: &BackupStatus)
         .map_err(|source| Error::Kube { action: "writing the Backup status", source })
 }
 
-async fn publish_transition(ctx: &Context, backup: &Backup, before: &BackupStatus, after: &BackupStatus) {
+pub(super) async fn publish_transition(
+    ctx: &Context,
+    backup: &Backup,
+    before: &BackupStatus,
+    after: &BackupStatus,
+) {
     let Some((type_, reason, note)) = transition_note(backup, before, after) else { return };
     info!(reason, phase = ?after.phase, "backup transition");
     let event =

@@ -25,7 +25,7 @@ use chrono_tz::Tz;
 use crate::crd::BackupType;
 
 /// Longest cycle accepted, in days.
-pub const MAX_CYCLE_DAYS: usize = 31;
+pub use crate::crd::backup_schedule::MAX_CYCLE_DAYS;
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 

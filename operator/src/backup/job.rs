@@ -67,8 +67,15 @@ pub fn repo_host_selector(cluster: &str) -> BTreeMap<String, String> {
 
 /// The `relevo backup-job` command line of a Backup.
 pub fn command(backup: &Backup) -> Vec<String> {
+    command_with_retention(backup, None)
+}
+
+/// [`command`], with the number of full backups pgBackRest keeps when it expires at the end
+/// of the backup (see [`super::retention::retention_full_for`]); `None` keeps the repo
+/// host's configured value.
+pub fn command_with_retention(backup: &Backup, retention_full: Option<u32>) -> Vec<String> {
     let cluster = &backup.spec.cluster;
-    vec![
+    let mut argv = vec![
         layout::RELEVO_BINARY.to_string(),
         "backup-job".to_string(),
         format!("--config={}/{REPO_HOST_CONF}", names::PGBACKREST_CONF_DIR),
@@ -76,12 +83,21 @@ pub fn command(backup: &Backup) -> Vec<String> {
         format!("--type={}", backup.spec.backup_type.as_pgbackrest()),
         format!("--repo-path={}", names::REPO_PATH),
         format!("--termination-log={TERMINATION_LOG}"),
-    ]
+    ];
+    if let Some(full) = retention_full {
+        argv.push(format!("--retention-full={full}"));
+    }
+    argv
 }
 
 /// The Job of a stored Backup (`None` before the Backup has a namespace and uid), running
 /// `image`, the cluster's.
 pub fn build(backup: &Backup, image: &str) -> Option<Job> {
+    build_with_retention(backup, image, None)
+}
+
+/// [`build`], passing `retention_full` on to pgBackRest ([`command_with_retention`]).
+pub fn build_with_retention(backup: &Backup, image: &str, retention_full: Option<u32>) -> Option<Job> {
     let cluster = &backup.spec.cluster;
     let labels = names::cluster_labels(cluster, COMPONENT);
     Some(Job {
@@ -97,7 +113,7 @@ pub fn build(backup: &Backup, image: &str) -> Option<Job> {
             active_deadline_seconds: Some(ACTIVE_DEADLINE_SECONDS),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
-                spec: Some(pod_spec(backup, image)),
+                spec: Some(pod_spec(backup, image, retention_full)),
             },
             ..JobSpec::default()
         }),
@@ -105,7 +121,7 @@ pub fn build(backup: &Backup, image: &str) -> Option<Job> {
     })
 }
 
-fn pod_spec(backup: &Backup, image: &str) -> PodSpec {
+fn pod_spec(backup: &Backup, image: &str, retention_full: Option<u32>) -> PodSpec {
     let cluster = &backup.spec.cluster;
     PodSpec {
         restart_policy: Some("Never".into()),
@@ -141,7 +157,7 @@ fn pod_spec(backup: &Backup, image: &str) -> PodSpec {
         containers: vec![Container {
             name: CONTAINER.into(),
             image: Some(image.into()),
-            command: Some(command(backup)),
+            command: Some(command_with_retention(backup, retention_full)),
             termination_message_path: Some(TERMINATION_LOG.into()),
             termination_message_policy: Some("File".into()),
             security_context: Some(SecurityContext {

@@ -207,3 +207,30 @@ fn views_of_a_job() {
         }
     );
 }
+
+#[test]
+fn the_cluster_s_retention_goes_to_pgbackrest() {
+    let backup = backup("{cluster: demo, type: full}");
+    assert!(!command(&backup).iter().any(|a| a.starts_with("--retention-full")), "the repo host's default");
+    let job = build_with_retention(&backup, "img", Some(5)).unwrap();
+    let container = &pod_spec_of(&job).containers[0];
+    assert_eq!(container.command.as_ref().unwrap().last().map(String::as_str), Some("--retention-full=5"));
+    assert_eq!(build_with_retention(&backup, "img", None), build(&backup, "img"));
+}
+
+#[test]
+fn relevo_backup_job_reads_the_command_line_the_job_gets() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: crate::backup::run::BackupJobArgs,
+    }
+    let argv = command_with_retention(&backup("{cluster: demo, type: diff}"), Some(3));
+    assert_eq!(&argv[..2], [layout::RELEVO_BINARY, "backup-job"]);
+    let args = Cli::try_parse_from(std::iter::once("backup-job").chain(argv[2..].iter().map(String::as_str)))
+        .unwrap()
+        .args;
+    assert_eq!((args.backup_type, args.retention_full), (crate::crd::BackupType::Diff, Some(3)));
+    assert_eq!(args.stanza, "demo");
+}

@@ -45,6 +45,7 @@ fn done() -> BackupDone {
         wal_start: Some("000000020000000000000008".into()),
         wal_stop: Some("000000020000000000000009".into()),
         path: "/pgbackrest/repo/backup/pg/20251007-120000F_20251009-120000I".into(),
+        repository: None,
     }
 }
 

@@ -3,12 +3,14 @@
 //!
 //! Pure pieces, exhaustively unit-testable without a cluster: [`cycle`] says which backups a
 //! day runs and which day a scheduled time is, [`schedule`] says when a BackupSchedule runs
-//! and which Backup objects a run creates, [`machine`] decides a Backup's next step, [`job`]
-//! builds its Job and reads it back, [`result`] is what the Job hands back, [`record`] and
-//! [`redis_record`] turn a finished Backup into the Redis hash users' scripts read.
+//! and which Backup objects a run creates, [`schedule_machine`] decides a BackupSchedule's
+//! next step, [`machine`] a Backup's, [`job`] builds its Job and reads it back, [`result`] is
+//! what the Job hands back, [`record`] and [`redis_record`] turn a finished Backup into the
+//! Redis hash users' scripts read, [`retention`] says which Backups and records expired.
 //!
-//! I/O at the edges: [`controller`] and [`observe`] (Kubernetes), [`run`] (`relevo
-//! backup-job`, pgBackRest inside the Job's pod), [`redis_io`] and [`redis_target`] (Redis).
+//! I/O at the edges: [`schedule_controller`], [`controller`] and [`observe`] (Kubernetes),
+//! [`run`] (`relevo backup-job`, pgBackRest inside the Job's pod), [`redis_io`] and
+//! [`redis_target`] (Redis), [`retention_io`] (both).
 
 pub mod controller;
 pub mod cycle;
@@ -20,5 +22,9 @@ pub mod redis_io;
 pub mod redis_record;
 pub mod redis_target;
 pub mod result;
+pub mod retention;
+pub mod retention_io;
 pub mod run;
 pub mod schedule;
+pub mod schedule_controller;
+pub mod schedule_machine;

@@ -193,6 +193,25 @@ pub async fn delete_orphans<C: ConnectionLike + Send>(
     Ok(doomed)
 }
 
+/// Deletes the cluster's records whose backup set retention removed, as `view` tells
+/// ([`super::retention::records_to_delete`]), each with its index entry and latest pointers,
+/// and returns their keys.
+pub async fn delete_expired<C: ConnectionLike + Send>(
+    conn: &mut C,
+    namespace: &str,
+    cluster: &str,
+    view: &super::retention::RepoView,
+) -> RedisResult<Vec<String>> {
+    let records = list_records(conn, namespace, cluster).await?;
+    let labelled =
+        records.iter().map(|(key, fields)| (key.as_str(), fields.get("label").map_or("", String::as_str)));
+    let doomed = super::retention::records_to_delete(view, labelled);
+    for key in &doomed {
+        delete_record(conn, namespace, cluster, key).await?;
+    }
+    Ok(doomed)
+}
+
 #[cfg(test)]
 #[path = "redis_io_tests.rs"]
 mod tests;

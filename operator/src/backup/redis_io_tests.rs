@@ -277,3 +277,65 @@ async fn connect_gives_up_quickly_on_a_silent_redis() {
     assert!(result.is_err());
     assert!(started.elapsed() <= TIMEOUT + Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn retention_deletes_the_records_of_expired_sets_and_keeps_pointers_consistent() {
+    use crate::backup::result::RepoContents;
+    use crate::backup::retention::RepoView;
+    let server = RedisServer::start();
+    let mut conn = server.connect().await;
+    let full_1 = record("20251001-120000F", BackupType::Full, at(1, 12));
+    let incr_1 = record("20251001-120000F_20251002-120000I", BackupType::Incr, at(2, 12));
+    let diff_1 = record("20251001-120000F_20251003-120000D", BackupType::Diff, at(3, 12));
+    let full_2 = record("20251006-120000F", BackupType::Full, at(6, 12));
+    let full_3 = record("20251007-120000F", BackupType::Full, at(7, 12));
+    // Recorded after the report below (an incr on full_3): the report cannot judge it.
+    let incr_3 = record("20251007-120000F_20251008-120000I", BackupType::Incr, at(8, 12));
+    let mut keys = BTreeMap::new();
+    for r in [&full_1, &incr_1, &diff_1, &full_2, &full_3, &incr_3] {
+        keys.insert(r.label.clone(), write_record(&mut conn, r, Tz::UTC).await.unwrap());
+    }
+    // A record of the users' old scripts: no label, never touched.
+    let _: () = redis::cmd("HSET")
+        .arg("backup:2024-01-01_00-00-00")
+        .arg("tipo_backup")
+        .arg("completo")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Another cluster's record with an expired label: not this cluster's business.
+    let mut elsewhere = full_1.clone();
+    elsewhere.cluster = "other".into();
+    elsewhere.start = at(1, 13);
+    let elsewhere_key = write_record(&mut conn, &elsewhere, Tz::UTC).await.unwrap();
+    assert_eq!(
+        get(&mut conn, "backups:latest:prod/pg:diferencial").await.as_deref(),
+        Some(keys[&diff_1.label].as_str())
+    );
+
+    // pgBackRest kept two full backups after full_3 (retention full=2).
+    let view = RepoView {
+        reporter: full_3.label.clone(),
+        contents: RepoContents {
+            oldest: full_2.label.clone(),
+            labels: Some(vec![full_2.label.clone(), full_3.label.clone()]),
+        },
+    };
+    let deleted = delete_expired(&mut conn, "prod", "pg", &view).await.unwrap();
+    let expected: Vec<String> = [&full_1, &incr_1, &diff_1].iter().map(|r| keys[&r.label].clone()).collect();
+    assert_eq!(deleted, expected);
+    for key in &expected {
+        assert!(hgetall(&mut conn, key).await.is_empty(), "{key} deleted");
+    }
+    let left: Vec<String> = index(&mut conn).await.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left, [&full_2, &full_3, &incr_3].map(|r| keys[&r.label].clone()));
+    // Latest pointers: the full one unchanged, the diff one gone with its only record, the
+    // incremental one still on incr_3.
+    assert_eq!(get(&mut conn, "backups:latest:prod/pg:completo").await, Some(keys[&full_3.label].clone()));
+    assert_eq!(get(&mut conn, "backups:latest:prod/pg:diferencial").await, None);
+    assert_eq!(get(&mut conn, "backups:latest:prod/pg:incremental").await, Some(keys[&incr_3.label].clone()));
+    assert_eq!(hgetall(&mut conn, "backup:2024-01-01_00-00-00").await.len(), 1);
+    assert_eq!(hgetall(&mut conn, &elsewhere_key).await["label"], full_1.label);
+    // Idempotent: a second pass finds nothing.
+    assert!(delete_expired(&mut conn, "prod", "pg", &view).await.unwrap().is_empty());
+}

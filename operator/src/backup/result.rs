@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::crd::BackupType;
-use crate::pgbackrest::info::{BackupSet, backup_set_path};
+use crate::pgbackrest::info::{BackupSet, StanzaInfo, backup_set_path};
 
 /// Where Kubernetes reads a container's termination message from by default.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -53,6 +53,32 @@ pub struct BackupDone {
     pub wal_stop: Option<String>,
     /// Path of the backup set in the repository.
     pub path: String,
+    /// What the repository holds once pgBackRest has applied retention at the end of this
+    /// backup: how the operator learns which backups expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepoContents>,
+}
+
+/// The backup sets pgBackRest lists after a backup (and the expire that ends it).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoContents {
+    /// Label of the oldest set left: every older set is gone, since retention removes the
+    /// oldest full backups together with their dependants.
+    pub oldest: String,
+    /// Every label left, oldest first; `None` when they do not fit in the termination
+    /// message (hundreds of sets), and then only `oldest` is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+impl RepoContents {
+    /// The contents of a stanza as `pgbackrest info` lists it; `None` for an empty one.
+    pub fn of(stanza: &StanzaInfo) -> Option<Self> {
+        let mut labels: Vec<String> = stanza.backup.iter().map(|set| set.label.clone()).collect();
+        labels.sort();
+        Some(Self { oldest: labels.first()?.clone(), labels: Some(labels) })
+    }
 }
 
 /// Why a termination message could not be read.
@@ -78,19 +104,31 @@ impl BackupDone {
             wal_start: set.archive.as_ref().map(|a| a.start.clone()),
             wal_stop: set.archive.as_ref().map(|a| a.stop.clone()),
             path: backup_set_path(repo_path, stanza, &set.label),
+            repository: None,
         })
     }
 }
 
 /// The JSON of a result, at most [`MAX_MESSAGE_BYTES`] long: a failure's error loses its
-/// oldest text first, since pgBackRest prints the reason last.
+/// oldest text first, since pgBackRest prints the reason last; a success too long for its
+/// list of the repository's labels keeps only the oldest one.
 pub fn encode(result: &JobResult) -> String {
     let json = |r: &JobResult| serde_json::to_string(r).expect("a JobResult always serialises");
     let text = json(result);
-    let JobResult::Failed { error } = result else { return text };
     if text.len() <= MAX_MESSAGE_BYTES {
         return text;
     }
+    let error = match result {
+        JobResult::Failed { error } => error,
+        // Too many sets to list: the oldest one still tells which backups expired.
+        JobResult::Completed(done) => {
+            let mut done = done.clone();
+            if let Some(repository) = &mut done.repository {
+                repository.labels = None;
+            }
+            return json(&JobResult::Completed(done));
+        }
+    };
     // JSON escaping makes the text longer than the error by an amount that depends on what
     // is cut, so search for the longest tail that fits.
     let shortened =

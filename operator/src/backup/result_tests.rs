@@ -16,6 +16,7 @@ fn done() -> BackupDone {
         wal_start: Some("000000020000000000000006".into()),
         wal_stop: Some("000000020000000000000006".into()),
         path: "/pgbackrest/repo/backup/db/20251007-120000F_20251008-120001I".into(),
+        repository: None,
     }
 }
 

@@ -6,6 +6,10 @@
 //! ([`backup_of_run`]), and leaves a [`JobResult`] in the termination message, where the
 //! operator reads it. pgBackRest's own output goes to the pod's log as it comes.
 //!
+//! pgBackRest expires old backups itself at the end of `backup`, with the retention the
+//! Job passes (`--retention-full`, the cluster's BackupSchedules'); the result lists the sets
+//! left, so the operator can mark the expired Backups and clean their Redis records.
+//!
 //! Exit status: 0 only when the backup set was made and recorded in the termination message.
 
 use std::collections::VecDeque;
@@ -18,7 +22,7 @@ use std::thread;
 
 use chrono::Utc;
 
-use super::result::{BackupDone, JobResult, TERMINATION_LOG, command_error, encode};
+use super::result::{BackupDone, JobResult, RepoContents, TERMINATION_LOG, command_error, encode};
 use crate::crd::BackupType;
 use crate::pgbackrest::command::{PGBACKREST, Pgbackrest};
 use crate::pgbackrest::info::{backup_of_run, find_stanza, parse};
@@ -45,6 +49,10 @@ pub struct BackupJobArgs {
     /// Where to write the result: the container's termination message file.
     #[arg(long, default_value = TERMINATION_LOG)]
     pub termination_log: PathBuf,
+    /// Full backups pgBackRest keeps when it expires at the end of the backup
+    /// (repo1-retention-full); unset keeps the configuration's value.
+    #[arg(long)]
+    pub retention_full: Option<u32>,
 }
 
 /// clap's parser of `--type`.
@@ -78,7 +86,11 @@ fn backup(args: &BackupJobArgs, program: &[String]) -> JobResult {
     };
 
     let started = Utc::now();
-    let backup = base.clone().with_log_level_console("info").backup(args.backup_type);
+    let mut backup = base.clone().with_log_level_console("info").backup(args.backup_type);
+    if let Some(full) = args.retention_full {
+        // An option of the command line overrides the file; it goes before the command word.
+        backup.insert(backup.len() - 1, format!("--repo1-retention-full={full}"));
+    }
     match run_streaming(&with_program(program, backup)) {
         Ok((status, _)) if status.success() => {}
         Ok((status, output)) => return failed(command_error("pgbackrest backup", &ended(status), &output)),
@@ -107,7 +119,7 @@ fn backup(args: &BackupJobArgs, program: &[String]) -> JobResult {
     let requested = args.backup_type;
     match backup_of_run(stanza, requested, started, Some(finished)) {
         Some(set) => match BackupDone::from_set(set, &args.repo_path, &args.stanza) {
-            Some(done) => JobResult::Completed(done),
+            Some(done) => JobResult::Completed(BackupDone { repository: RepoContents::of(stanza), ..done }),
             None => failed(format!("backup set {} has timestamps out of range", set.label)),
         },
         None => failed(format!(

@@ -75,6 +75,7 @@ impl Setup {
             backup_type,
             repo_path: self.path("repo").display().to_string(),
             termination_log: self.path(log),
+            retention_full: None,
         }
     }
 }
@@ -169,6 +170,22 @@ fn backup_job_leaves_the_new_set_in_the_termination_message() {
         incr.label
     );
     assert!(incr.repo_size_bytes < full.repo_size_bytes, "an incr stores less: {incr:?}");
+    // Each result lists what the repository holds after it.
+    let listed = |done: &BackupDone| done.repository.as_ref().and_then(|r| r.labels.clone());
+    assert_eq!(listed(&full), Some(vec![full.label.clone()]));
+    assert_eq!(listed(&incr), Some(vec![full.label.clone(), incr.label.clone()]));
+
+    // A second full with --retention-full=1: pgBackRest expires the first chain at the end of
+    // the backup, and the result says so.
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // a new label second
+    let mut keep_one = setup.args(STANZA, BackupType::Full, "second.log");
+    keep_one.retention_full = Some(1);
+    let second = run(&keep_one, &setup.pgbackrest_program()).unwrap();
+    let JobResult::Completed(second) = second else { panic!("second full failed: {second:?}") };
+    assert_eq!(listed(&second), Some(vec![second.label.clone()]));
+    assert!(!Path::new(&full.path).exists(), "the first full left the repository");
+    let view = crate::backup::retention::RepoView::of_done(&second).unwrap();
+    assert!(view.is_gone(&full.label) && view.is_gone(&incr.label) && !view.is_gone(&second.label));
 
     // A stanza that does not exist: pgBackRest's own error comes back, in the message too.
     let failed =
@@ -241,6 +258,7 @@ fn a_missing_pgbackrest_is_a_failed_result() {
         backup_type: BackupType::Diff,
         repo_path: names::REPO_PATH.into(),
         termination_log: dir.join("termination-log"),
+        retention_full: None,
     };
     let result = run(&args, &["/nonexistent/pgbackrest".to_string()]).unwrap();
     assert!(

@@ -51,9 +51,10 @@ pub struct BackupSpec {
     #[serde(rename = "type")]
     pub backup_type: BackupType,
 
-    /// Day of the 6-day cycle this backup belongs to, when a BackupSchedule made it.
+    /// Day of the backup cycle this backup belongs to (1 to 6 in the default cycle; a
+    /// BackupSchedule's cycle may have up to 31 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 6))]
+    #[schemars(range(min = 1, max = 31))]
     pub cycle_day: Option<i32>,
 
     /// BackupSchedule that created this backup, if any.
