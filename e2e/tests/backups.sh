@@ -126,7 +126,8 @@ fi
 # Redis down during a backup: the Backup completes, and its record is written
 # once Redis is back.
 k -n "$ns" scale deployment demo-redis --replicas=0 >/dev/null
-wait_for "Redis gone" 60 bash -c "! REDISCLI_AUTH='$redis_pass' redis-cli -h $redis_ip --no-auth-warning ping" >/dev/null
+redis_gone() { [[ $(rcli ping 2>&1) != PONG ]]; }
+wait_for "Redis gone" 60 redis_gone || fail "Redis still answers after scaling it to 0"
 out=$("$relevo" backup demo -n "$ns" --type incr 2>&1)
 down=$(sed -n 's|^backup.relevo.dev/\([^ ]*\) created.*|\1|p' <<<"$out" | tail -1)
 if wait_for "$down Completed with Redis down" 240 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get backup $down -o jsonpath='{.status.phase}/{.status.redisRecorded}') == Completed/false ]]"; then
