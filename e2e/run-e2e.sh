@@ -8,7 +8,7 @@ source "$here/lib.sh"
 "$E2E_DIR/install.sh"
 failed=()
 tests=("$@")
-((${#tests[@]})) || tests=(bad-input pgcluster switchover)
+((${#tests[@]})) || tests=(bad-input pgcluster switchover backups schedule)
 for test in "${tests[@]}"; do
   say "=== $test"
   "$E2E_DIR/tests/$test.sh" || failed+=("$test")
