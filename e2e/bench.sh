@@ -7,10 +7,11 @@
 #   - planned switchovers under write load (BENCH_SWITCHOVERS, default 5) and
 #     unplanned failovers after losing the primary's node (BENCH_FAILOVERS,
 #     default 3): write gap, time to writable, time to Completed, time until
-#     the old primary streams again; median and max of each.
+#     the old primary streams again; median and max of each;
+#   - the operator's overhead per backup Job (BENCH_BACKUPS, default 5).
 # Traffic stays on this machine: the cluster's own pod and service ranges.
-# BENCH_ONLY=switchover skips the first three; BENCH_NO_INSTALL=1 keeps the
-# relevo already installed.
+# BENCH_ONLY=switchover or BENCH_ONLY=backup measures only those;
+# BENCH_NO_INSTALL=1 keeps the relevo already installed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/cluster.sh" up >&2
@@ -29,7 +30,8 @@ stats() {
 
 [[ -n ${BENCH_NO_INSTALL:-} ]] || "$E2E_DIR/install.sh" >/dev/null 2>&1
 
-if [[ ${BENCH_ONLY:-} != switchover ]]; then
+only=${BENCH_ONLY:-all}
+if [[ $only == all ]]; then
   t0=$(date +%s.%N); "$E2E_DIR/cluster.sh" up >/dev/null 2>&1; t1=$(date +%s.%N)
   printf 'cluster-up on a running cluster: %.1fs\n' "$(echo "$t1 - $t0" | bc)"
 
@@ -52,6 +54,38 @@ if [[ ${BENCH_ONLY:-} != switchover ]]; then
   printf 'operator RSS with %d clusters: %.1f MiB\n' "$runs" "$(echo "$rss_kib / 1024" | bc -l)"
   k delete namespace "$ns" --wait=false >/dev/null
 fi
+
+if [[ $only == all || $only == backup ]]; then
+  # The operator's overhead per backup Job: from the Backup's creation to its Job's
+  # completion, minus pgBackRest's own start -> stop, over BENCH_BACKUPS incremental backups.
+  bns=relevo-bench-backup
+  k delete namespace "$bns" --ignore-not-found --wait=true >/dev/null
+  k create namespace "$bns" >/dev/null
+  trap 'k delete namespace "$bns" --wait=false >/dev/null 2>&1' EXIT
+  k -n "$bns" apply -f "$REPO_ROOT/manifests/samples/pgcluster.yaml" >/dev/null
+  k -n "$bns" wait --for=condition=Ready pgcluster/demo --timeout=300s >/dev/null
+  k -n "$bns" wait --for=condition=Ready pod/demo-repo-0 --timeout=300s >/dev/null
+  relevo=$("$REPO_ROOT/images/build.sh" --print-binary)
+  epoch() { date -d "$1" +%s; }
+  overhead=(); total=(); own=()
+  for i in $(seq 1 "${BENCH_BACKUPS:-5}"); do
+    type=incr; ((i == 1)) && type=full
+    name=$("$relevo" backup demo -n "$bns" --type "$type" | sed -n 's|^backup.relevo.dev/\([^ ]*\) created.*|\1|p')
+    wait_for "$name Completed" 300 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $bns get backup $name -o jsonpath='{.status.phase}') == Completed ]]"
+    read -r created job start stop < <(k -n "$bns" get backup "$name" \
+      -o jsonpath='{.metadata.creationTimestamp} {.status.job} {.status.startTime} {.status.stopTime}')
+    done_at=$(k -n "$bns" get job "$job" -o jsonpath='{.status.completionTime}')
+    t=$(($(epoch "$done_at") - $(epoch "$created"))); p=$(($(epoch "$stop") - $(epoch "$start")))
+    total+=("$t"); own+=("$p"); overhead+=("$((t - p))")
+    printf 'backup %d (%s): Backup created -> Job complete %ds, pgBackRest start -> stop %ds, overhead %ds\n' "$i" "$type" "$t" "$p" "$((t - p))"
+  done
+  stats 'backup: Backup created -> Job complete' s "${total[@]}"
+  stats "backup: pgBackRest's own duration" s "${own[@]}"
+  stats 'backup: operator overhead per Job (1 s resolution)' s "${overhead[@]}"
+  k delete namespace "$bns" --wait=false >/dev/null
+  trap - EXIT
+fi
+[[ $only == all || $only == switchover ]] || exit 0
 
 source "$E2E_DIR/switchover-lib.sh"
 so_init relevo-bench-switchover
