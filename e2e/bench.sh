@@ -72,8 +72,8 @@ if [[ $only == all || $only == backup ]]; then
     type=incr; ((i == 1)) && type=full
     name=$("$relevo" backup demo -n "$bns" --type "$type" | sed -n 's|^backup.relevo.dev/\([^ ]*\) created.*|\1|p')
     wait_for "$name Completed" 300 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $bns get backup $name -o jsonpath='{.status.phase}') == Completed ]]"
-    read -r created job start stop < <(k -n "$bns" get backup "$name" \
-      -o jsonpath='{.metadata.creationTimestamp} {.status.job} {.status.startTime} {.status.stopTime}')
+    read -r created job start stop <<<"$(k -n "$bns" get backup "$name" \
+      -o jsonpath='{.metadata.creationTimestamp} {.status.job} {.status.startTime} {.status.stopTime}')"
     done_at=$(k -n "$bns" get job "$job" -o jsonpath='{.status.completionTime}')
     t=$(($(epoch "$done_at") - $(epoch "$created"))); p=$(($(epoch "$stop") - $(epoch "$start")))
     total+=("$t"); own+=("$p"); overhead+=("$((t - p))")
