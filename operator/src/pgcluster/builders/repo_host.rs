@@ -11,8 +11,8 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, Service, ServicePort, ServiceSpec, VolumeResourceRequirements,
+    Container, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
+    Service, ServicePort, ServiceSpec, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -27,7 +27,7 @@ use super::Owner;
 use super::pgbackrest::{
     self, REPO_HOST_CONF_KEY, TLS_PORT, conf_path, config_and_tls_mounts, config_and_tls_volumes, mount,
 };
-use super::statefulset::{container_security, empty_dir};
+use super::statefulset::{container_security, empty_dir, postgres_pod_security};
 
 /// Value of `app.kubernetes.io/component` on the repo host's objects. The instance
 /// StatefulSets are `postgres`, so listing those never picks up the repo host.
@@ -78,18 +78,7 @@ fn pod_spec(owner: &Owner, spec: &PgClusterSpec) -> PodSpec {
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(layout::POSTGRES_UID),
-            run_as_group: Some(layout::POSTGRES_UID),
-            fs_group: Some(layout::POSTGRES_UID),
-            fs_group_change_policy: Some("OnRootMismatch".into()),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..SeccompProfile::default()
-            }),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(postgres_pod_security()),
         volumes: Some(volumes),
         ..PodSpec::default()
     }

@@ -185,20 +185,7 @@ fn pod_spec(
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(layout::POSTGRES_UID),
-            run_as_group: Some(layout::POSTGRES_UID),
-            fs_group: Some(layout::POSTGRES_UID),
-            // Only chown a volume that is not already ours: a recursive chown of a large
-            // PGDATA on every start would delay failover.
-            fs_group_change_policy: Some("OnRootMismatch".into()),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..SeccompProfile::default()
-            }),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(postgres_pod_security()),
         affinity: Some(spread_instances(&owner.name)),
         volumes: Some(volumes),
         ..PodSpec::default()
@@ -296,6 +283,21 @@ fn postgres_container(
 
 /// Every relevo container: non-root, no capabilities, no privilege escalation, and a
 /// read-only root filesystem (writable paths are emptyDirs).
+/// The pod security of every pod that runs the postgres image (instances, repo host, backup
+/// Jobs): uid/gid/fsGroup postgres, seccomp RuntimeDefault. Only chown a volume that is not
+/// already ours: a recursive chown of a large PGDATA on every start would delay failover.
+pub fn postgres_pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(layout::POSTGRES_UID),
+        run_as_group: Some(layout::POSTGRES_UID),
+        fs_group: Some(layout::POSTGRES_UID),
+        fs_group_change_policy: Some("OnRootMismatch".into()),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
+        ..PodSecurityContext::default()
+    }
+}
+
 pub(super) fn container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
