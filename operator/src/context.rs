@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 
 use crate::config::RunArgs;
+use crate::crd::PgCluster;
 use crate::metrics::Metrics;
 
 /// Name of the operator in Events and as the reporting controller.
@@ -21,6 +23,33 @@ pub struct Context {
     pub readiness: Readiness,
     /// Since when each cluster's primary has been unhealthy (automatic failover).
     pub failover_clock: crate::pgcluster::failover::FailoverClock,
+    /// The age of every primary Lease on the operator's own clock.
+    pub leases: crate::lease::Tracker,
+    /// Clusters the Lease watcher wants reconciled now; the PgCluster controller takes the
+    /// receiver when it starts.
+    pub lease_wake: LeaseWake,
+}
+
+type WakeReceiver = tokio::sync::mpsc::Receiver<ObjectRef<PgCluster>>;
+
+/// The channel from the Lease watcher to the PgCluster controller.
+pub struct LeaseWake {
+    pub sender: tokio::sync::mpsc::Sender<ObjectRef<PgCluster>>,
+    receiver: std::sync::Mutex<Option<WakeReceiver>>,
+}
+
+impl Default for LeaseWake {
+    fn default() -> Self {
+        let (sender, receiver) = tokio::sync::mpsc::channel(256);
+        Self { sender, receiver: std::sync::Mutex::new(Some(receiver)) }
+    }
+}
+
+impl LeaseWake {
+    /// The receiving end, once.
+    pub fn take(&self) -> Option<WakeReceiver> {
+        self.receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
 }
 
 impl Context {
@@ -33,6 +62,8 @@ impl Context {
             metrics,
             readiness,
             failover_clock: Default::default(),
+            leases: Default::default(),
+            lease_wake: Default::default(),
         })
     }
 }

@@ -48,6 +48,10 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The primary Lease could not be taken or handed over (it changed, or the API failed).
+    #[error("primary lease: {0}")]
+    Lease(#[from] crate::lease::api::TransferError),
+
     /// A value could not be serialised into an API object.
     #[error("serialising {what} failed")]
     Serialise {
@@ -79,6 +83,7 @@ impl Error {
             | Error::Missing { .. }
             | Error::Randomness(_)
             | Error::Pgbackrest { .. }
+            | Error::Lease(_)
             | Error::Serialise { .. } => Retry::After(TRANSIENT_BACKOFF),
         }
     }
@@ -94,6 +99,7 @@ impl Error {
             Error::Missing { .. } => "missing",
             Error::Randomness(_) => "randomness",
             Error::Pgbackrest { .. } => "pgbackrest",
+            Error::Lease(_) => "lease",
             Error::Serialise { .. } => "serialise",
         }
     }

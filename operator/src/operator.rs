@@ -63,7 +63,9 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
     readiness.set(true);
     info!("CRDs found; controllers starting");
 
+    let lease_watch = crate::lease::watch::run(ctx.clone(), ctx.lease_wake.sender.clone());
     tokio::select! {
+        () = lease_watch => info!("primary lease watch stopped"),
         ((), (), (), ()) = futures::future::join4(
             crate::pgcluster::controller::run(ctx.clone()),
             crate::switchover::controller::run(ctx.clone()),

@@ -228,6 +228,16 @@ async fn reconcile_builds_owned_children_with_least_privilege() {
     assert_eq!(reissued["ca.crt"], before["alpha-pgbackrest-ca"]["ca.crt"]);
     assert_ne!(reissued["tls.key"], before["alpha-pgbackrest-tls"]["tls.key"]);
 
+    // The primary Lease names the bootstrap primary, and the instances may touch nothing else.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(admin.clone(), ns);
+    let lease = leases.get("alpha-primary").await.expect("the primary Lease");
+    assert!(owned_by(&lease, &cluster));
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("alpha-1"));
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(admin.clone(), ns);
+    let rules = roles.get("alpha-instance").await.expect("the instances' Role").rules.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].resource_names.as_deref(), Some(&["alpha-primary".to_string()][..]));
+
     let status = Api::<PgCluster>::namespaced(admin.clone(), ns).get("alpha").await.unwrap().status;
     let status = status.expect("status written");
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("a Ready condition");

@@ -5,6 +5,7 @@
 //! With no marker set and nothing recorded, the answer is always "nothing", so an instance
 //! that never takes part in a switchover runs exactly as before.
 
+use crate::lease::{Holder, SELF_FENCE_TOKEN};
 use crate::switchover::markers::Markers;
 
 /// What this instance has recorded on its volume, so a container restart keeps it.
@@ -43,7 +44,10 @@ impl Action {
 
 /// The next action. A rebuild goes first: it turns the instance into a standby of the new
 /// primary whatever else is set, and the operator only requests one after a promotion.
-pub fn decide(markers: &Markers, local: &Local) -> Action {
+/// `lease` matters only to an instance that fenced itself for want of the primary Lease: it
+/// comes back as the primary only if the Lease still names it (nobody was promoted in its
+/// place), follows the new primary if it names another, and waits while it is unknown.
+pub fn decide(markers: &Markers, local: &Local, lease: &Holder) -> Action {
     if let (Some(token), Some(source)) = (&markers.rebuild, &markers.rebuild_source)
         && local.last_rebuild.as_ref() != Some(token)
     {
@@ -53,6 +57,11 @@ pub fn decide(markers: &Markers, local: &Local) -> Action {
         (Some(token), None) => Action::Fence { token: token.clone() },
         (Some(token), Some(by)) if token != by => Action::RecordFence { token: token.clone() },
         (Some(_), Some(_)) => Action::Nothing,
+        (None, Some(by)) if by == SELF_FENCE_TOKEN => match lease {
+            Holder::Me => Action::RestorePrimary,
+            Holder::Other(_) => Action::FollowPrimary,
+            Holder::Unknown => Action::Nothing,
+        },
         (None, Some(by)) if markers.restore_primary.as_ref() == Some(by) => Action::RestorePrimary,
         (None, Some(_)) => Action::FollowPrimary,
         (None, None) => Action::Nothing,
@@ -78,10 +87,14 @@ mod tests {
 
     #[test]
     fn no_marker_no_action() {
-        assert_eq!(decide(&Markers::default(), &Local::default()), Action::Nothing);
+        assert_eq!(decide(&Markers::default(), &Local::default(), &Holder::Unknown), Action::Nothing);
         // A rebuild already done stays done.
         assert_eq!(
-            decide(&markers(None, None, Some(("so-1", "pg-2"))), &local(None, Some("so-1"))),
+            decide(
+                &markers(None, None, Some(("so-1", "pg-2"))),
+                &local(None, Some("so-1")),
+                &Holder::Unknown
+            ),
             Action::Nothing
         );
     }
@@ -89,35 +102,59 @@ mod tests {
     #[test]
     fn fence_once_then_hold() {
         let fenced = markers(Some("so-1"), None, None);
-        assert_eq!(decide(&fenced, &Local::default()), Action::Fence { token: "so-1".into() });
-        assert!(decide(&fenced, &Local::default()).needs_restart());
-        assert_eq!(decide(&fenced, &local(Some("so-1"), None)), Action::Nothing);
+        assert_eq!(
+            decide(&fenced, &Local::default(), &Holder::Unknown),
+            Action::Fence { token: "so-1".into() }
+        );
+        assert!(decide(&fenced, &Local::default(), &Holder::Unknown).needs_restart());
+        assert_eq!(decide(&fenced, &local(Some("so-1"), None), &Holder::Unknown), Action::Nothing);
         let again = markers(Some("so-2"), None, None);
-        assert_eq!(decide(&again, &local(Some("so-1"), None)), Action::RecordFence { token: "so-2".into() });
+        assert_eq!(
+            decide(&again, &local(Some("so-1"), None), &Holder::Unknown),
+            Action::RecordFence { token: "so-2".into() }
+        );
     }
 
     #[test]
     fn lifting_the_fence_restores_the_primary_only_when_asked_by_the_same_switchover() {
         assert_eq!(
-            decide(&markers(None, Some("so-1"), None), &local(Some("so-1"), None)),
+            decide(&markers(None, Some("so-1"), None), &local(Some("so-1"), None), &Holder::Unknown),
             Action::RestorePrimary
         );
         assert_eq!(
-            decide(&markers(None, Some("so-0"), None), &local(Some("so-1"), None)),
+            decide(&markers(None, Some("so-0"), None), &local(Some("so-1"), None), &Holder::Unknown),
             Action::FollowPrimary
         );
-        assert_eq!(decide(&markers(None, None, None), &local(Some("so-1"), None)), Action::FollowPrimary);
+        assert_eq!(
+            decide(&markers(None, None, None), &local(Some("so-1"), None), &Holder::Unknown),
+            Action::FollowPrimary
+        );
         assert!(!Action::FollowPrimary.needs_restart());
+    }
+
+    #[test]
+    fn a_self_fenced_primary_follows_the_lease() {
+        let fenced = local(Some(SELF_FENCE_TOKEN), None);
+        let none = Markers::default();
+        assert_eq!(decide(&none, &fenced, &Holder::Me), Action::RestorePrimary);
+        assert_eq!(decide(&none, &fenced, &Holder::Other(Some("pg-2".into()))), Action::FollowPrimary);
+        assert_eq!(decide(&none, &fenced, &Holder::Other(None)), Action::FollowPrimary);
+        assert_eq!(decide(&none, &fenced, &Holder::Unknown), Action::Nothing);
+        // An operator fence on top of a self-fence is recorded, and then holds.
+        let operator = markers(Some("so-1"), None, None);
+        assert_eq!(decide(&operator, &fenced, &Holder::Me), Action::RecordFence { token: "so-1".into() });
+        // An operator-fenced instance never looks at the Lease.
+        assert_eq!(decide(&none, &local(Some("so-1"), None), &Holder::Me), Action::FollowPrimary);
     }
 
     #[test]
     fn a_new_rebuild_token_goes_first() {
         let m = markers(Some("so-1"), None, Some(("so-1", "pg-2")));
         assert_eq!(
-            decide(&m, &local(Some("so-1"), Some("so-0"))),
+            decide(&m, &local(Some("so-1"), Some("so-0")), &Holder::Unknown),
             Action::Rebuild { token: "so-1".into(), source: "pg-2".into() }
         );
         let no_source = Markers { rebuild_source: None, ..m };
-        assert_eq!(decide(&no_source, &local(Some("so-1"), None)), Action::Nothing);
+        assert_eq!(decide(&no_source, &local(Some("so-1"), None), &Holder::Unknown), Action::Nothing);
     }
 }

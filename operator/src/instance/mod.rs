@@ -10,6 +10,7 @@
 pub mod conf;
 pub mod exec;
 pub mod layout;
+pub mod lease_keeper;
 pub mod markers;
 pub mod plan;
 pub mod supervise;

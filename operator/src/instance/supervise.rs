@@ -3,6 +3,11 @@
 //! upstream; lifting it = follow `-rw` (reload) or, when asked, restart as the primary;
 //! rebuild = stop, pg_rewind (pg_basebackup fallback), start as a standby.
 //!
+//! While PostgreSQL runs as the primary, [`super::lease_keeper`] renews the primary Lease;
+//! when it cannot, this supervisor fences PostgreSQL itself, before the operator may promote
+//! another instance (see [`crate::lease`]). It starts PostgreSQL out of recovery only while
+//! the Lease names this instance.
+//!
 //! The pod's SIGTERM becomes a fast shutdown (pg_ctl stop -m fast): PostgreSQL's own answer
 //! to SIGTERM is a "smart" shutdown that waits for every client to disconnect, which would
 //! outlast the grace period and end in SIGKILL.
@@ -10,12 +15,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::conf;
 use super::exec::{ExecError, InstanceArgs, clone_from_primary, io, log, wipe, write_private};
 use super::layout;
+use super::lease_keeper::{self, Inputs, LeaseClient};
 use super::markers::{Action, Local, decide};
+use crate::lease::{Holder, SELF_FENCE_TOKEN};
 use crate::pgcluster::names;
 use crate::rebuild::{self, RebuildSource, StartMode};
 use crate::switchover::markers::{ANNOTATIONS_FILE, Markers, parse_annotations_file};
@@ -25,6 +34,8 @@ use crate::switchover::sql;
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Seconds pg_ctl waits for a fast shutdown; below the pod's grace period.
 const STOP_TIMEOUT_SECONDS: &str = "50";
+/// A self-fence escalates to an immediate shutdown after this long.
+const SELF_FENCE_STOP_SECONDS: &str = "2";
 /// A rebuild (a pg_basebackup of the whole database in the worst case) is bounded too.
 const REBUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -68,13 +79,21 @@ pub fn supervise_postgres(
         use tokio::signal::unix::{SignalKind, signal};
         let mut terminate = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
+        let inputs = Arc::new(Inputs {
+            running: AtomicBool::new(false),
+            standby_signal: args.pgdata.join("standby.signal"),
+            self_fenced: AtomicBool::new(false),
+        });
+        let keeper = lease_keeper::spawn(args.cluster.clone(), args.instance.clone(), inputs.clone());
         // Markers set while the pod was down (a fence held across a restart, a rebuild
         // requested for a pod that comes back after a failover) act before PostgreSQL starts.
-        let mut pending = decide(&read_markers(), &read_local(&args.pgdata));
+        let mut pending = decide(&read_markers(), &read_local(&args.pgdata), &Holder::Unknown);
+        let mut self_fence = false;
         loop {
             if pending != Action::Nothing {
                 carry_out(args, &pending, superuser_password)?;
             }
+            gate_primary_start(args, &inputs).await?;
             let mut postgres = tokio::process::Command::new("postgres")
                 .arg("-D")
                 .arg(&args.pgdata)
@@ -82,6 +101,7 @@ pub fn supervise_postgres(
                 .arg(format!("config_file={}", layout::POSTGRESQL_CONF))
                 .spawn()
                 .map_err(io("starting postgres"))?;
+            inputs.running.store(true, Ordering::SeqCst);
             let mut tick = tokio::time::interval(POLL_INTERVAL);
             let restart = loop {
                 tokio::select! {
@@ -89,12 +109,22 @@ pub fn supervise_postgres(
                     _ = terminate.recv() => break None,
                     _ = interrupt.recv() => break None,
                     _ = tick.tick() => {
+                        let report = keeper.borrow().clone();
+                        if !inputs.standby_signal.exists()
+                            && let Some(reason) = report.self_fence_reason(Instant::now())
+                        {
+                            log(args, &format!("fencing myself: {reason}"));
+                            self_fence = true;
+                            break Some(Action::Fence { token: SELF_FENCE_TOKEN.into() });
+                        }
                         if let Some(sql) = &set_passwords
                             && set_passwords_once_promoted(args, sql).await
                         {
                             set_passwords = None;
                         }
-                        let action = decide(&read_markers(), &read_local(&args.pgdata));
+                        let local = read_local(&args.pgdata);
+                        inputs.self_fenced.store(local.fenced_by.as_deref() == Some(SELF_FENCE_TOKEN), Ordering::SeqCst);
+                        let action = decide(&read_markers(), &local, &report.holder);
                         if action.needs_restart() {
                             break Some(action);
                         }
@@ -105,15 +135,49 @@ pub fn supervise_postgres(
                     }
                 }
             };
-            log(args, "stopping PostgreSQL (fast shutdown)");
-            stop(&args.pgdata).await;
+            if self_fence {
+                // Sessions end at the first signal; the escalation bounds a shutdown that
+                // waits for walsenders with nowhere to send (a partition).
+                stop(&args.pgdata, SELF_FENCE_STOP_SECONDS).await;
+                if postgres.try_wait().ok().flatten().is_none() {
+                    log(args, "fast shutdown did not finish: immediate shutdown");
+                    stop_immediate(&args.pgdata).await;
+                }
+                self_fence = false;
+            } else {
+                log(args, "stopping PostgreSQL (fast shutdown)");
+                stop(&args.pgdata, STOP_TIMEOUT_SECONDS).await;
+            }
             let status = postgres.wait().await.map_err(io("waiting for postgres"))?;
+            inputs.running.store(false, Ordering::SeqCst);
             match restart {
                 None => return Ok(status),
                 Some(action) => pending = action,
             }
         }
     })
+}
+
+/// PostgreSQL starts out of recovery only while the primary Lease names this instance. A
+/// primary that comes back after a failover, or cannot tell (the API is unreachable), starts
+/// fenced in recovery instead, and comes back as the primary only once the Lease says so.
+async fn gate_primary_start(args: &InstanceArgs, inputs: &Inputs) -> Result<(), ExecError> {
+    if inputs.standby_signal.exists() {
+        return Ok(());
+    }
+    // A renewal, not a read: it moves the version on, so a failover that judged the Lease
+    // expired cannot revoke it behind our back while we start (its compare-and-swap fails).
+    let holder = match LeaseClient::connect(&args.cluster, &args.instance).await {
+        Some(client) => client.renew().await.unwrap_or(Holder::Unknown),
+        None => Holder::Unknown,
+    };
+    if holder == Holder::Me {
+        return Ok(());
+    }
+    log(args, &format!("the primary lease is not mine ({holder:?}): starting fenced, in recovery"));
+    carry_out(args, &Action::Fence { token: SELF_FENCE_TOKEN.into() }, "")?;
+    inputs.self_fenced.store(true, Ordering::SeqCst);
+    Ok(())
 }
 
 /// psql over the local socket as the superuser (peer authentication), SQL on stdin so that
@@ -154,14 +218,25 @@ async fn set_passwords_once_promoted(args: &InstanceArgs, sql: &str) -> bool {
     fs::remove_file(&marker).is_ok()
 }
 
-async fn stop(pgdata: &Path) {
+async fn stop(pgdata: &Path, timeout_seconds: &str) {
     let stop = tokio::process::Command::new("pg_ctl")
-        .args(["stop", "-m", "fast", "-w", "-t", STOP_TIMEOUT_SECONDS, "-D"])
+        .args(["stop", "-m", "fast", "-w", "-t", timeout_seconds, "-D"])
         .arg(pgdata)
         .status()
         .await;
     if let Err(error) = stop {
         eprintln!("relevo instance: pg_ctl stop could not run: {error}");
+    }
+}
+
+async fn stop_immediate(pgdata: &Path) {
+    let stop = tokio::process::Command::new("pg_ctl")
+        .args(["stop", "-m", "immediate", "-w", "-D"])
+        .arg(pgdata)
+        .status()
+        .await;
+    if let Err(error) = stop {
+        eprintln!("relevo instance: pg_ctl stop -m immediate could not run: {error}");
     }
 }
 

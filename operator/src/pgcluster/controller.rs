@@ -58,9 +58,18 @@ pub async fn run(ctx: Arc<Context>) {
         .applied_objects()
         .predicate_filter(predicates::generation, PredicateConfig::default());
     let ours = watcher::Config::default().labels(&format!("{}={}", names::LABEL_NAME, names::APP_NAME));
-    Controller::for_stream(trigger, reader)
+    // A primary Lease that turns stale or expires wakes its cluster at once (lease::watch).
+    let lease_wake = ctx.lease_wake.take().map(|receiver| {
+        futures::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|c| (c, r)) })
+    });
+    let controller = Controller::for_stream(trigger, reader)
         .owns(scoped::<StatefulSet>(&ctx), ours.clone())
-        .owns(scoped::<Deployment>(&ctx), ours)
+        .owns(scoped::<Deployment>(&ctx), ours);
+    let controller = match lease_wake {
+        Some(wake) => controller.reconcile_on(wake),
+        None => controller,
+    };
+    controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -225,6 +234,7 @@ async fn build_and_apply(
     apply::apply(ctx, owner, &builders::repo_host::service(owner), "applying the repo host Service").await?;
     let repo_host = builders::repo_host::statefulset(owner, &cluster.spec);
     apply::apply(ctx, owner, &repo_host, "applying the repo host StatefulSet").await?;
+    apply_instance_access(ctx, cluster, owner).await?;
     for (ordinal, bootstrap) in &topology.apply {
         let name = names::instance(&owner.name, *ordinal);
         let current = statefulsets.iter().find(|sts| sts.name_any() == name);
@@ -243,6 +253,28 @@ async fn build_and_apply(
         apply::apply(ctx, owner, &objects.volume_claim, "applying the Redis volume claim").await?;
         apply::apply(ctx, owner, &objects.deployment, "applying the Redis Deployment").await?;
         apply::apply(ctx, owner, &objects.service, "applying the Redis Service").await?;
+    }
+    Ok(())
+}
+
+/// The instances' ServiceAccount, its Role on the one primary Lease, and the Lease itself,
+/// before any instance pod: a primary starts only once the Lease names it.
+async fn apply_instance_access(ctx: &Context, cluster: &PgCluster, owner: &Owner) -> Result<()> {
+    use builders::instance_access as access;
+    apply::apply(ctx, owner, &access::service_account(owner), "applying the instances' ServiceAccount")
+        .await?;
+    apply::apply(ctx, owner, &access::role(owner), "applying the instances' Role").await?;
+    apply::apply(ctx, owner, &access::role_binding(owner), "applying the instances' RoleBinding").await?;
+    let status = cluster.status.as_ref();
+    let holder =
+        status.and_then(|s| s.current_primary.clone()).unwrap_or_else(|| names::instance(&owner.name, 1));
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let created = crate::lease::api::create_if_missing(&api, &access::primary_lease(owner, &holder))
+        .await
+        .map_err(|source| Error::Kube { action: "creating the primary Lease", source })?;
+    if created {
+        tracing::info!(holder, "created the primary lease");
     }
     Ok(())
 }

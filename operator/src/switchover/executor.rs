@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -18,8 +19,9 @@ use super::observe::Snapshot;
 use super::sql;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::pgcluster::builders::Owner;
+use crate::lease;
 use crate::pgcluster::builders::statefulset::{self, InstanceInput, SwitchoverState as StsState};
+use crate::pgcluster::builders::{Owner, instance_access};
 use crate::pgcluster::names::{self, FIELD_MANAGER};
 use crate::pgcluster::observe::{Connection, connect};
 use crate::pgcluster::{topology, validate};
@@ -140,9 +142,75 @@ pub async fn execute(ctx: &Context, snap: &Snapshot, step: &Step, who: &Requeste
             }
         }
         Step::FixSlots { instance, wanted } => fix_slots(ctx, snap, instance, wanted).await?,
+        Step::RevokeLease { from, resource_version } => {
+            let holders = [Some(from.as_str())];
+            let expect = lease::api::Expect { resource_version: Some(resource_version), holders: &holders };
+            transfer_lease(ctx, snap, who.namespace, &expect, None).await?;
+            info!(from, "revoked the primary lease of the lost primary");
+        }
+        Step::HandOverLease { from, to } => {
+            let holders = [Some(from.as_str()), None];
+            let expect = lease::api::Expect { resource_version: None, holders: &holders };
+            transfer_lease(ctx, snap, who.namespace, &expect, Some(to)).await?;
+            info!(from, to, "handed the primary lease over");
+        }
+        Step::ForceDeletePod { instance } => force_delete_pod(ctx, snap, who.namespace, instance).await?,
         _ => {}
     }
     Ok(())
+}
+
+/// Writes the primary Lease by compare-and-swap and records what was written, so the next
+/// decision sees it without waiting for the watch. A missing Lease is created for the new
+/// holder (never for a revocation: there is nothing to revoke).
+async fn transfer_lease(
+    ctx: &Context,
+    snap: &Snapshot,
+    namespace: &str,
+    expect: &lease::api::Expect<'_>,
+    to: Option<&str>,
+) -> Result<()> {
+    let cluster =
+        snap.cluster.as_ref().ok_or_else(|| Error::Missing { kind: "PgCluster", name: String::new() })?;
+    let cluster_name = cluster.name_any();
+    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = lease::name(&cluster_name);
+    let written = match lease::api::transfer(&api, &name, expect, to).await {
+        Ok(written) => written,
+        Err(lease::api::TransferError::Missing) if to.is_some() => {
+            let owner = Owner::of(cluster)
+                .ok_or_else(|| Error::Missing { kind: "PgCluster uid", name: cluster_name.clone() })?;
+            let fresh = instance_access::primary_lease(&owner, to.unwrap_or_default());
+            api.create(&kube::api::PostParams::default(), &fresh)
+                .await
+                .map_err(kube_error("creating the primary Lease"))?
+        }
+        Err(error) => return Err(Error::Lease(error)),
+    };
+    let version = written.resource_version().unwrap_or_default();
+    let key = lease::Tracker::key(namespace, &cluster_name);
+    ctx.leases.record(&key, lease::api::holder_of(&written), &version, std::time::Instant::now());
+    Ok(())
+}
+
+/// Deletes a pod without waiting for its kubelet, which is gone. The machine asks only for a
+/// pod whose node is not ready and whose instance no longer holds the Lease: it has stopped
+/// writing by itself, and the StatefulSet may create its successor (which starts fenced,
+/// and is rebuilt from its markers).
+async fn force_delete_pod(ctx: &Context, snap: &Snapshot, namespace: &str, instance: &str) -> Result<()> {
+    let Some(pod) = snap.pod(instance) else { return Ok(()) };
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut params = kube::api::DeleteParams::default().grace_period(0);
+    params.preconditions =
+        Some(kube::api::Preconditions { uid: pod.metadata.uid.clone(), resource_version: None });
+    match api.delete(&pod.name_any(), &params).await {
+        Ok(_) => {
+            warn!(instance, "force-deleted the pod of a lost instance (its node is not ready)");
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(source) => Err(Error::Kube { action: "force-deleting a lost instance's pod", source }),
+    }
 }
 
 fn step_sts_instance(step: &Step) -> Option<&str> {

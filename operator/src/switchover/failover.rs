@@ -97,6 +97,7 @@ mod tests {
             current_primary: Some("pg-1".into()),
             instances,
             active_switchovers: vec![],
+            lease: None,
         }
     }
 

@@ -168,6 +168,10 @@ pub struct InstanceView {
     pub fence_marker: bool,
     /// Token of the last rebuild requested for this instance (the Switchover's name).
     pub rebuild_token: Option<String>,
+    /// The pod is being deleted (it may hang there forever on a node that is gone).
+    pub pod_terminating: bool,
+    /// Readiness of the node the pod is on, when it is terminating (`None`: not looked at).
+    pub node_ready: Option<bool>,
 }
 
 impl InstanceView {
@@ -214,6 +218,8 @@ pub struct Observed {
     pub instances: Vec<InstanceView>,
     /// Non-terminal Switchovers of this cluster (this one may be among them; it is skipped).
     pub active_switchovers: Vec<ActiveSwitchover>,
+    /// The cluster's primary Lease as the operator has seen it (`None`: not seen).
+    pub lease: Option<crate::lease::LeaseView>,
 }
 
 impl Observed {
@@ -288,8 +294,26 @@ pub enum Step {
     Fence {
         instance: String,
     },
-    /// Failover fence (and rogue-primary fence): StatefulSet replicas = 0.
+    /// Failover fence (and rogue-primary fence): StatefulSet replicas = 0. A second fence:
+    /// nothing waits for the pod to go, since its node may be dead or cut off.
     ScaleToZero {
+        instance: String,
+    },
+    /// Failover: take the primary Lease from the lost primary, by a compare-and-swap on the
+    /// version that was judged expired (a renewal since makes it fail).
+    RevokeLease {
+        from: String,
+        resource_version: String,
+    },
+    /// Before promotion: the primary Lease names the target (taken from `from`, or from
+    /// nobody after a revocation).
+    HandOverLease {
+        from: String,
+        to: String,
+    },
+    /// Delete a terminating pod at once: only for a pod whose node is not ready and whose
+    /// instance no longer holds the Lease, so it cannot be writing (see `machine`).
+    ForceDeletePod {
         instance: String,
     },
     WaitForFence {

@@ -105,7 +105,7 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
             Err(error) => debug!(instance, %error, "PostgreSQL did not answer"),
         }
     }
-    let instances = statefulsets
+    let mut instances: Vec<InstanceView> = statefulsets
         .iter()
         .map(|sts| {
             let name = sts.name_any();
@@ -113,13 +113,47 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
             instance_view(cluster_name, sts, pod, &pods, &answers)
         })
         .collect();
+    // Node readiness matters only for a pod stuck terminating (a force-delete decision).
+    for view in instances.iter_mut().filter(|v| v.pod_terminating) {
+        let node = pods
+            .iter()
+            .find(|p| p.name_any() == names::pod(&view.name))
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.node_name.clone());
+        if let Some(node) = node {
+            view.node_ready = node_ready(ctx, &node).await;
+        }
+    }
+    let lease =
+        ctx.leases.view(&crate::lease::Tracker::key(namespace, cluster_name), std::time::Instant::now());
     let observed = Observed {
         cluster_exists: true,
         current_primary: cluster.status.as_ref().and_then(|s| s.current_primary.clone()),
         instances,
         active_switchovers,
+        lease,
     };
     Ok(Snapshot { cluster: Some(cluster), statefulsets, pods, password, observed })
+}
+
+/// Whether a node reports Ready; `None` when it cannot be read. A node that is gone counts as
+/// not ready: nothing runs there any more.
+async fn node_ready(ctx: &Context, node: &str) -> Option<bool> {
+    let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(ctx.client.clone());
+    match api.get_opt(node).await {
+        Ok(Some(node)) => Some(
+            node.status
+                .and_then(|s| s.conditions)
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True"),
+        ),
+        Ok(None) => Some(false),
+        Err(error) => {
+            debug!(node, %error, "could not read a node");
+            None
+        }
+    }
 }
 
 /// Non-terminal Switchovers of `cluster`, for the queue.
@@ -188,6 +222,8 @@ pub fn instance_view(
         role_label,
         fence_marker: pod_annotations.is_some_and(|a| a.get(markers::FENCE).is_some_and(|v| !v.is_empty())),
         rebuild_token,
+        pod_terminating: pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
+        node_ready: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! server-side apply. Nothing here touches the API.
 
 pub mod config_map;
+pub mod instance_access;
 pub mod pgbackrest;
 pub mod redis;
 pub mod repo_host;

@@ -32,6 +32,7 @@ use crate::pgcluster::validate::ValidSpec;
 use crate::switchover::markers;
 
 use super::Owner;
+use super::instance_access;
 use super::pgbackrest::{self, mount};
 use super::secrets::PASSWORD_KEY;
 
@@ -173,6 +174,7 @@ fn pod_spec(
         },
     ];
     volumes.extend(pgbackrest::instance_volumes(&owner.name));
+    volumes.push(instance_access::token_volume());
     if let (Bootstrap::Restore, Some(recovery)) = (bootstrap, &valid.recovery) {
         volumes.push(pgbackrest::source_tls_volume(&recovery.source));
     }
@@ -181,7 +183,9 @@ fn pod_spec(
             postgres_container(owner, spec, valid, instance, bootstrap),
             pgbackrest::sidecar(&spec.image),
         ],
-        // PostgreSQL pods never talk to the Kubernetes API.
+        // Only the postgres container talks to the API, to renew the primary Lease: its
+        // token comes through a projected volume mounted there alone.
+        service_account_name: Some(instance_access::service_account_name(&owner.name)),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
@@ -232,6 +236,7 @@ fn postgres_container(
         mount("tmp", "/tmp", false),
         mount("shm", "/dev/shm", false),
         mount("podinfo", markers::PODINFO_DIR, true),
+        instance_access::token_mount(),
     ];
     // archive_command runs here.
     mounts.extend(pgbackrest::postgres_mounts());

@@ -60,6 +60,12 @@ fn pod_is_locked_down() {
     assert_eq!(pod_security.fs_group, Some(999));
     assert_eq!(pod_security.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
     assert_eq!(spec.automount_service_account_token, Some(false));
+    // Only the postgres container gets an API token, to renew the primary Lease.
+    assert_eq!(spec.service_account_name.as_deref(), Some("demo-instance"));
+    for container in &spec.containers {
+        let token = container.volume_mounts.iter().flatten().any(|m| m.mount_path.contains("serviceaccount"));
+        assert_eq!(token, container.name == "postgres", "{}", container.name);
+    }
     assert_eq!(spec.containers.len(), 2);
     for container in &spec.containers {
         let security = container.security_context.as_ref().unwrap();

@@ -243,30 +243,60 @@ impl Ctx<'_> {
         Step::WaitForCatchUp { target: to_name, lsn: fence_lsn }.into()
     }
 
+    /// Is the lost primary unable to accept writes? With a primary Lease, only once the Lease
+    /// no longer names it: its instance manager stops writing before the Lease can expire,
+    /// and the revocation is a compare-and-swap on the expired version. Without one (a
+    /// cluster from before Leases), only once its pod is gone.
+    fn lost_primary_fenced(&self, from: &str) -> bool {
+        match &self.obs.lease {
+            Some(lease) => !lease.held_by(from),
+            None => self.obs.instance(from).is_none_or(InstanceView::scaled_away),
+        }
+    }
+
+    /// The step that fences the lost primary, while [`Self::lost_primary_fenced`] is false.
+    /// Nothing waits for its pod to go away: its node may be dead or cut off.
+    fn fence_lost_primary(&mut self, from_name: &str) -> Flow {
+        let from = self.obs.instance(from_name);
+        let replicas = from.map_or(0, |f| f.sts_replicas);
+        if replicas != 0 {
+            return Step::ScaleToZero { instance: from_name.to_owned() }.into();
+        }
+        if let Some(lease) = &self.obs.lease {
+            // Reachable and in recovery is not writing now; taking the Lease at this version
+            // (it must not have been renewed since) keeps it from coming back on its own.
+            let confirmed_down = from.is_some_and(InstanceView::is_standby);
+            if lease.expired() || confirmed_down {
+                return Step::RevokeLease {
+                    from: from_name.to_owned(),
+                    resource_version: lease.resource_version.clone(),
+                }
+                .into();
+            }
+        }
+        if self.timed_out(self.params.fence_timeout) {
+            let secs = self.params.fence_timeout.as_secs();
+            let why = match &self.obs.lease {
+                Some(_) => "it still renews the primary lease, so it is alive: not promoting another",
+                None => "its pod still exists and the cluster has no primary lease",
+            };
+            return self
+                .begin_failure(format!("lost primary {from_name} was not fenced within {secs}s: {why}"));
+        }
+        Step::WaitForFence { instance: from_name.to_owned() }.into()
+    }
+
     pub(super) fn fencing_failover(&mut self) -> Flow {
         let from_name = self.s.from.clone().unwrap_or_default();
         if let Some(other) = self.obs.primaries().into_iter().find(|p| p.name != from_name) {
             let other = other.name.clone();
             return self.fail(format!("{other} is out of recovery; {from_name} stays fenced")).into();
         }
-        let from = self.obs.instance(&from_name);
-        if let Some(from) = from.filter(|f| !f.scaled_away()) {
-            if self.timed_out(self.params.fence_timeout) {
-                let secs = self.params.fence_timeout.as_secs();
-                return self.begin_failure(format!(
-                    "lost primary {from_name} was not fenced within {secs}s: its pod still exists \
-                     (relevo never force-deletes a pod; check its node)"
-                ));
-            }
-            let step = if from.sts_replicas != 0 {
-                Step::ScaleToZero { instance: from_name }
-            } else {
-                Step::WaitForFence { instance: from_name }
-            };
-            return step.into();
+        if !self.lost_primary_fenced(&from_name) {
+            return self.fence_lost_primary(&from_name);
         }
         if self.s.to.is_none() {
-            // The lost primary is gone, so the standbys' WAL can only grow by replay now:
+            // The lost primary is fenced, so the standbys' WAL can only grow by replay now:
             // this is the moment to compare them.
             match failover_candidate(self.obs, &from_name) {
                 Some(best) => self.s.to = Some(best.name.clone()),
@@ -280,18 +310,14 @@ impl Ctx<'_> {
     pub(super) fn catching_up_failover(&mut self) -> Flow {
         let from_name = self.s.from.clone().unwrap_or_default();
         let to_name = self.s.to.clone().unwrap_or_default();
-        if let Some(from) = self.obs.instance(&from_name).filter(|f| !f.scaled_away()) {
-            // Someone scaled the lost primary back up: fence it again before promoting.
+        if !self.lost_primary_fenced(&from_name) {
+            // The Lease names the lost primary again, or its pod came back: fence it again
+            // before promoting.
             if self.timed_out(self.params.catchup_timeout) {
                 return self
                     .begin_failure(format!("lost primary {from_name} keeps coming back; not promoting"));
             }
-            let step = if from.sts_replicas != 0 {
-                Step::ScaleToZero { instance: from_name }
-            } else {
-                Step::WaitForFence { instance: from_name }
-            };
-            return step.into();
+            return self.fence_lost_primary(&from_name);
         }
         let Some(target) = self.obs.instance(&to_name) else {
             return self.begin_failure(format!("target {to_name} disappeared before promotion"));
@@ -354,6 +380,12 @@ impl Ctx<'_> {
             return flow;
         }
         if !target.is_primary() {
+            // Promotion only ever follows the Lease: the old primary stops writing when it
+            // sees another name there (planned) or has already (failover, revoked).
+            let lease_is_targets = self.obs.lease.as_ref().is_some_and(|l| l.held_by(&to_name));
+            if !lease_is_targets && !self.timed_out(self.params.promote_timeout) {
+                return Step::HandOverLease { from: from_name, to: to_name }.into();
+            }
             if self.timed_out(self.params.promote_timeout) {
                 let secs = self.params.promote_timeout.as_secs();
                 return self

@@ -74,6 +74,16 @@ impl Ctx<'_> {
             self.s.enter(Phase::Completed, self.now);
             return Step::Complete.into();
         }
+        if action.is_none() && self.only_the_lost_primary_is_away(&pending) {
+            // Its node may take hours to return. Its rebuild is requested (markers on the pod
+            // and its template), so it is rebuilt whenever it does; the failover is done.
+            let from = self.s.from.clone().unwrap_or_default();
+            self.s.reason = Some(format!(
+                "{to_name} is the primary; {from} is unreachable and is rebuilt from {to_name} when it returns"
+            ));
+            self.s.enter(Phase::Completed, self.now);
+            return Step::Complete.into();
+        }
         if self.timed_out(self.params.rebuild_timeout) {
             let secs = self.params.rebuild_timeout.as_secs();
             let list =
@@ -98,6 +108,30 @@ impl Ctx<'_> {
         action.unwrap_or(Step::WaitForStandbys { pending }).into()
     }
 
+    /// Failover: the lost primary is the only instance not done, it cannot be reached, and its
+    /// rebuild has been requested.
+    fn only_the_lost_primary_is_away(&self, pending: &[String]) -> bool {
+        let Some(from) = self.s.from.as_deref() else { return false };
+        self.req.mode == Mode::Failover
+            && pending == [from]
+            && self
+                .obs
+                .instance(from)
+                .is_some_and(|x| !x.reachable && x.rebuild_token.as_deref() == Some(self.req.name.as_str()))
+    }
+
+    /// A lost primary's pod stuck terminating on a node that is not ready: delete it, so its
+    /// StatefulSet can replace it. Safe only because the Lease no longer names it: it stopped
+    /// writing by itself before the Lease could be revoked (see `crate::lease`).
+    fn stuck_on_a_dead_node(&self, x: &InstanceView) -> bool {
+        let lease_gone = self.obs.lease.as_ref().is_some_and(|l| !l.held_by(&x.name));
+        self.req.mode == Mode::Failover
+            && self.s.from.as_deref() == Some(x.name.as_str())
+            && x.pod_terminating
+            && x.node_ready == Some(false)
+            && lease_gone
+    }
+
     /// `None` when `x` is done (a clean standby streaming from the new primary); otherwise
     /// `Some` of the action it needs, or `Some(None)` when it only needs time.
     fn next_for_standby(&self, x: &InstanceView, to_name: &str) -> Option<Option<Step>> {
@@ -106,6 +140,9 @@ impl Ctx<'_> {
         if rebuilding && x.rebuild_token.as_ref() != Some(token) {
             let (instance, source, token) = (x.name.clone(), to_name.to_owned(), token.clone());
             return Some(Some(Step::Rebuild { instance, source, token }));
+        }
+        if self.stuck_on_a_dead_node(x) {
+            return Some(Some(Step::ForceDeletePod { instance: x.name.clone() }));
         }
         if !x.is_standby() {
             return Some(None);

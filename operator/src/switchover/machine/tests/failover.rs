@@ -20,6 +20,8 @@ fn lost() -> Observed {
     b.receive_lsn = Some(Lsn(1080));
     b.replay_lsn = Some(Lsn(1080));
     b.streams_from = None;
+    // Not renewed since the primary was lost.
+    c.lease = Some(lease_of("pg-1", 60));
     c
 }
 
@@ -70,17 +72,31 @@ fn the_lost_primary_is_scaled_to_zero_first() {
     assert_eq!(d.step, Step::ScaleToZero { instance: "pg-1".into() });
     assert_eq!(d.state.phase, Phase::Fencing);
     assert_eq!(d.state.to, None, "the target is picked once the old primary is gone");
-    inst(&mut c, "pg-1").sts_replicas = 0; // pod still terminating
+    inst(&mut c, "pg-1").sts_replicas = 0; // pod still terminating: nothing waits for it
     let d2 = decide(&failover(None), &d.state, &c, t(100));
-    assert_eq!(d2.step, Step::WaitForFence { instance: "pg-1".into() });
+    assert_eq!(d2.step, Step::RevokeLease { from: "pg-1".into(), resource_version: "7".into() });
+    // A Lease renewed lately means a live primary: wait (up to the fence timeout).
+    c.lease = Some(lease_of("pg-1", 1));
+    let d3 = decide(&failover(None), &d.state, &c, t(100));
+    assert_eq!(d3.step, Step::WaitForFence { instance: "pg-1".into() });
+    // Reachable and in recovery (it fenced itself): no need to wait out the Lease.
+    let p = inst(&mut c, "pg-1");
+    (p.reachable, p.in_recovery) = (true, Some(true));
+    let d4 = decide(&failover(None), &d.state, &c, t(100));
+    assert_eq!(d4.step, Step::RevokeLease { from: "pg-1".into(), resource_version: "7".into() });
+}
+
+/// The lost primary scaled away and its Lease revoked, as the executor leaves them.
+fn fenced_by_lease() -> World {
+    let mut w = World::new(lost());
+    w.apply(&Step::ScaleToZero { instance: "pg-1".into() });
+    w.apply(&Step::RevokeLease { from: "pg-1".into(), resource_version: "7".into() });
+    w
 }
 
 #[test]
 fn the_standby_with_most_wal_is_promoted_after_replaying_it() {
-    let mut c = lost();
-    let mut w = World::new(c.clone());
-    w.apply(&Step::ScaleToZero { instance: "pg-1".into() });
-    c = w.observed.clone();
+    let mut c = fenced_by_lease().observed;
     let mut s = SwitchoverState { from: Some("pg-1".into()), ..Default::default() };
     s.enter(Phase::Pending, t(0));
     s.enter(Phase::Fencing, t(0));
@@ -89,23 +105,26 @@ fn the_standby_with_most_wal_is_promoted_after_replaying_it() {
     assert_eq!(d.step, Step::WaitForCatchUp { target: "pg-2".into(), lsn: Lsn(1100) });
     inst(&mut c, "pg-2").replay_lsn = Some(Lsn(1100));
     let d2 = decide(&failover(None), &d.state, &c, t(600));
-    assert_eq!(d2.step, Step::Promote { target: "pg-2".into(), wait_seconds: 30 });
+    assert_eq!(d2.step, Step::HandOverLease { from: "pg-1".into(), to: "pg-2".into() });
     assert_eq!(d2.state.promotion_lsn, Some(Lsn(1100)));
+    let mut w = World::new(c);
+    w.apply(&d2.step);
+    let d3 = decide(&failover(None), &d2.state, &w.observed, t(700));
+    assert_eq!(d3.step, Step::Promote { target: "pg-2".into(), wait_seconds: 30 });
 }
 
 #[test]
 fn replay_that_does_not_catch_up_promotes_anyway_after_the_short_wait() {
     let mut s = state_in(Phase::CatchingUp, "pg-1", "pg-2", t(0));
     s.fence_lsn = None;
-    let mut w = World::new(lost());
-    w.apply(&Step::ScaleToZero { instance: "pg-1".into() });
+    let w = fenced_by_lease();
     let wait = Params::default().failover_replay_wait.as_millis() as i64;
     assert!(matches!(
         decide(&failover(None), &s, &w.observed, t(wait - 1)).step,
         Step::WaitForCatchUp { .. }
     ));
     let d = decide(&failover(None), &s, &w.observed, t(wait));
-    assert_eq!(d.step, Step::Promote { target: "pg-2".into(), wait_seconds: 30 });
+    assert_eq!(d.step, Step::HandOverLease { from: "pg-1".into(), to: "pg-2".into() });
     assert_eq!(d.state.promotion_lsn, Some(Lsn(1100)), "promotion replays all it received");
 }
 
@@ -114,10 +133,11 @@ fn a_lost_primary_that_cannot_be_fenced_is_scaled_back_and_the_failover_fails() 
     let mut s = state_in(Phase::Fencing, "pg-1", "", t(0));
     s.to = None;
     let mut c = lost();
-    inst(&mut c, "pg-1").sts_replicas = 0; // pod stuck terminating on a dead node
+    inst(&mut c, "pg-1").sts_replicas = 0; // scaled away, but out of the operator's reach
+    c.lease = Some(lease_of("pg-1", 1)); // and it keeps renewing its Lease: it is alive
     let limit = Params::default().fence_timeout.as_secs() as i64;
     let d = decide(&failover(None), &s, &c, secs(limit));
-    assert!(d.state.reason.as_deref().unwrap().contains("never force-deletes"));
+    assert!(d.state.reason.as_deref().unwrap().contains("still renews the primary lease"), "{d:?}");
     assert_unfenced_then_failed(&failover(None), d, c, "pg-1", secs(limit + 1));
 }
 
@@ -131,8 +151,7 @@ fn a_lost_primary_scaled_back_up_before_promotion_is_fenced_again() {
 #[test]
 fn unreachable_target_before_promotion_times_out_and_unfences() {
     let s = state_in(Phase::CatchingUp, "pg-1", "pg-2", t(0));
-    let mut w = World::new(lost());
-    w.apply(&Step::ScaleToZero { instance: "pg-1".into() });
+    let mut w = fenced_by_lease();
     inst(&mut w.observed, "pg-2").reachable = false;
     let limit = Params::default().catchup_timeout.as_secs() as i64;
     assert!(matches!(
@@ -149,9 +168,9 @@ fn the_lost_primary_is_rebuilt_with_the_switchover_token() {
     let mut s = state_in(Phase::Rebuilding, "pg-1", "pg-2", t(0));
     s.promotion_timeline = Some(2);
     s.promotion_lsn = Some(Lsn(1100));
-    let mut w = World::new(lost());
+    let mut w = fenced_by_lease();
     for step in [
-        Step::ScaleToZero { instance: "pg-1".into() },
+        Step::HandOverLease { from: "pg-1".into(), to: "pg-2".into() },
         Step::Promote { target: "pg-2".into(), wait_seconds: 30 },
         Step::MoveRoleLabels { primary: "pg-2".into(), standbys: vec!["pg-3".into()] },
         Step::Checkpoint { instance: "pg-2".into() },
@@ -168,11 +187,30 @@ fn the_lost_primary_is_rebuilt_with_the_switchover_token() {
     let d = decide(&failover(None), &s, &w.observed, t(20));
     assert_eq!(d.step, Step::RepointStandby { instance: "pg-3".into(), new_primary: "pg-2".into() });
     w.apply(&d.step);
+    // Its pod hangs terminating on a node that is not ready: deleted at once, since the
+    // Lease no longer names it.
+    let lost = inst(&mut w.observed, "pg-1");
+    (lost.pod_exists, lost.pod_terminating, lost.node_ready) = (true, true, Some(false));
+    lost.role_label = Some(Role::Standby);
     let d = decide(&failover(None), &s, &w.observed, t(30));
-    assert_eq!(d.step, Step::WaitForStandbys { pending: vec!["pg-1".into()] });
-    // the node never comes back: the failover still completed, and says what is left.
-    let limit = Params::default().rebuild_timeout.as_secs() as i64;
-    let d = decide(&failover(None), &s, &w.observed, secs(limit));
+    assert_eq!(d.step, Step::ForceDeletePod { instance: "pg-1".into() });
+    // Not while its node might still be running it.
+    inst(&mut w.observed, "pg-1").node_ready = None;
+    let d = decide(&failover(None), &s, &w.observed, t(30));
+    // The node never comes back: the failover completes now, and says what is left.
     assert_eq!((d.step, d.state.phase), (Step::Complete, Phase::Completed));
-    assert!(d.state.reason.as_deref().unwrap().contains("pg-1 not streaming yet"));
+    assert!(d.state.reason.as_deref().unwrap().contains("pg-1 is unreachable and is rebuilt"));
+}
+
+#[test]
+fn a_pod_on_a_dead_node_is_never_force_deleted_while_it_holds_the_lease() {
+    let s = state_in(Phase::Rebuilding, "pg-1", "pg-2", t(0));
+    let mut w = fenced_by_lease();
+    w.apply(&Step::HandOverLease { from: "pg-1".into(), to: "pg-2".into() });
+    w.observed.lease = Some(lease_of("pg-1", 60)); // as if it were somehow still its own
+    let lost = inst(&mut w.observed, "pg-1");
+    (lost.pod_exists, lost.pod_terminating, lost.node_ready) = (true, true, Some(false));
+    (lost.rebuild_token, lost.role_label) = (Some("so-1".into()), Some(Role::Standby));
+    let d = decide(&failover(None), &s, &w.observed, t(30));
+    assert_ne!(d.step, Step::ForceDeletePod { instance: "pg-1".into() }, "{d:?}");
 }

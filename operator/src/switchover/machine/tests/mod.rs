@@ -6,6 +6,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::next;
+use crate::lease::LeaseView;
 use crate::switchover::lsn::Lsn;
 use crate::switchover::model::*;
 use crate::switchover::sql::slot_name;
@@ -70,6 +71,16 @@ pub fn cluster() -> Observed {
             standby("pg-3", "pg-1", 1000),
         ],
         active_switchovers: vec![],
+        lease: Some(lease_of("pg-1", 0)),
+    }
+}
+
+/// The primary Lease as the operator saw it, `age_secs` unchanged.
+pub fn lease_of(holder: &str, age_secs: u64) -> LeaseView {
+    LeaseView {
+        holder: Some(holder.into()),
+        resource_version: "7".into(),
+        unchanged_for: std::time::Duration::from_secs(age_secs),
     }
 }
 
@@ -207,6 +218,26 @@ impl World {
                 }
             }
             Step::FixSlots { instance, wanted } => self.get(instance).slots = wanted.clone(),
+            Step::RevokeLease { from, resource_version } => {
+                let lease = self.observed.lease.as_mut().expect("a lease to revoke");
+                if lease.holder.is_none() {
+                    return; // revoked already: repeating is harmless
+                }
+                assert!(lease.held_by(from) && &lease.resource_version == resource_version);
+                lease.holder = None;
+                lease.resource_version.push('+');
+                lease.unchanged_for = std::time::Duration::ZERO;
+            }
+            Step::HandOverLease { from, to } => {
+                let lease = self.observed.lease.as_mut().expect("a lease to hand over");
+                if lease.held_by(to) {
+                    return;
+                }
+                assert!(lease.holder.is_none() || lease.held_by(from), "{lease:?}");
+                lease.holder = Some(to.clone());
+                lease.resource_version.push('+');
+                lease.unchanged_for = std::time::Duration::ZERO;
+            }
             Step::RepointStandby { instance, new_primary } => self.follow(instance, new_primary),
             Step::Rebuild { instance, source, token } => {
                 let i = self.get(instance);

@@ -191,12 +191,16 @@ fn fenced_and_caught_up_promotes_in_the_same_decision() {
     let mut c = fenced(cluster(), 1200);
     inst(&mut c, "pg-2").replay_lsn = Some(Lsn(1200));
     let d = decide(&planned("pg-2"), &s, &c, t(500));
-    assert_eq!(d.step, Step::Promote { target: "pg-2".into(), wait_seconds: 30 });
+    // The Lease moves first: the fenced old primary stops for good when it sees another name.
+    assert_eq!(d.step, Step::HandOverLease { from: "pg-1".into(), to: "pg-2".into() });
     assert_eq!(d.state.phase, Phase::Promoting);
     assert_eq!(d.state.fence_lsn, Some(Lsn(1200)));
     assert_eq!(d.state.promotion_lsn, Some(Lsn(1200)));
     let phases: Vec<Phase> = d.state.phase_times.iter().map(|p| p.phase).collect();
     assert_eq!(phases, vec![Phase::Pending, Phase::Fencing, Phase::CatchingUp, Phase::Promoting]);
+    c.lease = Some(lease_of("pg-2", 0));
+    let d2 = decide(&planned("pg-2"), &d.state, &c, t(600));
+    assert_eq!(d2.step, Step::Promote { target: "pg-2".into(), wait_seconds: 30 });
 }
 
 #[test]

@@ -29,6 +29,9 @@ fn promote_is_requested_while_the_target_is_in_recovery() {
     let mut c = c;
     inst(&mut c, "pg-1").in_recovery = Some(true);
     let d = decide(&planned("pg-2"), &s, &c, t(10));
+    assert_eq!(d.step, Step::HandOverLease { from: "pg-1".into(), to: "pg-2".into() });
+    c.lease = Some(lease_of("pg-2", 0));
+    let d = decide(&planned("pg-2"), &s, &c, t(10));
     assert_eq!(d.step, Step::Promote { target: "pg-2".into(), wait_seconds: 30 });
     inst(&mut c, "pg-2").reachable = false;
     let d = decide(&planned("pg-2"), &s, &c, t(20));

@@ -70,7 +70,16 @@ fn planned_switchover_end_to_end() {
     assert_converged(&r, "pg-2");
     let kinds: Vec<String> =
         r.steps.iter().map(|s| format!("{s:?}").split([' ', '{']).next().unwrap().to_string()).collect();
-    let order = ["Checkpoint", "Fence", "Promote", "MoveRoleLabels", "Checkpoint", "FixSlots", "Complete"];
+    let order = [
+        "Checkpoint",
+        "Fence",
+        "HandOverLease",
+        "Promote",
+        "MoveRoleLabels",
+        "Checkpoint",
+        "FixSlots",
+        "Complete",
+    ];
     let mut it = kinds.iter();
     for want in order {
         assert!(it.any(|k| k == want), "{want} missing or out of order in {kinds:?}");
@@ -88,6 +97,7 @@ fn failover_end_to_end() {
     let p = inst(&mut c, "pg-1");
     *p = InstanceView { name: "pg-1".into(), sts_replicas: 1, pod_exists: true, ..Default::default() };
     inst(&mut c, "pg-3").receive_lsn = Some(Lsn(1001));
+    c.lease = Some(lease_of("pg-1", 60));
     let r = run(&req(None, Mode::Failover), c, Fault::None);
     assert_converged(&r, "pg-3");
     assert!(r.steps.contains(&Step::ScaleToZero { instance: "pg-1".into() }));
@@ -97,8 +107,11 @@ fn failover_end_to_end() {
         token: "so-1".into()
     }));
     let scale = r.steps.iter().position(|s| matches!(s, Step::ScaleToZero { .. })).unwrap();
+    let revoke = r.steps.iter().position(|s| matches!(s, Step::RevokeLease { .. })).unwrap();
+    let hand_over = r.steps.iter().position(|s| matches!(s, Step::HandOverLease { .. })).unwrap();
     let promote = r.steps.iter().position(|s| matches!(s, Step::Promote { .. })).unwrap();
-    assert!(scale < promote, "fence before promotion");
+    assert!(scale < revoke && revoke < hand_over && hand_over < promote, "fence before promotion");
+    assert_eq!(r.world.observed.lease.as_ref().and_then(|l| l.holder.as_deref()), Some("pg-3"));
 }
 
 #[test]
@@ -122,6 +135,7 @@ fn an_operator_crash_anywhere_still_completes() {
         let mut c = cluster();
         let p = inst(&mut c, "pg-1");
         *p = InstanceView { name: "pg-1".into(), sts_replicas: 1, pod_exists: true, ..Default::default() };
+        c.lease = Some(lease_of("pg-1", 60));
         c
     };
     for (request, observed, primary) in

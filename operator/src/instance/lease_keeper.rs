@@ -1,0 +1,128 @@
+//! The instance manager's side of the primary Lease (see [`crate::lease`] for the protocol):
+//! a task that renews the Lease while this instance runs as the primary, and reads who holds
+//! it while this instance has fenced itself. It only reports; the supervisor decides, every
+//! tick, from the report and its own clock, so a hung API call can never delay a self-fence.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use tokio::sync::watch;
+
+use crate::lease::{self, CALL_TIMEOUT, Holder, RENEW_INTERVAL, Renewals};
+
+/// What the keeper last learnt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub holder: Holder,
+    /// `Some` while this instance runs as the primary.
+    pub renewals: Option<Renewals>,
+}
+
+impl Report {
+    /// Why the primary must stop accepting writes now, if it must.
+    pub fn self_fence_reason(&self, now: Instant) -> Option<String> {
+        self.renewals.as_ref().and_then(|r| lease::self_fence_reason(r, &self.holder, now))
+    }
+}
+
+/// One cluster's Lease, as this instance reaches it.
+#[derive(Clone)]
+pub struct LeaseClient {
+    api: Api<Lease>,
+    name: String,
+    me: String,
+}
+
+impl LeaseClient {
+    /// The in-cluster client (the projected token of the postgres container). `None` when
+    /// there is none: the caller then treats the holder as unknown, never as itself.
+    pub async fn connect(cluster: &str, instance: &str) -> Option<Self> {
+        let client = tokio::time::timeout(CALL_TIMEOUT, kube::Client::try_default()).await.ok()?.ok()?;
+        let api = Api::default_namespaced(client);
+        Some(Self { api, name: lease::name(cluster), me: instance.to_owned() })
+    }
+
+    /// Who holds the Lease now, `Unknown` when the API does not answer in time.
+    pub async fn holder(&self) -> Holder {
+        match tokio::time::timeout(CALL_TIMEOUT, lease::api::holder(&self.api, &self.name, &self.me)).await {
+            Ok(Ok(holder)) => holder,
+            _ => Holder::Unknown,
+        }
+    }
+
+    /// Renews when the Lease names this instance (a compare-and-swap), `None` without an
+    /// answer in time.
+    pub async fn renew(&self) -> Option<Holder> {
+        tokio::time::timeout(CALL_TIMEOUT, lease::api::renew(&self.api, &self.name, &self.me))
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+/// Shared between the supervisor and the keeper task.
+pub struct Inputs {
+    /// PostgreSQL is running (set by the supervisor around each start and stop).
+    pub running: AtomicBool,
+    /// PostgreSQL's standby.signal: present while in recovery, removed by a promotion.
+    pub standby_signal: PathBuf,
+    /// This instance has fenced itself for want of the Lease (its fence record says so).
+    pub self_fenced: AtomicBool,
+}
+
+impl Inputs {
+    fn primary(&self) -> bool {
+        self.running.load(Ordering::SeqCst) && !self.standby_signal.exists()
+    }
+}
+
+/// Spawns the keeper on the current runtime. The report starts with an unknown holder.
+pub fn spawn(cluster: String, instance: String, inputs: Arc<Inputs>) -> watch::Receiver<Report> {
+    let (sender, receiver) = watch::channel(Report { holder: Holder::Unknown, renewals: None });
+    tokio::spawn(async move {
+        let mut client: Option<LeaseClient> = None;
+        let mut renewals: Option<Renewals> = None;
+        let mut holder = Holder::Unknown;
+        let mut tick = tokio::time::interval(RENEW_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let primary = inputs.primary();
+            renewals = match (primary, renewals) {
+                (true, None) => Some(Renewals { primary_since: Instant::now(), last_confirmed_sent: None }),
+                (true, some) => some,
+                (false, _) => None,
+            };
+            let wanted = primary || inputs.self_fenced.load(Ordering::SeqCst);
+            if wanted && client.is_none() {
+                client = LeaseClient::connect(&cluster, &instance).await;
+            }
+            if let (true, Some(lease)) = (wanted, &client) {
+                let sent = Instant::now();
+                if primary {
+                    match lease.renew().await {
+                        Some(Holder::Me) => {
+                            holder = Holder::Me;
+                            if let Some(r) = renewals.as_mut() {
+                                r.last_confirmed_sent = Some(sent);
+                            }
+                        }
+                        Some(other) => holder = other,
+                        // No answer: keep what we knew; the deadline does the rest.
+                        None => {}
+                    }
+                } else {
+                    holder = lease.holder().await;
+                }
+            }
+            if sender.send(Report { holder: holder.clone(), renewals }).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
