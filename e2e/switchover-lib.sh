@@ -36,7 +36,8 @@ so_init() {
 }
 
 so_cleanup() {
-  touch "$SO_WORK/stop"
+  touch "$SO_WORK/stop" "$SO_WORK/stop-pinned"
+  heal_partition
   wait
   k uncordon "$(so_node)" >/dev/null 2>&1 || true
   k delete namespace "$so_ns" --wait=false >/dev/null 2>&1 || true
@@ -208,3 +209,88 @@ failover_exists() {
   [[ -n $name ]] && echo "$name"
 }
 seen_failovers=()
+
+# Pod partitions (the local bed, where pod network namespaces are the host's) --
+
+# pod_netns POD: the host network namespace that holds POD's address.
+pod_netns() {
+  local ip ns addrs
+  ip=$(k -n "$so_ns" get pod "$1" -o jsonpath='{.status.podIP}')
+  [[ -n $ip ]] || return 1
+  for ns in $(ip netns list | awk '{print $1}'); do
+    addrs=$(ip netns exec "$ns" ip -o -4 addr show 2>/dev/null)
+    if [[ $addrs == *" $ip/"* ]]; then echo "$ns"; return 0; fi
+  done
+  return 1
+}
+
+# pinned_writer NETNS ADDRESS: inserts into pinned(id) straight at ADDRESS from
+# inside NETNS, the cut-off side of a partition, logging acknowledgements to
+# $SO_WORK/pinned until $SO_WORK/stop-pinned exists (at most 3000 tries).
+pinned_writer() {
+  local id=0
+  while ((id < 3000)) && [[ ! -e $SO_WORK/stop-pinned ]]; do
+    if PGPASSWORD=$so_app_pass PGCONNECT_TIMEOUT=1 timeout 2 ip netns exec "$1" psql -h "$2" -U app -d app -XAtq \
+        -c "INSERT INTO pinned(id) VALUES ($id)" >/dev/null 2>&1; then
+      echo "$id $(now)" >>"$SO_WORK/pinned"
+    fi
+    id=$((id + 1))
+    sleep 0.05
+  done
+}
+
+# partition_primary SECONDS: every packet of the primary's pod dropped, the pod
+# still running (and a writer pinned to it from inside), healed after SECONDS.
+partition_primary() {
+  local lost ns ip seconds=$1
+  lost=$(so_primary)
+  ns=$(pod_netns "$lost-0") || { fail "no network namespace found for $lost-0"; switchover=none; return; }
+  ip=$(k -n "$so_ns" get pod "$lost-0" -o jsonpath='{.status.podIP}')
+  psql_to "$so_ns" demo-rw "CREATE TABLE IF NOT EXISTS pinned(id int, at timestamptz default now())" >/dev/null
+  : >"$SO_WORK/pinned"; rm -f "$SO_WORK/stop-pinned"
+  pinned_writer "$ns" "$ip" & pinned_pid=$!
+  wait_for "the pinned writer's first insert on $lost" 20 test -s "$SO_WORK/pinned" || true
+  partition_ns=$ns
+  ip netns exec "$ns" iptables -I INPUT -i eth0 -j DROP
+  ip netns exec "$ns" iptables -I OUTPUT -o eth0 -j DROP
+  partitioned_at=$(now)
+  say "partitioned $lost-0 ($ip, netns $ns) at $partitioned_at"
+  switchover=
+  if wait_for "a Failover Switchover after $lost was cut off" 60 failover_exists; then
+    switchover=$(failover_exists)
+    seen_failovers+=("$switchover")
+    wait_for "$switchover promoting a standby" 60 bash -c \
+      "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchover $switchover -o jsonpath='{.status.phase}') =~ ^(Rebuilding|Completed|Failed)$ ]]" || true
+  else
+    switchover=none
+  fi
+  # Hold the partition for the rest of SECONDS, bounded, then heal it.
+  local until; until=$(awk -v s="$partitioned_at" -v d="$seconds" 'BEGIN {print s + d}')
+  wait_for "the partition's end" $((seconds + 5)) bash -c "awk -v u=$until -v n=\$(date +%s.%N) 'BEGIN {exit !(n >= u)}'" || true
+  heal_partition
+  touch "$SO_WORK/stop-pinned"; wait "$pinned_pid" 2>/dev/null || true
+}
+
+heal_partition() {
+  [[ -n ${partition_ns:-} ]] || return 0
+  ip netns exec "$partition_ns" iptables -D INPUT -i eth0 -j DROP 2>/dev/null || true
+  ip netns exec "$partition_ns" iptables -D OUTPUT -o eth0 -j DROP 2>/dev/null || true
+  partition_ns=
+}
+
+# check_no_write_after_promotion NAME: the cut-off primary acknowledged no write
+# once its successor was being promoted (the Switchover's Promoting time).
+check_no_write_after_promotion() {
+  local promoted last
+  promoted=$(k -n "$so_ns" get switchover "$switchover" \
+    -o jsonpath='{range .status.phaseTimestamps[?(@.phase=="Promoting")]}{.time}{end}')
+  [[ -n $promoted ]] || { fail "$1: $switchover has no Promoting time"; return; }
+  promoted=$(date -d "$promoted" +%s.%N)
+  last=$(awk 'END {print $2}' "$SO_WORK/pinned")
+  FIG_LAST_OLD_ACK=$(awk -v l="${last:-0}" -v p="$partitioned_at" 'BEGIN {printf "%.2f", l - p}')
+  if [[ -z $last ]] || awk -v l="$last" -v p="$promoted" 'BEGIN {exit !(l < p)}'; then
+    pass "$1: the cut-off primary's last acknowledged write came ${FIG_LAST_OLD_ACK}s after the cut, before the promotion ($(wc -l <"$SO_WORK/pinned") pinned writes acknowledged)"
+  else
+    fail "$1: the cut-off primary acknowledged a write at $last, after the promotion at $promoted"
+  fi
+}

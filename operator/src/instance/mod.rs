@@ -8,6 +8,7 @@
 //! [`markers`] decides.
 
 pub mod conf;
+pub mod control;
 pub mod exec;
 pub mod layout;
 pub mod lease_keeper;

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::conf;
+use super::control;
 use super::exec::{ExecError, InstanceArgs, clone_from_primary, io, log, wipe, write_private};
 use super::layout;
 use super::lease_keeper::{self, Inputs, LeaseClient};
@@ -85,6 +86,7 @@ pub fn supervise_postgres(
             self_fenced: AtomicBool::new(false),
         });
         let keeper = lease_keeper::spawn(args.cluster.clone(), args.instance.clone(), inputs.clone());
+        let channel = start_control_channel(args);
         // Markers set while the pod was down (a fence held across a restart, a rebuild
         // requested for a pod that comes back after a failover) act before PostgreSQL starts.
         let mut pending = decide(&read_markers(), &read_local(&args.pgdata), &Holder::Unknown);
@@ -108,31 +110,33 @@ pub fn supervise_postgres(
                     status = postgres.wait() => return status.map_err(io("waiting for postgres")),
                     _ = terminate.recv() => break None,
                     _ = interrupt.recv() => break None,
-                    _ = tick.tick() => {
-                        let report = keeper.borrow().clone();
-                        if !inputs.standby_signal.exists()
-                            && let Some(reason) = report.self_fence_reason(Instant::now())
-                        {
-                            log(args, &format!("fencing myself: {reason}"));
-                            self_fence = true;
-                            break Some(Action::Fence { token: SELF_FENCE_TOKEN.into() });
-                        }
-                        if let Some(sql) = &set_passwords
-                            && set_passwords_once_promoted(args, sql).await
-                        {
-                            set_passwords = None;
-                        }
-                        let local = read_local(&args.pgdata);
-                        inputs.self_fenced.store(local.fenced_by.as_deref() == Some(SELF_FENCE_TOKEN), Ordering::SeqCst);
-                        let action = decide(&read_markers(), &local, &report.holder);
-                        if action.needs_restart() {
-                            break Some(action);
-                        }
-                        if action != Action::Nothing {
-                            carry_out(args, &action, superuser_password)?;
-                            reload(&args.pgdata).await;
-                        }
-                    }
+                    _ = tick.tick() => {}
+                    () = channel.wake.notified() => {}
+                }
+                let report = keeper.borrow().clone();
+                if !inputs.standby_signal.exists()
+                    && let Some(reason) = report.self_fence_reason(Instant::now())
+                {
+                    log(args, &format!("fencing myself: {reason}"));
+                    self_fence = true;
+                    break Some(Action::Fence { token: SELF_FENCE_TOKEN.into() });
+                }
+                if let Some(sql) = &set_passwords
+                    && set_passwords_once_promoted(args, sql).await
+                {
+                    set_passwords = None;
+                }
+                let local = read_local(&args.pgdata);
+                inputs
+                    .self_fenced
+                    .store(local.fenced_by.as_deref() == Some(SELF_FENCE_TOKEN), Ordering::SeqCst);
+                let action = decide(&channel.effective(&read_markers()), &local, &report.holder);
+                if action.needs_restart() {
+                    break Some(action);
+                }
+                if action != Action::Nothing {
+                    carry_out(args, &action, superuser_password)?;
+                    reload(&args.pgdata).await;
                 }
             };
             if self_fence {
@@ -156,6 +160,26 @@ pub fn supervise_postgres(
             }
         }
     })
+}
+
+/// The operator's direct channel (mutual TLS with the cluster's certificate); without the
+/// certificate files the markers still arrive through the annotations file.
+fn start_control_channel(args: &InstanceArgs) -> Arc<control::Channel> {
+    let channel = Arc::new(control::Channel::default());
+    let tls = |key: &str| Path::new(names::PGBACKREST_TLS_DIR).join(key);
+    match control::server_config(&tls("ca.crt"), &tls("tls.crt"), &tls("tls.key")) {
+        Ok(config) => {
+            let addr = std::net::SocketAddr::from(([0, 0, 0, 0], control::PORT));
+            let served = channel.clone();
+            tokio::spawn(async move {
+                if let Err(error) = control::serve(addr, config, served).await {
+                    eprintln!("relevo instance: the fence channel stopped: {error}");
+                }
+            });
+        }
+        Err(error) => log(args, &format!("no direct fence channel ({error}); markers come by file only")),
+    }
+    channel
 }
 
 /// PostgreSQL starts out of recovery only while the primary Lease names this instance. A

@@ -13,10 +13,10 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::markers;
 use super::model::{Mode, Step, SwitchoverState};
 use super::observe::Snapshot;
 use super::sql;
+use super::{fence_channel, markers};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::lease;
@@ -110,6 +110,7 @@ fn is_conflict(error: &kube::Error) -> bool {
 pub async fn execute(ctx: &Context, snap: &Snapshot, step: &Step, who: &Requester<'_>) -> Result<()> {
     if let Some((instance, changes)) = pod_markers_for(step, who) {
         set_pod_markers(ctx, who.namespace, &instance, &changes).await?;
+        push_fence_markers(ctx, snap, who.namespace, &instance, &changes).await;
     }
     if let Some(instance) = step_sts_instance(step) {
         let current = snap.statefulsets.iter().find(|s| s.name_any() == instance);
@@ -210,6 +211,42 @@ async fn force_delete_pod(ctx: &Context, snap: &Snapshot, namespace: &str, insta
         }
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
         Err(source) => Err(Error::Kube { action: "force-deleting a lost instance's pod", source }),
+    }
+}
+
+/// Delivers the fence part of a marker change straight to the instance manager, so it acts
+/// now instead of when kubelet refreshes the annotations file. Best effort: the annotation is
+/// written already, and a failure only costs that delay.
+async fn push_fence_markers(
+    ctx: &Context,
+    snap: &Snapshot,
+    namespace: &str,
+    instance: &str,
+    changes: &MarkerChanges,
+) {
+    use crate::instance::control::{self, FenceMarkers};
+    let value = |key: &str| changes.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.clone());
+    let markers =
+        FenceMarkers { fence: value(markers::FENCE), restore_primary: value(markers::RESTORE_PRIMARY) };
+    let (Some(cluster), Some(address)) = (snap.cluster.as_ref(), snap.pod_ip(instance)) else { return };
+    let cluster = cluster.name_any();
+    let started = std::time::Instant::now();
+    let result = async {
+        let tls = fence_channel::ClusterTls::read(&ctx.client, namespace, &cluster).await?;
+        let server_name = names::pod_fqdn(&cluster, instance, namespace);
+        fence_channel::push(tls.client_config()?, &address, &server_name, &markers, control::PORT).await
+    }
+    .await;
+    match result {
+        Ok(()) => info!(
+            instance,
+            ?markers,
+            took_ms = started.elapsed().as_millis() as u64,
+            "fence markers delivered"
+        ),
+        Err(error) => {
+            warn!(instance, %error, "fence markers not delivered directly; the annotation will carry them")
+        }
     }
 }
 

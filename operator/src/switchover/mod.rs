@@ -20,6 +20,7 @@ pub mod controller;
 pub mod convert;
 pub mod executor;
 pub mod failover;
+pub mod fence_channel;
 pub mod lsn;
 pub mod machine;
 pub mod markers;

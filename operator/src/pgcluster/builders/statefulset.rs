@@ -248,12 +248,21 @@ fn postgres_container(
         image: Some(spec.image.clone()),
         command: Some(vec![layout::RELEVO_BINARY.into(), "instance".into()]),
         env: Some(env_vars),
-        ports: Some(vec![ContainerPort {
-            name: Some("postgres".into()),
-            container_port: layout::POSTGRES_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("postgres".into()),
+                container_port: layout::POSTGRES_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            // The operator's direct fence channel (mutual TLS, see instance::control).
+            ContainerPort {
+                name: Some("control".into()),
+                container_port: i32::from(crate::instance::control::PORT),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
         // Ready means "accepts connections", which a hot standby does too; the role label,
         // not readiness, decides which Service a pod is in. No liveness probe: restarting a
         // busy database because it answered slowly makes an outage worse.

@@ -1,0 +1,178 @@
+//! The instance manager's direct channel: an HTTPS endpoint through which the operator
+//! delivers fence markers at once, instead of waiting for kubelet to refresh the downward-API
+//! file (1.6–8.8 s measured). Both ends authenticate with the cluster's CA: the server
+//! presents the instance's certificate, and only a client certificate signed by the same CA
+//! is accepted (mutual TLS).
+//!
+//! The pod annotations stay the durable record (they survive a container restart and reach a
+//! pod that was unreachable), so a pushed set only *overrides* the file until the file has
+//! caught up with it, or has moved on to something newer ([`Pushed::effective`]).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+
+use crate::switchover::markers::Markers;
+
+/// The port of the endpoint, on every instance pod.
+pub const PORT: u16 = 8008;
+/// The one route: the fence markers the operator wants now.
+pub const FENCE_PATH: &str = "/v1/fence";
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The fence part of the markers, as the operator sends it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceMarkers {
+    pub fence: Option<String>,
+    pub restore_primary: Option<String>,
+}
+
+impl FenceMarkers {
+    fn of(markers: &Markers) -> Self {
+        Self { fence: markers.fence.clone(), restore_primary: markers.restore_primary.clone() }
+    }
+}
+
+/// A pushed set, and what the file said when it arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    pub wanted: FenceMarkers,
+    pub file_at_push: Option<FenceMarkers>,
+}
+
+impl Pushed {
+    /// The markers to act on: the pushed fence fields over the file's, until the file shows
+    /// them (kubelet caught up) or shows something else than at the push (a newer write).
+    /// Returns whether the push is still in force.
+    pub fn effective(pushed: &mut Option<Pushed>, file: &Markers) -> Markers {
+        let from_file = FenceMarkers::of(file);
+        let Some(push) = pushed.as_mut() else { return file.clone() };
+        let at_push = push.file_at_push.get_or_insert_with(|| from_file.clone()).clone();
+        if from_file == push.wanted || from_file != at_push {
+            *pushed = None;
+            return file.clone();
+        }
+        Markers {
+            fence: push.wanted.fence.clone(),
+            restore_primary: push.wanted.restore_primary.clone(),
+            ..file.clone()
+        }
+    }
+}
+
+/// Shared between the endpoint and the supervisor.
+#[derive(Default)]
+pub struct Channel {
+    pushed: Mutex<Option<Pushed>>,
+    /// Woken by every push, so the supervisor acts at once.
+    pub wake: Notify,
+}
+
+impl Channel {
+    pub fn effective(&self, file: &Markers) -> Markers {
+        let mut pushed = self.pushed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Pushed::effective(&mut pushed, file)
+    }
+
+    fn push(&self, wanted: FenceMarkers) {
+        let mut pushed = self.pushed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // `file_at_push` is filled at the next evaluation, from the file as it then reads.
+        *pushed = Some(Pushed { wanted, file_at_push: None });
+        self.wake.notify_one();
+    }
+}
+
+/// The TLS settings of the endpoint: this instance's certificate, and client certificates
+/// of the same CA only.
+pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<ServerConfig, String> {
+    let pem = |path: &Path| std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()));
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem(ca)?) {
+        roots.add(cert.map_err(|e| format!("the CA certificate: {e}"))?).map_err(|e| e.to_string())?;
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem(cert)?)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("the certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(&pem(key)?).map_err(|e| format!("the key: {e}"))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())
+}
+
+pub fn router(channel: Arc<Channel>) -> Router {
+    Router::new().route(FENCE_PATH, post(receive)).with_state(channel)
+}
+
+async fn receive(State(channel): State<Arc<Channel>>, body: Bytes) -> StatusCode {
+    match serde_json::from_slice::<FenceMarkers>(&body) {
+        Ok(wanted) => {
+            channel.push(wanted);
+            StatusCode::NO_CONTENT
+        }
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// A TCP listener whose connections are TLS; failed handshakes are dropped, never fatal.
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Serves the endpoint until the process ends.
+pub async fn serve(addr: SocketAddr, config: ServerConfig, channel: Arc<Channel>) -> std::io::Result<()> {
+    serve_on(TcpListener::bind(addr).await?, config, channel).await
+}
+
+/// [`serve`] on a socket already bound.
+pub async fn serve_on(tcp: TcpListener, config: ServerConfig, channel: Arc<Channel>) -> std::io::Result<()> {
+    let listener = TlsListener { tcp, acceptor: TlsAcceptor::from(Arc::new(config)) };
+    axum::serve(listener, router(channel)).await
+}
+
+#[cfg(test)]
+#[path = "control_tests.rs"]
+mod tests;

@@ -1,0 +1,94 @@
+//! The operator's end of the instance manager's direct channel (see
+//! [`crate::instance::control`]): one HTTPS request to the pod's own address, verified
+//! against the cluster's CA under the pod's DNS name, with the cluster's certificate as the
+//! client's. Best effort by design: the pod annotation written just before is the record the
+//! instance manager falls back on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use crate::instance::control::{FENCE_PATH, FenceMarkers};
+use crate::pgcluster::builders::pgbackrest::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
+use crate::pgcluster::names;
+
+/// The whole exchange, connection included, is bounded by this.
+pub const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The cluster's CA, certificate and key, as PEM.
+pub struct ClusterTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl ClusterTls {
+    pub async fn read(client: &kube::Client, namespace: &str, cluster: &str) -> Result<Self, String> {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let name = names::secret_pgbackrest_tls(cluster);
+        let secret = api.get(&name).await.map_err(|e| format!("reading Secret {name}: {e}"))?;
+        let data = secret.data.unwrap_or_default();
+        let get = |key: &str| data.get(key).map(|v| v.0.clone()).ok_or(format!("Secret {name} lacks {key}"));
+        Ok(Self { ca_pem: get(CA_CERT_KEY)?, cert_pem: get(TLS_CERT_KEY)?, key_pem: get(TLS_KEY_KEY)? })
+    }
+
+    pub fn client_config(&self) -> Result<ClientConfig, String> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        }
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|e| e.to_string())?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Sends `markers` to the instance manager at `address:port` (the pod IP and
+/// [`crate::instance::control::PORT`]), which must present a certificate for `server_name`
+/// (the pod's DNS name).
+pub async fn push(
+    config: ClientConfig,
+    address: &str,
+    server_name: &str,
+    markers: &FenceMarkers,
+    port: u16,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(markers).map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(server_name.to_owned()).map_err(|e| e.to_string())?;
+    let exchange = async {
+        let tcp = TcpStream::connect((address, port)).await.map_err(|e| format!("connecting: {e}"))?;
+        let tls =
+            TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let request = hyper::Request::post(FENCE_PATH)
+            .header(hyper::header::HOST, server_name)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        if status.is_success() { Ok(()) } else { Err(format!("the instance answered {status}")) }
+    };
+    tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| "no answer in time".to_string())?
+}
