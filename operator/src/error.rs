@@ -48,6 +48,14 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The cluster's CA or a certificate could not be made or read.
+    #[error("certificates failed while {action}")]
+    Certificates {
+        action: &'static str,
+        #[source]
+        source: crate::pki::PkiError,
+    },
+
     /// A value could not be serialised into an API object.
     #[error("serialising {what} failed")]
     Serialise {
@@ -79,6 +87,7 @@ impl Error {
             | Error::Missing { .. }
             | Error::Randomness(_)
             | Error::Pgbackrest { .. }
+            | Error::Certificates { .. }
             | Error::Serialise { .. } => Retry::After(TRANSIENT_BACKOFF),
         }
     }
@@ -94,6 +103,7 @@ impl Error {
             Error::Missing { .. } => "missing",
             Error::Randomness(_) => "randomness",
             Error::Pgbackrest { .. } => "pgbackrest",
+            Error::Certificates { .. } => "certificates",
             Error::Serialise { .. } => "serialise",
         }
     }

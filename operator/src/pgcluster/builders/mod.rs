@@ -9,6 +9,7 @@ pub mod repo_host;
 pub mod secrets;
 pub mod services;
 pub mod statefulset;
+pub mod tls;
 
 use std::collections::BTreeMap;
 
