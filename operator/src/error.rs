@@ -48,6 +48,11 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A child's name is taken by an object another controller owns (a cluster named
+    /// `demo-rw` next to `demo`): relevo does not take it over.
+    #[error("{kind} {name} already exists and is controlled by {owner}; rename this PgCluster")]
+    ForeignChild { kind: String, name: String, owner: String },
+
     /// The cluster's CA or a certificate could not be made or read.
     #[error("certificates failed while {action}")]
     Certificates {
@@ -88,6 +93,7 @@ impl Error {
             | Error::Randomness(_)
             | Error::Pgbackrest { .. }
             | Error::Certificates { .. }
+            | Error::ForeignChild { .. }
             | Error::Serialise { .. } => Retry::After(TRANSIENT_BACKOFF),
         }
     }
@@ -104,6 +110,7 @@ impl Error {
             Error::Randomness(_) => "randomness",
             Error::Pgbackrest { .. } => "pgbackrest",
             Error::Certificates { .. } => "certificates",
+            Error::ForeignChild { .. } => "foreign_child",
             Error::Serialise { .. } => "serialise",
         }
     }

@@ -34,7 +34,10 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Server-side applies one child object in the cluster's namespace.
+/// Server-side applies one child object in the cluster's namespace, unless an object of that
+/// name is controlled by someone else: every PgCluster applies as the same field manager, so
+/// applying would silently take over another cluster's child (a cluster `demo-rw` and the
+/// Service `demo-rw` of the cluster `demo`).
 pub async fn apply<K>(ctx: &Context, owner: &Owner, object: &K, action: &'static str) -> Result<()>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -45,6 +48,11 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let name = object.meta().name.clone().unwrap_or_default();
+    if let Some(existing) = api.get_metadata_opt(&name).await.map_err(kube_error(action))?
+        && let Some(controller) = owner.foreign_controller(&existing.metadata)
+    {
+        return Err(Error::ForeignChild { kind: K::kind(&()).into_owned(), name, owner: controller });
+    }
     api.patch(&name, &apply_params(), &Patch::Apply(object)).await.map_err(kube_error(action))?;
     Ok(())
 }

@@ -117,9 +117,17 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
     // build and apply, only for a valid spec: an invalid one leaves the cluster as it runs.
     let mut server_tls = None;
     if let Ok(valid) = &validation {
-        match build_and_apply(ctx, cluster, &owner, valid, &topology, &statefulsets).await? {
-            Ok(tls) => server_tls = Some(tls),
-            Err(problem) => spec_problem = Some(problem),
+        match build_and_apply(ctx, cluster, &owner, valid, &topology, &statefulsets).await {
+            Ok(Ok(tls)) => server_tls = Some(tls),
+            Ok(Err(problem)) => spec_problem = Some(problem),
+            // Reported, never taken over; what was applied before it stays.
+            Err(error @ Error::ForeignChild { .. }) => {
+                spec_problem = Some(SpecProblem { reason: "NameCollision", message: error.to_string() })
+            }
+            Err(error) => return Err(error),
+        }
+        if let Some(problem) = redis_secret_problem(ctx, cluster, &owner.namespace).await? {
+            spec_problem = Some(problem);
         }
         if let Some(primary) = &topology.blocked_removal {
             spec_problem = Some(SpecProblem {
@@ -271,6 +279,31 @@ fn pgbackrest_ordinals(cluster: &str, topology: &topology::Topology) -> Vec<i32>
     ordinals.sort_unstable();
     ordinals.dedup();
     ordinals
+}
+
+/// An external Redis' password Secret that is missing or not labelled for it: backups could
+/// not record, and relevo will not read it (see `backup::redis_target::may_read_password`).
+async fn redis_secret_problem(
+    ctx: &Context,
+    cluster: &PgCluster,
+    namespace: &str,
+) -> Result<Option<SpecProblem>> {
+    use crate::backup::redis_target::{self, RedisTarget};
+    let target = redis_target::target_of(cluster);
+    let RedisTarget::External { password: Some(reference), .. } = &target else { return Ok(None) };
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = api
+        .get_metadata_opt(&reference.name)
+        .await
+        .map_err(|source| Error::Kube { action: "reading a Secret", source })?;
+    let message = match secret {
+        None => format!("spec.redis.external.passwordSecret: Secret {} does not exist", reference.name),
+        Some(secret) => match redis_target::may_read_password(&target, secret.metadata.labels.as_ref()) {
+            Ok(()) => return Ok(None),
+            Err(error) => format!("spec.redis.external.passwordSecret: {error}"),
+        },
+    };
+    Ok(Some(SpecProblem { reason: "RedisPasswordSecretRefused", message }))
 }
 
 /// What the instances report: per instance, and the archiver of those that are primaries.

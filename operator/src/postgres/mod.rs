@@ -88,6 +88,9 @@ pub async fn presented_certificate(target: &Target<'_>, ca: &ClusterCa) -> Resul
 }
 
 #[cfg(test)]
+mod pg_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -35,7 +35,7 @@ pub fn build(owner: &Owner, valid: &ValidSpec) -> Result<ConfigMap, CommandError
 /// the network everything needs TLS and a SCRAM password (`hostssl`; a plain-text TCP
 /// connection matches no rule and is refused), and the replication role may replicate but
 /// never open a database.
-fn pg_hba_conf() -> String {
+pub(crate) fn pg_hba_conf() -> String {
     let superuser = layout::SUPERUSER;
     let replication = layout::REPLICATION_USER;
     format!(
