@@ -172,10 +172,15 @@ enum Usage {
     Server,
 }
 
-/// RFC 1123 host names: what a client can dial, so what a SAN is worth carrying.
+/// RFC 1123 host names: what a client can dial, so what a SAN is worth carrying. The leftmost
+/// label may be a `*` wildcard (one label, as libpq and rustls match it).
 fn is_dns_name(name: &str) -> bool {
+    let rest = match name.strip_prefix("*.") {
+        Some(rest) => rest,
+        None => name,
+    };
     name.len() <= 253
-        && name.split('.').all(|label| {
+        && rest.split('.').all(|label| {
             (1..=63).contains(&label.len())
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 && !label.starts_with('-')

@@ -108,6 +108,10 @@ fn garbage_is_refused_with_what_was_unreadable() {
     let ca = CertificateAuthority::generate("demo").unwrap();
     let error = ca.issue("x", &["bad name with spaces\u{7f}".to_string()]);
     assert!(matches!(error, Err(PkiError::DnsName(_))), "{error:?}");
+    for bad in ["*", "a.*.b", "**.b", "*b.c"] {
+        assert!(matches!(ca.issue("x", &[bad.to_string()]), Err(PkiError::DnsName(_))), "{bad}");
+    }
+    assert!(ca.issue("x", &["*.demo.db.svc".to_string()]).is_ok(), "a leftmost wildcard");
 }
 
 const DAY: i64 = 86_400;

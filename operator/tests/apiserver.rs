@@ -745,8 +745,18 @@ async fn a_completed_backup_expires_the_backups_retention_removed() {
         path: format!("/pgbackrest/repo/backup/zeta/{new_label}"),
         repository: Some(RepoContents { oldest: new_label.into(), labels: Some(vec![new_label.into()]) }),
     };
+    // The Job controller's pod: the Job's labels and the Job as its controller (only such a
+    // pod's termination message counts).
     let job_pod_labels = BTreeMap::from([("batch.kubernetes.io/job-name".to_string(), "new".to_string())]);
-    pods.create(&PostParams::default(), &pod("new-abcde", job_pod_labels)).await.unwrap();
+    let mut job_pod = pod("new-abcde", job_pod_labels);
+    let job_uid = jobs.get("new").await.unwrap().metadata.uid.unwrap();
+    job_pod.metadata.owner_references = Some(vec![
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job", "name": "new", "uid": job_uid, "controller": true,
+        }))
+        .unwrap(),
+    ]);
+    pods.create(&PostParams::default(), &job_pod).await.unwrap();
     let terminated = serde_json::json!({"status": {"phase": "Succeeded", "containerStatuses": [{
         "name": "pgbackrest", "image": "relevo/postgres:15-2.45-1", "imageID": "", "ready": false,
         "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed",
