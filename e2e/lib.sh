@@ -22,14 +22,27 @@ summary() {
   ((FAILED == 0))
 }
 
+# cluster_ca NAMESPACE CLUSTER: path of a file with the CA a PgCluster publishes
+# in its ConfigMap <cluster>-ca, as an application would mount it.
+cluster_ca() {
+  local file=${TMPDIR:-/tmp}/relevo-e2e-ca-$1-$2.crt
+  k -n "$1" get configmap "$2-ca" -o jsonpath='{.data.ca\.crt}' >"$file"
+  echo "$file"
+}
+
 # psql_to NAMESPACE SERVICE SQL: runs SQL as the app user through a Service of
-# a PgCluster, from this machine (the node reaches ClusterIPs via kube-proxy).
+# a PgCluster, from this machine (the node reaches ClusterIPs via kube-proxy),
+# the way applications must: TLS with sslmode=verify-full against the published
+# CA, for the Service's DNS name (dialled at its ClusterIP by hostaddr).
 # PSQL_ROLE=superuser runs it as the superuser instead.
 psql_to() {
   local ns=$1 service=$2 sql=$3 cluster=${2%-*}
-  local secret=$cluster-${PSQL_ROLE:-app} ip user password
+  local secret=$cluster-${PSQL_ROLE:-app} ip user password ca
   ip=$(k -n "$ns" get service "$service" -o jsonpath='{.spec.clusterIP}')
   user=$(k -n "$ns" get secret "$secret" -o jsonpath='{.data.username}' | base64 -d)
   password=$(k -n "$ns" get secret "$secret" -o jsonpath='{.data.password}' | base64 -d)
-  PGPASSWORD=$password PGCONNECT_TIMEOUT=3 psql -h "$ip" -U "$user" -d "${PSQL_DB:-app}" -XAtq -v ON_ERROR_STOP=1 -c "$sql"
+  ca=$(cluster_ca "$ns" "$cluster")
+  PGPASSWORD=$password PGCONNECT_TIMEOUT=3 psql \
+    "host=$service.$ns.svc hostaddr=$ip port=5432 user=$user dbname=${PSQL_DB:-app} sslmode=verify-full sslrootcert=$ca" \
+    -XAtq -v ON_ERROR_STOP=1 -c "$sql"
 }

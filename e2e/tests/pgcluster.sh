@@ -36,6 +36,29 @@ fi
 ro_recovery=$(psql_to "$ns" demo-ro "SELECT pg_is_in_recovery()")
 [[ $ro_recovery == t ]] && pass "demo-ro answers from a standby" || fail "demo-ro answered from a primary"
 
+say "TLS: every connection encrypted, plain text refused"
+ip=$(k -n "$ns" get service demo-rw -o jsonpath='{.spec.clusterIP}')
+password=$(k -n "$ns" get secret demo-app -o jsonpath='{.data.password}' | base64 -d)
+plain=$(PGPASSWORD=$password PGCONNECT_TIMEOUT=3 psql "host=$ip port=5432 user=app dbname=app sslmode=disable" -XAtq -c 'SELECT 1' 2>&1) \
+  && fail "a plain-text connection was accepted" \
+  || { grep -q "no encryption" <<<"$plain" && pass "a plain-text connection is refused by pg_hba" || fail "plain text refused for another reason: $plain"; }
+wrong=$(PGPASSWORD=$password PGCONNECT_TIMEOUT=3 psql "host=other-rw.$ns.svc hostaddr=$ip port=5432 user=app dbname=app sslmode=verify-full sslrootcert=$(cluster_ca "$ns" demo)" -XAtq -c 'SELECT 1' 2>&1) \
+  && fail "verify-full accepted a name the certificate lacks" \
+  || { grep -q "does not match host name" <<<"$wrong" && pass "verify-full refuses a name the certificate lacks" || fail "wrong name refused for another reason: $wrong"; }
+ssl_check() {
+  PSQL_ROLE=superuser psql_to "$1" "$2" "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr IS NOT NULL"
+}
+replication=$(PSQL_ROLE=superuser psql_to "$ns" demo-rw "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)")
+[[ $replication == 1/1 ]] && pass "the replication connection is TLS (pg_stat_ssl: $replication)" || fail "replication connections over TLS/all: $replication"
+for service in demo-rw demo-ro; do
+  counts=$(ssl_check "$ns" "$service")
+  [[ ${counts%/*} == "${counts#*/}" && ${counts#*/} -ge 1 ]] \
+    && pass "every TCP connection of $service's instance is TLS (pg_stat_ssl: $counts)" \
+    || fail "TCP connections over TLS/all on $service: $counts"
+done
+receiver=$(PSQL_ROLE=superuser psql_to "$ns" demo-ro "SELECT conninfo FROM pg_stat_wal_receiver")
+[[ $receiver == *sslmode=verify-full* ]] && pass "the standby streams with sslmode=verify-full" || fail "standby conninfo: $receiver"
+
 instance_count() { k -n "$ns" get pgcluster demo -o jsonpath='{range .status.instances[*]}{.name}{" "}{.ready}{"\n"}{end}' | grep -c ' true$'; }
 say "scale to 3 instances"
 k -n "$ns" patch pgcluster demo --type merge -p '{"spec":{"instances":3}}' >/dev/null

@@ -52,6 +52,19 @@ pub enum Error {
     #[error("primary lease: {0}")]
     Lease(#[from] crate::lease::api::TransferError),
 
+    /// A child's name is taken by an object another controller owns (a cluster named
+    /// `demo-rw` next to `demo`): relevo does not take it over.
+    #[error("{kind} {name} already exists and is controlled by {owner}; rename this PgCluster")]
+    ForeignChild { kind: String, name: String, owner: String },
+
+    /// The cluster's CA or a certificate could not be made or read.
+    #[error("certificates failed while {action}")]
+    Certificates {
+        action: &'static str,
+        #[source]
+        source: crate::pki::PkiError,
+    },
+
     /// A value could not be serialised into an API object.
     #[error("serialising {what} failed")]
     Serialise {
@@ -84,6 +97,8 @@ impl Error {
             | Error::Randomness(_)
             | Error::Pgbackrest { .. }
             | Error::Lease(_)
+            | Error::Certificates { .. }
+            | Error::ForeignChild { .. }
             | Error::Serialise { .. } => Retry::After(TRANSIENT_BACKOFF),
         }
     }
@@ -100,6 +115,8 @@ impl Error {
             Error::Randomness(_) => "randomness",
             Error::Pgbackrest { .. } => "pgbackrest",
             Error::Lease(_) => "lease",
+            Error::Certificates { .. } => "certificates",
+            Error::ForeignChild { .. } => "foreign_child",
             Error::Serialise { .. } => "serialise",
         }
     }

@@ -18,6 +18,7 @@ pub mod operator;
 pub mod pgbackrest;
 pub mod pgcluster;
 pub mod pki;
+pub mod postgres;
 pub mod rebuild;
 pub mod repohost;
 pub mod switchover;

@@ -108,4 +108,117 @@ fn garbage_is_refused_with_what_was_unreadable() {
     let ca = CertificateAuthority::generate("demo").unwrap();
     let error = ca.issue("x", &["bad name with spaces\u{7f}".to_string()]);
     assert!(matches!(error, Err(PkiError::DnsName(_))), "{error:?}");
+    for bad in ["*", "a.*.b", "**.b", "*b.c"] {
+        assert!(matches!(ca.issue("x", &[bad.to_string()]), Err(PkiError::DnsName(_))), "{bad}");
+    }
+    assert!(ca.issue("x", &["*.demo.db.svc".to_string()]).is_ok(), "a leftmost wildcard");
+}
+
+const DAY: i64 = 86_400;
+
+fn facts(not_before: i64, days: i64, names: &[&str], issuer: &[u8]) -> CertificateFacts {
+    CertificateFacts {
+        not_before,
+        not_after: not_before + days * DAY,
+        dns_names: names.iter().map(ToString::to_string).collect(),
+        issuer: issuer.to_vec(),
+        subject: b"leaf".to_vec(),
+    }
+}
+
+fn ca_facts(subject: &[u8]) -> CertificateFacts {
+    CertificateFacts { subject: subject.to_vec(), ..facts(0, 7300, &[], subject) }
+}
+
+#[test]
+fn renewal_is_due_when_a_third_of_the_life_is_left() {
+    let ca = ca_facts(b"ca");
+    let wanted = vec!["demo-rw".to_string()];
+    let leaf = facts(0, 90, &["demo-rw"], b"ca");
+    assert_eq!(renewal_due(&leaf, &ca, &wanted, 0), Renewal::NotDue);
+    assert_eq!(renewal_due(&leaf, &ca, &wanted, 60 * DAY), Renewal::NotDue, "exactly a third left");
+    assert_eq!(
+        renewal_due(&leaf, &ca, &wanted, 60 * DAY + 1),
+        Renewal::Due("29 of its 90 days are left".into())
+    );
+    assert!(matches!(renewal_due(&leaf, &ca, &wanted, 200 * DAY), Renewal::Due(_)), "expired");
+}
+
+#[test]
+fn renewal_is_due_for_another_ca_or_a_missing_name() {
+    let wanted = vec!["demo-rw".to_string(), "demo-1-0.demo".to_string()];
+    let leaf = facts(0, 90, &["demo-rw", "*.demo"], b"ca");
+    assert_eq!(renewal_due(&leaf, &ca_facts(b"ca"), &wanted, DAY), Renewal::NotDue, "wildcards count");
+    assert_eq!(
+        renewal_due(&leaf, &ca_facts(b"new-ca"), &wanted, DAY),
+        Renewal::Due("it was not issued by the cluster CA".into())
+    );
+    let narrow = facts(0, 90, &["demo-rw"], b"ca");
+    assert_eq!(
+        renewal_due(&narrow, &ca_facts(b"ca"), &wanted, DAY),
+        Renewal::Due("it does not name demo-1-0.demo".into())
+    );
+}
+
+#[test]
+fn wildcards_stand_for_exactly_one_label() {
+    assert!(name_matches("*.demo.db.svc", "demo-1-0.demo.db.svc"));
+    assert!(name_matches("DEMO-RW", "demo-rw"));
+    assert!(!name_matches("*.demo.db.svc", "a.b.demo.db.svc"));
+    assert!(!name_matches("*.demo.db.svc", "demo.db.svc"));
+    assert!(!name_matches("*.demo", "demo-rw"));
+    assert!(!name_matches("demo-rw.db.svc", "demo-rw"));
+}
+
+#[test]
+fn the_server_leaf_is_short_lived_names_every_pod_and_service_and_is_no_client() {
+    let ca = CertificateAuthority::generate("demo").unwrap();
+    let leaf = postgres_server_leaf(&ca, "demo", "db").unwrap();
+    openssl_verify(&ca.pem().cert_pem, &leaf.cert_pem, "sslserver").unwrap();
+    assert!(openssl_verify(&ca.pem().cert_pem, &leaf.cert_pem, "sslclient").is_err(), "never a client");
+    let (cn, sans) = names_in(&leaf.cert_pem);
+    assert_eq!(cn, POSTGRES_SERVER_CN);
+    for name in [
+        "demo-rw",
+        "demo-rw.db",
+        "demo-rw.db.svc",
+        "demo-rw.db.svc.cluster.local",
+        "demo-ro.db.svc",
+        "demo-r",
+        "demo.db.svc",
+        "demo-1-0.demo",
+        "demo-9-0.demo.db.svc",
+    ] {
+        assert!(sans.iter().any(|s| s == name), "{name} missing from {sans:?}");
+    }
+    let read = certificate_facts(&leaf.cert_pem).unwrap();
+    let lifetime = read.not_after - read.not_before;
+    assert_eq!(lifetime, SERVER_LEAF_VALIDITY_DAYS as i64 * DAY);
+    let ca_read = certificate_facts(&ca.pem().cert_pem).unwrap();
+    assert_eq!(read.issuer, ca_read.subject);
+    let wanted = postgres_dns_names("demo", "db");
+    assert_eq!(renewal_due(&read, &ca_read, &wanted, chrono::Utc::now().timestamp()), Renewal::NotDue);
+    // What relevo dials is a subset of what it issues.
+    let required = postgres_required_names("demo", "db");
+    assert_eq!(check_user_certificate(&read, &required, chrono::Utc::now().timestamp()), Ok(()));
+}
+
+#[test]
+fn a_user_certificate_must_be_current_and_name_what_relevo_dials() {
+    let required = postgres_required_names("demo", "db");
+    let good = facts(0, 365, &["demo-rw", "*.demo", "*.demo.db.svc"], b"theirs");
+    assert_eq!(check_user_certificate(&good, &required, DAY), Ok(()));
+    assert_eq!(
+        check_user_certificate(&good, &required, 400 * DAY),
+        Err("the certificate has expired".into())
+    );
+    assert_eq!(check_user_certificate(&good, &required, -1), Err("the certificate is not valid yet".into()));
+    let no_rw = facts(0, 365, &["*.demo", "*.demo.db.svc"], b"theirs");
+    assert_eq!(
+        check_user_certificate(&no_rw, &required, DAY),
+        Err("the certificate does not name demo-rw, which relevo connects to".into())
+    );
+    let only_rw = facts(0, 365, &["demo-rw"], b"theirs");
+    let error = check_user_certificate(&only_rw, &required, DAY).unwrap_err();
+    assert!(error.starts_with("the certificate does not name demo-1-0.demo and 17 more"), "{error}");
 }

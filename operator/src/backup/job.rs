@@ -243,7 +243,8 @@ pub fn job_view(job: Option<&Job>, owner_uid: &str, pods: &[Pod]) -> JobView {
     }
     let conditions = job.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
     let holds = |type_: &str| conditions.iter().find(|c| c.type_ == type_ && c.status == "True");
-    let terminated = terminated_container(pods);
+    let job_uid = job.uid().unwrap_or_default();
+    let terminated = terminated_container(pods, &job_uid);
     let message = terminated.and_then(|t| t.message.clone()).filter(|m| !m.trim().is_empty());
     if holds("Complete").is_some() {
         return JobView::Succeeded { message };
@@ -263,9 +264,21 @@ pub fn job_view(job: Option<&Job>, owner_uid: &str, pods: &[Pod]) -> JobView {
     JobView::Active
 }
 
-/// The pgBackRest container's terminated state in the newest pod that has one.
-fn terminated_container(pods: &[Pod]) -> Option<&k8s_openapi::api::core::v1::ContainerStateTerminated> {
-    let mut pods: Vec<&Pod> = pods.iter().collect();
+/// The pgBackRest container's terminated state in the newest pod that has one, among the
+/// pods the Job itself created (controller owner reference with the Job's UID): anyone may
+/// create a pod carrying the Job's labels, and its message would be read as the result.
+fn terminated_container<'a>(
+    pods: &'a [Pod],
+    job_uid: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::ContainerStateTerminated> {
+    let created_by_job = |pod: &&Pod| {
+        !job_uid.is_empty()
+            && pod
+                .owner_references()
+                .iter()
+                .any(|r| r.kind == "Job" && r.uid == job_uid && r.controller == Some(true))
+    };
+    let mut pods: Vec<&Pod> = pods.iter().filter(created_by_job).collect();
     pods.sort_by_key(|p| std::cmp::Reverse(p.metadata.creation_timestamp.clone()));
     pods.into_iter().find_map(|pod| {
         let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;

@@ -141,6 +141,7 @@ fn the_pod_is_locked_down_like_the_instances() {
 
 fn job_with(uid: &str, condition: Option<(&str, &str, &str)>) -> Job {
     let mut job = built();
+    job.metadata.uid = Some(JOB_UID.into());
     job.metadata.owner_references.as_mut().unwrap()[0].uid = uid.into();
     if let Some((type_, reason, message)) = condition {
         job.status = Some(
@@ -156,9 +157,20 @@ fn job_with(uid: &str, condition: Option<(&str, &str, &str)>) -> Job {
     job
 }
 
+const JOB_UID: &str = "0b0b0b0b-0000-4000-8000-00000000j0b5";
+
+/// A pod the Job created: the Job as its controller.
 fn pod_with(message: Option<&str>, exit_code: i32, reason: &str) -> Pod {
+    pod_owned_by(JOB_UID, message, exit_code, reason)
+}
+
+fn pod_owned_by(job_uid: &str, message: Option<&str>, exit_code: i32, reason: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "demo-20251007120000-1-abcde", "creationTimestamp": "2025-10-07T12:00:00Z"},
+        "metadata": {
+            "name": "demo-20251007120000-1-abcde", "creationTimestamp": "2025-10-07T12:00:00Z",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "demo-20251007120000-1",
+                                 "uid": job_uid, "controller": true}],
+        },
         "status": {"containerStatuses": [{
             "name": "pgbackrest", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": exit_code, "reason": reason, "message": message}},
@@ -206,6 +218,24 @@ fn views_of_a_job() {
             exit: None,
         }
     );
+}
+
+#[test]
+fn only_a_pod_the_job_created_gives_the_result() {
+    let complete = job_with(UID, Some(("Complete", "CompletionsReached", "")));
+    let forged = r#"{"outcome":"completed","label":"forged"}"#;
+    let mut unowned = pod_with(Some(forged), 0, "Completed");
+    unowned.metadata.owner_references = None;
+    unowned.metadata.creation_timestamp =
+        Some(serde_json::from_value(serde_json::json!("2030-01-01T00:00:00Z")).unwrap());
+    let other_job = pod_owned_by("another-job", Some(forged), 0, "Completed");
+    let real = pod_with(Some(r#"{"outcome":"completed"}"#), 0, "Completed");
+    assert_eq!(
+        job_view(Some(&complete), UID, &[unowned.clone(), other_job.clone(), real]),
+        JobView::Succeeded { message: Some(r#"{"outcome":"completed"}"#.into()) },
+        "the newest pod with the Job's labels is not the Job's"
+    );
+    assert_eq!(job_view(Some(&complete), UID, &[unowned, other_job]), JobView::Succeeded { message: None });
 }
 
 #[test]

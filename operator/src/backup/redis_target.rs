@@ -96,6 +96,11 @@ pub enum ConnectError {
     },
     #[error("Secret {name} has no key {key}")]
     MissingPassword { name: String, key: String },
+    #[error(
+        "Secret {name} is not labelled relevo.dev/redis-credentials=true: relevo sends an external \
+         Redis password only from a Secret meant for it"
+    )]
+    NotOptedIn { name: String },
     #[error("reading Service {name}")]
     Service {
         name: String,
@@ -112,6 +117,25 @@ pub enum ConnectError {
     },
 }
 
+/// Whether the password of `target` may be read from a Secret with `labels`: the managed
+/// Redis' own Secret always; for an external Redis (whose URL any PgCluster editor chooses)
+/// only a Secret labelled [`names::LABEL_REDIS_CREDENTIALS`]`=true`, so that no other
+/// credential of the namespace can be sent to a host of the editor's choosing.
+pub fn may_read_password(
+    target: &RedisTarget,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<(), ConnectError> {
+    match target {
+        RedisTarget::Managed { .. } | RedisTarget::External { password: None, .. } => Ok(()),
+        RedisTarget::External { password: Some(reference), .. } => {
+            let opted_in = labels
+                .and_then(|labels| labels.get(names::LABEL_REDIS_CREDENTIALS))
+                .is_some_and(|value| value == "true");
+            if opted_in { Ok(()) } else { Err(ConnectError::NotOptedIn { name: reference.name.clone() }) }
+        }
+    }
+}
+
 /// The password of `target`, read from its Secret in `namespace`.
 pub async fn read_password(
     client: &Client,
@@ -124,6 +148,7 @@ pub async fn read_password(
         .get(&reference.name)
         .await
         .map_err(|source| ConnectError::Secret { name: reference.name.clone(), source })?;
+    may_read_password(target, secret.metadata.labels.as_ref())?;
     let from_data = secret
         .data
         .as_ref()
@@ -192,6 +217,22 @@ mod tests {
         );
         let bare = target_of(&cluster_from_yaml("spec: {redis: {external: {url: 'redis://cache:6379/0'}}}"));
         assert_eq!(bare.password(), None);
+    }
+
+    #[test]
+    fn an_external_password_is_read_only_from_a_secret_labelled_for_it() {
+        use std::collections::BTreeMap;
+        let external = target_of(&cluster_from_yaml(
+            "spec: {redis: {external: {url: 'redis://cache:6379/0', passwordSecret: {name: demo-superuser}}}}",
+        ));
+        let error = may_read_password(&external, None).unwrap_err();
+        assert!(error.to_string().starts_with("Secret demo-superuser is not labelled"), "{error}");
+        let wrong = BTreeMap::from([(names::LABEL_REDIS_CREDENTIALS.to_string(), "yes".to_string())]);
+        assert!(may_read_password(&external, Some(&wrong)).is_err());
+        let labelled = BTreeMap::from([(names::LABEL_REDIS_CREDENTIALS.to_string(), "true".to_string())]);
+        assert!(may_read_password(&external, Some(&labelled)).is_ok());
+        // The managed Redis' own Secret needs no label.
+        assert!(may_read_password(&target_of(&cluster_from_yaml("spec: {}")), None).is_ok());
     }
 
     #[test]

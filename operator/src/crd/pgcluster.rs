@@ -37,6 +37,9 @@ pub const MAX_INSTANCES: i32 = 9;
     // Pod `<name>-9-0` must be a valid hostname, and StatefulSet `<name>-9` plus its revision
     // hash a valid label value; see pgcluster::validate::MAX_CLUSTER_NAME_LEN.
     validation = Rule::new("self.metadata.name.size() <= 50").message("metadata.name must be at most 50 characters"),
+    // Services and pod host names are DNS labels that start with a letter; the apiserver only
+    // checks that a custom resource's name is a DNS subdomain (dots, leading digits).
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a letter and hold only lower-case letters, digits and '-' (it names Services and pods)"),
     printcolumn(name = "Instances", type_ = "integer", json_path = ".spec.instances", description = "Desired number of instances"),
     printcolumn(name = "Primary", type_ = "string", json_path = ".status.currentPrimary", description = "Instance that is primary"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition"),
@@ -80,6 +83,10 @@ pub struct PgClusterSpec {
     #[serde(default)]
     pub redis: RedisSpec,
 
+    /// TLS of every PostgreSQL connection. TLS is always on; this chooses the certificate.
+    #[serde(default, skip_serializing_if = "TlsSpec::is_default")]
+    pub tls: TlsSpec,
+
     /// How the first instance gets its data. Fixed at creation.
     #[serde(default)]
     #[x_kube(validation = Rule::new("self == oldSelf").message("bootstrap is immutable: it only matters when the cluster is created"))]
@@ -92,6 +99,28 @@ fn default_instances() -> i32 {
 
 fn default_postgres_image() -> String {
     DEFAULT_POSTGRES_IMAGE.to_string()
+}
+
+/// PostgreSQL's server certificate. Clients find its CA in the ConfigMap `<cluster>-ca`
+/// (key `ca.crt`) and connect with `sslmode=verify-full`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// A Secret of yours in the cluster's namespace, with `tls.crt`, `tls.key` and `ca.crt`
+    /// (cert-manager's layout), used instead of a certificate from the cluster's own CA. It
+    /// must name `<cluster>-rw` and every pod, short and qualified, e.g. with
+    /// `*.<cluster>` and `*.<cluster>.<namespace>.svc`. relevo copies it into
+    /// `<cluster>-server-tls` on each reconcile, so a renewal reaches the instances. Unset:
+    /// relevo issues a 90-day certificate and renews it when 30 days are left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DNS_SUBDOMAIN_PATTERN), length(max = 253))]
+    pub server_secret: Option<String>,
+}
+
+impl TlsSpec {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// A persistent volume request.
@@ -255,14 +284,18 @@ impl Default for ManagedRedisSpec {
 }
 
 /// A Redis that relevo connects to but does not run.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalRedisSpec {
-    /// Address of the Redis, "redis://host:port/db" (or "rediss://" for TLS), without a password.
+    /// Address of the Redis, "redis://host:port/db", without a password. TLS ("rediss://") is
+    /// refused: relevo's Redis client is built without TLS, so it could never connect.
     #[schemars(regex(pattern = r"^rediss?://[^\s:@/]+(:[0-9]+)?(/[0-9]+)?$"), length(max = 512))]
+    #[x_kube(validation = Rule::new("!self.startsWith('rediss://')").message("rediss:// (Redis over TLS) is not supported: relevo's Redis client has no TLS; use redis://"))]
     pub url: String,
 
-    /// Secret in the cluster's namespace that holds the Redis password.
+    /// Secret in the cluster's namespace that holds the Redis password. It must carry the
+    /// label `relevo.dev/redis-credentials: "true"`: relevo sends its value to the URL above,
+    /// so only Secrets meant for that may be named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<SecretKeyRef>,
 }
@@ -319,6 +352,7 @@ pub struct InitdbSpec {
     #[serde(default = "default_app")]
     #[schemars(regex(pattern = SQL_IDENTIFIER_PATTERN), length(max = 63))]
     #[x_kube(validation = Rule::new("!(self in ['postgres', 'streaming_replica'])").message("owner must not be a role relevo manages (postgres, streaming_replica)"))]
+    #[x_kube(validation = Rule::new("!(self in ['public', 'none']) && !self.startsWith('pg_')").message("owner must not be a name PostgreSQL reserves (public, none, pg_*): initdb would fail"))]
     pub owner: String,
 }
 

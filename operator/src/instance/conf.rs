@@ -7,14 +7,18 @@ use super::layout;
 /// Settings that differ per instance, included at the end of the shared postgresql.conf.
 /// primary_conninfo names the `-rw` Service, so after a switchover a standby reconnects to
 /// the new primary without a restart; recovery_target_timeline 'latest' lets it follow the
-/// promotion onto the new timeline.
+/// promotion onto the new timeline. WAL streams over TLS only, from a server whose
+/// certificate chains to the cluster CA and names the Service dialled.
 pub fn instance_conf(instance: &str, primary_host: &str) -> String {
     let conninfo = format!(
         "host={primary_host} port={port} user={user} passfile={passfile} application_name={instance} \
+         sslmode={sslmode} sslrootcert={ca} \
          connect_timeout=5 keepalives_idle=5 keepalives_interval=2 keepalives_count=3",
         port = layout::POSTGRES_PORT,
         user = layout::REPLICATION_USER,
         passfile = layout::PGPASSFILE,
+        sslmode = layout::SSLMODE,
+        ca = layout::CA_FILE,
     );
     format!(
         "# Written by relevo instance on every start; do not edit.\n\
@@ -135,7 +139,14 @@ mod tests {
         assert!(conf.contains("primary_slot_name = 'relevo_demo_2'\n"));
         assert!(conf.contains("recovery_target_timeline = 'latest'\n"));
         let conninfo = conf.lines().find(|l| l.starts_with("primary_conninfo")).unwrap();
-        for part in ["host=demo-rw", "port=5432", "user=streaming_replica", "passfile=/run/relevo/pgpass"] {
+        for part in [
+            "host=demo-rw",
+            "port=5432",
+            "user=streaming_replica",
+            "passfile=/run/relevo/pgpass",
+            "sslmode=verify-full",
+            "sslrootcert=/etc/relevo/tls/ca.crt",
+        ] {
             assert!(conninfo.contains(part), "{part} missing from {conninfo}");
         }
         assert!(!conninfo.contains("password="), "the password stays in the passfile");

@@ -316,6 +316,8 @@ pub(super) fn clone_from_primary(args: &InstanceArgs) -> Result<(), ExecError> {
                 .args(["--username", layout::REPLICATION_USER, "--no-password"])
                 .args(["--wal-method=stream", "--slot", &slot, "--checkpoint=fast"])
                 .env("PGPASSFILE", layout::PGPASSFILE)
+                .env("PGSSLMODE", layout::SSLMODE)
+                .env("PGSSLROOTCERT", layout::CA_FILE)
                 .env("PGAPPNAME", &args.instance)
                 .env("PGCONNECT_TIMEOUT", "5"),
         );

@@ -27,6 +27,16 @@ pub const CONFIG_DIR: &str = "/etc/relevo/config";
 pub const POSTGRESQL_CONF: &str = "/etc/relevo/config/postgresql.conf";
 /// pg_hba.conf, rendered by the operator.
 pub const PG_HBA_CONF: &str = "/etc/relevo/config/pg_hba.conf";
+/// Mount point of the server TLS Secret (`<cluster>-server-tls`): PostgreSQL's certificate
+/// and key, and the CA every client of the pod (walreceiver, pg_basebackup, pg_rewind)
+/// verifies its peer against.
+pub const TLS_DIR: &str = "/etc/relevo/tls";
+pub const SERVER_CERT_FILE: &str = "/etc/relevo/tls/tls.crt";
+pub const SERVER_KEY_FILE: &str = "/etc/relevo/tls/tls.key";
+pub const CA_FILE: &str = "/etc/relevo/tls/ca.crt";
+/// libpq's `sslmode` for every connection an instance makes: TLS, a certificate chaining to
+/// [`CA_FILE`], and the host name it dialled in that certificate.
+pub const SSLMODE: &str = "verify-full";
 /// Settings that differ per instance (cluster_name, primary_conninfo, primary_slot_name),
 /// written by the entrypoint on every start and included at the end of postgresql.conf.
 pub const INSTANCE_CONF: &str = "/var/lib/postgresql/data/pgdata/relevo-instance.conf";
@@ -91,5 +101,8 @@ mod tests {
         assert!(PGDATA.starts_with(DATA_MOUNT) && PGDATA != DATA_MOUNT);
         assert!(INSTANCE_CONF.starts_with(PGDATA));
         assert!(PGPASSFILE.starts_with(RUN_DIR));
+        for file in [SERVER_CERT_FILE, SERVER_KEY_FILE, CA_FILE] {
+            assert!(file.starts_with(TLS_DIR) && !file.starts_with(CONFIG_DIR));
+        }
     }
 }

@@ -327,6 +327,8 @@ fn rebuild_from(args: &InstanceArgs, source: &str, superuser_password: &str) -> 
         ("port", &port),
         ("user", layout::SUPERUSER),
         ("dbname", "postgres"),
+        ("sslmode", layout::SSLMODE),
+        ("sslrootcert", layout::CA_FILE),
         ("connect_timeout", "5"),
     ]);
     let executor = rebuild::Executor {

@@ -34,7 +34,10 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Server-side applies one child object in the cluster's namespace.
+/// Server-side applies one child object in the cluster's namespace, unless an object of that
+/// name is controlled by someone else: every PgCluster applies as the same field manager, so
+/// applying would silently take over another cluster's child (a cluster `demo-rw` and the
+/// Service `demo-rw` of the cluster `demo`).
 pub async fn apply<K>(ctx: &Context, owner: &Owner, object: &K, action: &'static str) -> Result<()>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -45,6 +48,11 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let name = object.meta().name.clone().unwrap_or_default();
+    if let Some(existing) = api.get_metadata_opt(&name).await.map_err(kube_error(action))?
+        && let Some(controller) = owner.foreign_controller(&existing.metadata)
+    {
+        return Err(Error::ForeignChild { kind: K::kind(&()).into_owned(), name, owner: controller });
+    }
     api.patch(&name, &apply_params(), &Patch::Apply(object)).await.map_err(kube_error(action))?;
     Ok(())
 }
@@ -77,59 +85,6 @@ pub async fn ensure_secrets(
         }
     }
     Ok(())
-}
-
-/// Creates the cluster's pgBackRest CA and TLS Secrets when missing, and never rewrites them
-/// (pods trust the CA they mounted). A missing TLS Secret is re-issued from the stored CA, so
-/// pods that still run keep trusting the new leaf. Certificates and keys are never logged.
-pub async fn ensure_pgbackrest_certificates(ctx: &Context, owner: &Owner) -> Result<()> {
-    use crate::pki::{self, CertificateAuthority};
-    use builders::pgbackrest::{ca_secret, tls_secret};
-
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let tls_name = names::secret_pgbackrest_tls(&owner.name);
-    if api.get_opt(&tls_name).await.map_err(kube_error("reading a Secret"))?.is_some() {
-        return Ok(());
-    }
-    let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
-    let ca_name = names::secret_pgbackrest_ca(&owner.name);
-    let stored = api.get_opt(&ca_name).await.map_err(kube_error("reading a Secret"))?;
-    let ca = match stored {
-        Some(secret) => stored_ca(secret)?,
-        None => {
-            let ca = CertificateAuthority::generate(&owner.name)
-                .map_err(Error::pgbackrest("generating the pgBackRest CA"))?;
-            match api.create(&params, &ca_secret(owner, ca.pem())).await {
-                Ok(_) => {
-                    info!(secret = %ca_name, "created the pgBackRest CA");
-                    ca
-                }
-                // Another writer won the race: sign with its CA.
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    stored_ca(api.get(&ca_name).await.map_err(kube_error("reading a Secret"))?)?
-                }
-                Err(source) => return Err(Error::Kube { action: "creating a Secret", source }),
-            }
-        }
-    };
-    let leaf = pki::pgbackrest_leaf(&ca, &owner.name, &owner.namespace)
-        .map_err(Error::pgbackrest("issuing the pgBackRest certificate"))?;
-    match api.create(&params, &tls_secret(owner, &ca.pem().cert_pem, &leaf)).await {
-        Ok(_) => info!(secret = %tls_name, "created the pgBackRest TLS certificate"),
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(source) => return Err(Error::Kube { action: "creating a Secret", source }),
-    }
-    Ok(())
-}
-
-fn stored_ca(secret: Secret) -> Result<crate::pki::CertificateAuthority> {
-    use builders::pgbackrest::{CA_CERT_KEY, CA_KEY_KEY};
-    let mut data = secret.data.unwrap_or_default();
-    let mut take =
-        |key: &str| data.remove(key).and_then(|bytes| String::from_utf8(bytes.0).ok()).unwrap_or_default();
-    let pem = crate::pki::CertifiedKey { cert_pem: take(CA_CERT_KEY), key_pem: take(CA_KEY_KEY) };
-    crate::pki::CertificateAuthority::from_pem(pem)
-        .map_err(Error::pgbackrest("reading the stored pgBackRest CA"))
 }
 
 /// Reads one password from a relevo Secret.

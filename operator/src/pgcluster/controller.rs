@@ -21,10 +21,13 @@ use crate::crd::PgCluster;
 use crate::error::{Error, Result, Retry};
 use crate::instance::plan::Bootstrap;
 use crate::metrics::InstanceLabels;
+use crate::postgres::ClusterCa;
 
 use super::apply;
 use super::builders::statefulset::{InstanceInput, SwitchoverState};
+use super::builders::tls::ServerTls;
 use super::builders::{self, Owner};
+use super::certificates;
 use super::failover;
 use super::names;
 use super::observe::{self, Connection};
@@ -121,8 +124,20 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
         .map(|error| SpecProblem { reason: error.reason(), message: error.to_string() });
 
     // build and apply, only for a valid spec: an invalid one leaves the cluster as it runs.
+    let mut server_tls = None;
     if let Ok(valid) = &validation {
-        build_and_apply(ctx, cluster, &owner, valid, &topology, &statefulsets).await?;
+        match build_and_apply(ctx, cluster, &owner, valid, &topology, &statefulsets).await {
+            Ok(Ok(tls)) => server_tls = Some(tls),
+            Ok(Err(problem)) => spec_problem = Some(problem),
+            // Reported, never taken over; what was applied before it stays.
+            Err(error @ Error::ForeignChild { .. }) => {
+                spec_problem = Some(SpecProblem { reason: "NameCollision", message: error.to_string() })
+            }
+            Err(error) => return Err(error),
+        }
+        if let Some(problem) = redis_secret_problem(ctx, cluster, &owner.namespace).await? {
+            spec_problem = Some(problem);
+        }
         if let Some(primary) = &topology.blocked_removal {
             spec_problem = Some(SpecProblem {
                 reason: "ScaleDownBlocked",
@@ -146,8 +161,15 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
         existing.clone()
     };
     let password = apply::read_password(ctx, &owner.namespace, &names::secret_superuser(&owner.name)).await?;
+    let ca = match &server_tls {
+        Some(tls) => ClusterCa::from_pem(&tls.ca_pem).ok(),
+        None => certificates::read_cluster_ca(ctx, &owner.namespace, &owner.name).await?,
+    };
     let Observed { instances, archivers, pods } =
-        observe_instances(ctx, &owner, &observed, password.as_deref()).await?;
+        observe_instances(ctx, &owner, &observed, password.as_deref(), ca.as_ref()).await?;
+    if let (Some(tls), Some(password)) = (&server_tls, password.as_deref()) {
+        certificates::reload_where_stale(ctx, &owner, &pods, tls, password).await;
+    }
 
     // update status
     let observations = instances.clone();
@@ -167,7 +189,7 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
         }
     }
     if validation.is_ok() {
-        maintain_slots(ctx, &owner, cluster, &computed.status, &pods, password.as_deref()).await;
+        maintain_slots(ctx, &owner, cluster, &computed.status, &pods, password.as_deref(), ca.as_ref()).await;
     }
     record_instance_metrics(ctx, &owner, &computed.status);
     if computed.status != previous {
@@ -218,9 +240,11 @@ async fn build_and_apply(
     valid: &ValidSpec,
     topology: &topology::Topology,
     statefulsets: &[StatefulSet],
-) -> Result<()> {
+) -> Result<std::result::Result<ServerTls, SpecProblem>> {
     apply::ensure_secrets(ctx, owner, cluster, valid).await?;
-    apply::ensure_pgbackrest_certificates(ctx, owner).await?;
+    certificates::ensure_pgbackrest_certificates(ctx, owner).await?;
+    // Before the StatefulSets: the instance pods mount the server certificate.
+    let server_tls = certificates::ensure_server_tls(ctx, owner, &cluster.spec.tls).await?;
     let config_map =
         builders::config_map::build(owner, valid).map_err(Error::pgbackrest("building archive_command"))?;
     apply::apply(ctx, owner, &config_map, "applying the ConfigMap").await?;
@@ -254,7 +278,7 @@ async fn build_and_apply(
         apply::apply(ctx, owner, &objects.deployment, "applying the Redis Deployment").await?;
         apply::apply(ctx, owner, &objects.service, "applying the Redis Service").await?;
     }
-    Ok(())
+    Ok(server_tls)
 }
 
 /// The instances' ServiceAccount, its Role on the one primary Lease, and the Lease itself,
@@ -289,6 +313,31 @@ fn pgbackrest_ordinals(cluster: &str, topology: &topology::Topology) -> Vec<i32>
     ordinals
 }
 
+/// An external Redis' password Secret that is missing or not labelled for it: backups could
+/// not record, and relevo will not read it (see `backup::redis_target::may_read_password`).
+async fn redis_secret_problem(
+    ctx: &Context,
+    cluster: &PgCluster,
+    namespace: &str,
+) -> Result<Option<SpecProblem>> {
+    use crate::backup::redis_target::{self, RedisTarget};
+    let target = redis_target::target_of(cluster);
+    let RedisTarget::External { password: Some(reference), .. } = &target else { return Ok(None) };
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = api
+        .get_metadata_opt(&reference.name)
+        .await
+        .map_err(|source| Error::Kube { action: "reading a Secret", source })?;
+    let message = match secret {
+        None => format!("spec.redis.external.passwordSecret: Secret {} does not exist", reference.name),
+        Some(secret) => match redis_target::may_read_password(&target, secret.metadata.labels.as_ref()) {
+            Ok(()) => return Ok(None),
+            Err(error) => format!("spec.redis.external.passwordSecret: {error}"),
+        },
+    };
+    Ok(Some(SpecProblem { reason: "RedisPasswordSecretRefused", message }))
+}
+
 /// What the instances report: per instance, and the archiver of those that are primaries.
 struct Observed {
     instances: Vec<InstanceObservation>,
@@ -303,6 +352,7 @@ async fn observe_instances(
     owner: &Owner,
     instances: &[String],
     password: Option<&str>,
+    ca: Option<&ClusterCa>,
 ) -> Result<Observed> {
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let mut observations = Vec::new();
@@ -315,10 +365,15 @@ async fn observe_instances(
             .map_err(|source| Error::Kube { action: "reading an instance pod", source })?;
         let pod_ready = pod.as_ref().is_some_and(is_ready);
         let pod_ip = pod.as_ref().and_then(|p| p.status.as_ref()).and_then(|s| s.pod_ip.clone());
-        let postgres = match (pod_ip, password) {
-            (Some(host), Some(password)) => {
-                let connection =
-                    Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
+        let postgres = match (pod_ip, password, ca) {
+            (Some(host), Some(password), Some(ca)) => {
+                let connection = Connection {
+                    host,
+                    server_name: names::pod_fqdn(&owner.name, instance, &owner.namespace),
+                    superuser_password: password,
+                    ca,
+                    timeout: ctx.config.postgres_timeout,
+                };
                 match observe::instance_state(&connection).await {
                     Ok(state) => {
                         if !state.in_recovery {
@@ -359,10 +414,11 @@ async fn maintain_slots(
     status: &crate::crd::PgClusterStatus,
     pods: &[Pod],
     password: Option<&str>,
+    ca: Option<&ClusterCa>,
 ) {
     let primary =
         status.instances.iter().find(|i| i.role == crate::crd::pgcluster::InstanceRole::Primary && i.ready);
-    let (Some(primary), Some(password)) = (primary, password) else { return };
+    let (Some(primary), Some(password), Some(ca)) = (primary, password, ca) else { return };
     if status.current_primary.as_deref() != Some(primary.name.as_str()) {
         return;
     }
@@ -374,7 +430,13 @@ async fn maintain_slots(
     let Some(host) = pod_ip else { return };
     let wanted =
         topology::plan(&owner.name, cluster.spec.instances, &[], Some(&primary.name), Bootstrap::Clone).slots;
-    let connection = Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
+    let connection = Connection {
+        host,
+        server_name: names::pod_fqdn(&owner.name, &primary.name, &owner.namespace),
+        superuser_password: password,
+        ca,
+        timeout: ctx.config.postgres_timeout,
+    };
     if let Err(error) = observe::reconcile_slots(&connection, &wanted, &owner.name).await {
         warn!(primary = %primary.name, %error, "could not reconcile replication slots");
     }

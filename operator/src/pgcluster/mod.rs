@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod builders;
+pub mod certificates;
 pub mod controller;
 pub mod failover;
 pub mod names;

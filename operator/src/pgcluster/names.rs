@@ -139,6 +139,20 @@ pub const PGBACKREST_TLS_DIR: &str = "/etc/pgbackrest/tls";
 /// clients; `tls-server-auth` admits it for the cluster's stanza.
 pub const PGBACKREST_CLIENT_CN: &str = "relevo-pgbackrest";
 
+/// Secret with PostgreSQL's server certificate, mounted by the instance pods: `tls.crt`,
+/// `tls.key`, and `ca.crt`, the CA clients verify it against. Operator-owned: issued from
+/// the cluster CA, or copied from `spec.tls.serverSecret`.
+pub fn secret_server_tls(cluster: &str) -> String {
+    format!("{cluster}-server-tls")
+}
+/// ConfigMap publishing `ca.crt`, the CA that PostgreSQL's server certificate chains to, for
+/// applications to mount and connect with `sslmode=verify-full`.
+pub fn config_map_ca(cluster: &str) -> String {
+    format!("{cluster}-ca")
+}
+/// Label a Secret must carry before `spec.redis.external.passwordSecret` may name it.
+pub const LABEL_REDIS_CREDENTIALS: &str = "relevo.dev/redis-credentials";
+
 /// Labels shared by every object of a cluster.
 pub fn cluster_labels(cluster: &str, component: &str) -> BTreeMap<String, String> {
     [

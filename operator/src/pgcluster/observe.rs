@@ -1,12 +1,14 @@
 //! The operator's connections to PostgreSQL (tokio-postgres, as the superuser, over the pod
-//! network): each instance's role, timeline and LSN, and the primary's replication slots.
+//! network, TLS verified by [`crate::postgres::connect`]): each instance's role, timeline and
+//! LSN, and the primary's replication slots.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::instance::layout;
+use crate::postgres::{self, ClusterCa, Target};
 use crate::switchover::Lsn;
 
 use super::status::{ArchiverState, PostgresState};
@@ -27,39 +29,44 @@ pub const ARCHIVER_QUERY: &str = "SELECT archived_count, last_archived_wal, \
      last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time) \
      FROM pg_stat_archiver";
 
-/// Where and how to connect.
+/// Where and how to connect: an instance's pod IP, verified as its pod DNS name
+/// ([`crate::pgcluster::names::pod_fqdn`]) against the cluster CA.
 #[derive(Clone)]
 pub struct Connection<'a> {
     pub host: String,
+    pub server_name: String,
     pub superuser_password: &'a str,
+    pub ca: &'a ClusterCa,
     pub timeout: Duration,
 }
 
 impl std::fmt::Debug for Connection<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("host", &self.host).finish_non_exhaustive()
+        f.debug_struct("Connection")
+            .field("host", &self.host)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
     }
 }
 
-/// An error from PostgreSQL or from the way to it.
-pub type PgError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::postgres::PgError;
+
+impl Connection<'_> {
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            host: &self.host,
+            server_name: Some(&self.server_name),
+            port: layout::POSTGRES_PORT as u16,
+            user: layout::SUPERUSER,
+            password: self.superuser_password,
+            dbname: "postgres",
+            timeout: self.timeout,
+        }
+    }
+}
 
 pub async fn connect(connection: &Connection<'_>) -> Result<Client, PgError> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&connection.host)
-        .port(layout::POSTGRES_PORT as u16)
-        .user(layout::SUPERUSER)
-        .password(connection.superuser_password)
-        .dbname("postgres")
-        .application_name("relevo-operator")
-        .connect_timeout(connection.timeout);
-    let (client, conn) = tokio::time::timeout(connection.timeout, config.connect(NoTls)).await??;
-    // The connection task ends when the client is dropped.
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+    postgres::connect(&connection.target(), connection.ca).await
 }
 
 /// Role, timeline and LSN of one instance.

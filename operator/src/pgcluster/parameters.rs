@@ -102,6 +102,11 @@ fn owned_values(archive_command: &str) -> Vec<(&'static str, String)> {
         ("full_page_writes", "on".to_string()),
         ("password_encryption", "scram-sha-256".to_string()),
         ("logging_collector", "off".to_string()),
+        // pg_hba.conf admits TCP clients over TLS only (hostssl).
+        ("ssl", "on".to_string()),
+        ("ssl_cert_file", layout::SERVER_CERT_FILE.to_string()),
+        ("ssl_key_file", layout::SERVER_KEY_FILE.to_string()),
+        ("ssl_ca_file", layout::CA_FILE.to_string()),
     ];
     values.extend(archive_settings(archive_command));
     values
@@ -262,6 +267,14 @@ mod tests {
             conf.find("include_if_exists = '/var/lib/postgresql/data/pgdata/relevo-instance.conf'").unwrap();
         assert!(user < owned && owned < include);
         assert!(conf.contains("hba_file = '/etc/relevo/config/pg_hba.conf'"));
+        for line in [
+            "ssl = 'on'",
+            "ssl_cert_file = '/etc/relevo/tls/tls.crt'",
+            "ssl_key_file = '/etc/relevo/tls/tls.key'",
+            "ssl_ca_file = '/etc/relevo/tls/ca.crt'",
+        ] {
+            assert!(conf[owned..].lines().any(|l| l == line), "{line:?} missing after user settings");
+        }
     }
 
     #[test]

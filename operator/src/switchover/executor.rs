@@ -276,7 +276,17 @@ where
         .password
         .as_deref()
         .ok_or_else(|| Error::Missing { kind: "Secret", name: "superuser".into() })?;
-    let connection = Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
+    let ca =
+        snap.ca.as_ref().ok_or_else(|| Error::Missing { kind: "Secret", name: "server TLS CA".into() })?;
+    let connection = Connection {
+        host,
+        server_name: snap
+            .server_name(instance)
+            .ok_or_else(|| Error::Missing { kind: "PgCluster", name: instance.into() })?,
+        superuser_password: password,
+        ca,
+        timeout: ctx.config.postgres_timeout,
+    };
     let client = connect(&connection).await.map_err(postgres)?;
     let deadline = ctx.config.postgres_timeout + std::time::Duration::from_secs(40);
     match tokio::time::timeout(deadline, work(client)).await {

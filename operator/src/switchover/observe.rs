@@ -21,6 +21,7 @@ use crate::crd::{PgCluster, Switchover};
 use crate::error::{Error, Result};
 use crate::pgcluster::names;
 use crate::pgcluster::observe::{Connection, PgError, connect};
+use crate::postgres::ClusterCa;
 
 /// Everything read for one decision; the executor needs the objects too.
 pub struct Snapshot {
@@ -29,6 +30,8 @@ pub struct Snapshot {
     pub pods: Vec<Pod>,
     /// Superuser password, for the executor's SQL steps. Never logged.
     pub password: Option<String>,
+    /// The CA the instances' server certificate chains to (TLS verify-full).
+    pub ca: Option<ClusterCa>,
     pub observed: Observed,
 }
 
@@ -39,6 +42,12 @@ impl Snapshot {
 
     pub fn pod_ip(&self, instance: &str) -> Option<String> {
         self.pod(instance).and_then(|p| p.status.as_ref()).and_then(|s| s.pod_ip.clone())
+    }
+
+    /// The DNS name `instance`'s server certificate is verified for.
+    pub fn server_name(&self, instance: &str) -> Option<String> {
+        let cluster = self.cluster.as_ref()?;
+        Some(names::pod_fqdn(&cluster.name_any(), instance, &cluster.namespace()?))
     }
 }
 
@@ -69,7 +78,14 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
     let active_switchovers = active_of(&all.items, cluster_name);
     let Some(cluster) = cluster else {
         let observed = Observed { active_switchovers, ..Observed::default() };
-        return Ok(Snapshot { cluster: None, statefulsets: vec![], pods: vec![], password: None, observed });
+        return Ok(Snapshot {
+            cluster: None,
+            statefulsets: vec![],
+            pods: vec![],
+            password: None,
+            ca: None,
+            observed,
+        });
     };
     let statefulsets = crate::pgcluster::apply::list_statefulsets(ctx, namespace, cluster_name).await?;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
@@ -86,6 +102,7 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
     let password =
         crate::pgcluster::apply::read_password(ctx, namespace, &names::secret_superuser(cluster_name))
             .await?;
+    let ca = crate::pgcluster::certificates::read_cluster_ca(ctx, namespace, cluster_name).await?;
 
     let mut answers = BTreeMap::new();
     for sts in &statefulsets {
@@ -95,9 +112,14 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
             .find(|p| p.name_any() == names::pod(&instance))
             .and_then(|p| p.status.as_ref())
             .and_then(|s| s.pod_ip.clone());
-        let (Some(host), Some(password)) = (ip, password.as_deref()) else { continue };
-        let connection =
-            Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
+        let (Some(host), Some(password), Some(ca)) = (ip, password.as_deref(), ca.as_ref()) else { continue };
+        let connection = Connection {
+            host,
+            server_name: names::pod_fqdn(cluster_name, &instance, namespace),
+            superuser_password: password,
+            ca,
+            timeout: ctx.config.postgres_timeout,
+        };
         match query_instance(&connection).await {
             Ok(answer) => {
                 answers.insert(instance, answer);
@@ -133,7 +155,7 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
         active_switchovers,
         lease,
     };
-    Ok(Snapshot { cluster: Some(cluster), statefulsets, pods, password, observed })
+    Ok(Snapshot { cluster: Some(cluster), statefulsets, pods, password, ca, observed })
 }
 
 /// Whether a node reports Ready; `None` when it cannot be read. A node that is gone counts as

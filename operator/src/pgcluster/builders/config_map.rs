@@ -32,19 +32,20 @@ pub fn build(owner: &Owner, valid: &ValidSpec) -> Result<ConfigMap, CommandError
 }
 
 /// First match wins. Over the socket only the postgres OS user gets in, by peer identity. Over
-/// the network everything needs a SCRAM password, and the replication role may replicate but
+/// the network everything needs TLS and a SCRAM password (`hostssl`; a plain-text TCP
+/// connection matches no rule and is refused), and the replication role may replicate but
 /// never open a database.
-fn pg_hba_conf() -> String {
+pub(crate) fn pg_hba_conf() -> String {
     let superuser = layout::SUPERUSER;
     let replication = layout::REPLICATION_USER;
     format!(
         "# Rendered by relevo; do not edit.\n\
-         # TYPE  DATABASE     USER  ADDRESS  METHOD\n\
-         local   all          {superuser}  peer\n\
-         local   replication  {superuser}  peer\n\
-         host    replication  {replication}  all  scram-sha-256\n\
-         host    all          {replication}  all  reject\n\
-         host    all          all  all  scram-sha-256\n"
+         # TYPE   DATABASE     USER  ADDRESS  METHOD\n\
+         local    all          {superuser}  peer\n\
+         local    replication  {superuser}  peer\n\
+         hostssl  replication  {replication}  all  scram-sha-256\n\
+         hostssl  all          {replication}  all  reject\n\
+         hostssl  all          all  all  scram-sha-256\n"
     )
 }
 
@@ -95,9 +96,13 @@ mod tests {
                 assert_eq!(rule[2], "postgres", "only the postgres OS user over the socket");
             }
         }
+        // TCP only over TLS: no `host` or `hostnossl` rule at all.
+        for rule in &rules {
+            assert!(["local", "hostssl"].contains(&rule[0]), "{rule:?}");
+        }
         let replication_rule =
-            rules.iter().position(|r| r[..3] == ["host", "replication", "streaming_replica"]);
-        let reject_rule = rules.iter().position(|r| r[..3] == ["host", "all", "streaming_replica"]);
+            rules.iter().position(|r| r[..3] == ["hostssl", "replication", "streaming_replica"]);
+        let reject_rule = rules.iter().position(|r| r[..3] == ["hostssl", "all", "streaming_replica"]);
         assert!(replication_rule.unwrap() < reject_rule.unwrap());
     }
 }

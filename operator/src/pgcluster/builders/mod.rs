@@ -10,6 +10,7 @@ pub mod repo_host;
 pub mod secrets;
 pub mod services;
 pub mod statefulset;
+pub mod tls;
 
 use std::collections::BTreeMap;
 
@@ -51,6 +52,13 @@ impl Owner {
         }
     }
 
+    /// The controller of an existing object named like one of our children, when it is not
+    /// this cluster ("PgCluster demo", "Deployment x"): applying would take it over.
+    pub fn foreign_controller(&self, existing: &ObjectMeta) -> Option<String> {
+        let controller = existing.owner_references.iter().flatten().find(|r| r.controller == Some(true))?;
+        (controller.uid != self.reference.uid).then(|| format!("{} {}", controller.kind, controller.name))
+    }
+
     /// Like [`Owner::child_meta`], plus the instance label.
     pub fn instance_meta(&self, instance: &str, component: &str) -> ObjectMeta {
         let mut meta = self.child_meta(instance, component);
@@ -78,6 +86,22 @@ mod tests {
         assert_eq!(labels["app.kubernetes.io/name"], "relevo");
         assert_eq!(labels["app.kubernetes.io/instance"], "demo");
         assert_eq!(labels["relevo.dev/cluster"], "demo");
+    }
+
+    #[test]
+    fn only_another_controller_is_foreign() {
+        let demo = Owner::of(&cluster_from_yaml("spec: {}")).unwrap();
+        let mut other = cluster_from_yaml("spec: {}");
+        other.metadata.name = Some("demo-rw".into());
+        other.metadata.uid = Some("another-uid".into());
+        let other = Owner::of(&other).unwrap();
+        let taken = other.child_meta("demo-rw", "postgres");
+        assert_eq!(demo.foreign_controller(&taken), Some("PgCluster demo-rw".into()));
+        assert_eq!(other.foreign_controller(&taken), None, "our own child");
+        assert_eq!(demo.foreign_controller(&ObjectMeta::default()), None, "unowned: ours to manage");
+        let mut not_controller = taken.clone();
+        not_controller.owner_references.as_mut().unwrap()[0].controller = Some(false);
+        assert_eq!(demo.foreign_controller(&not_controller), None);
     }
 
     #[test]

@@ -175,6 +175,7 @@ fn pod_spec(
     ];
     volumes.extend(pgbackrest::instance_volumes(&owner.name));
     volumes.push(instance_access::token_volume());
+    volumes.push(super::tls::server_volume(&owner.name));
     if let (Bootstrap::Restore, Some(recovery)) = (bootstrap, &valid.recovery) {
         volumes.push(pgbackrest::source_tls_volume(&recovery.source));
     }
@@ -238,6 +239,8 @@ fn postgres_container(
         mount("podinfo", markers::PODINFO_DIR, true),
         instance_access::token_mount(),
     ];
+    // ssl_cert_file and friends, and the CA this pod's own clients verify against.
+    mounts.push(super::tls::server_mount());
     // archive_command runs here.
     mounts.extend(pgbackrest::postgres_mounts());
     if bootstrap == Bootstrap::Restore && valid.recovery.is_some() {
