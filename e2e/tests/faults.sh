@@ -16,7 +16,7 @@ k create namespace "$ns" >/dev/null
 trap 'node_recover_all' EXIT
 
 victim=${KIND_NODES[1]}
-say "one pod per node (preferred spread), each answering redis-cli ping"
+say "one pod per node (required spread), each answering redis-cli ping"
 k -n "$ns" apply -f - >/dev/null <<YAML
 apiVersion: apps/v1
 kind: Deployment
@@ -52,7 +52,7 @@ pod_on() { k -n "$ns" get pods -l app=spread --field-selector "spec.nodeName=$1"
 # after FAULT: the victim Ready and every pod back, within bounds.
 after() {
   if node_ready "$victim" && wait_for "3 pods Running and Ready" 180 pods_ready 3; then
-    pass "$1: $victim Ready, 3 pods Running and Ready ($(k -n "$ns" get pods -l app=spread -o wide --no-headers | awk '{print $1"@"$7}' | xargs))"
+    pass "$1: $victim Ready, 3 pods Running and Ready ($(k -n "$ns" get pods -l app=spread -o jsonpath='{range .items[*]}{.metadata.name}@{.spec.nodeName} {end}'))"
   else
     fail "$1: $victim or its pods did not come back"
     k get nodes >&2; k -n "$ns" get pods -o wide >&2
