@@ -24,10 +24,10 @@ use crate::pgcluster::names;
 use crate::repohost;
 
 use super::Owner;
-use super::placement;
 use super::pgbackrest::{
     self, REPO_HOST_CONF_KEY, TLS_PORT, conf_path, config_and_tls_mounts, config_and_tls_volumes, mount,
 };
+use super::placement;
 use super::statefulset::{container_security, empty_dir, postgres_pod_security};
 
 /// Value of `app.kubernetes.io/component` on the repo host's objects. The instance

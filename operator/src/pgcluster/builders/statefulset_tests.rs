@@ -288,5 +288,8 @@ fn instances_spread_as_the_spec_says() {
     assert!(required.preferred_during_scheduling_ignored_during_execution.is_none());
     let terms = required.required_during_scheduling_ignored_during_execution.unwrap();
     assert_eq!(terms[0].topology_key, "kubernetes.io/hostname");
-    assert_eq!(terms[0].label_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["relevo.dev/cluster"], "demo");
+    assert_eq!(
+        terms[0].label_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["relevo.dev/cluster"],
+        "demo"
+    );
 }
