@@ -49,7 +49,8 @@ if [[ $only == all ]]; then
   done
   stats 'PgCluster create -> Ready' s "${ready[@]}"
 
-  pid=$(pgrep -f '/usr/local/bin/relevo run' | head -1)
+  pid=$(pgrep -f '/usr/local/bin/relevo run' || true)
+  pid=${pid%%$'\n'*}
   rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
   printf 'operator RSS with %d clusters: %.1f MiB\n' "$runs" "$(echo "$rss_kib / 1024" | bc -l)"
   k delete namespace "$ns" --wait=false >/dev/null

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # One entry point for the cluster the tests run on:
-#   e2e/cluster.sh up|down|kubeconfig|kubectl-path|load IMAGE...
-# RELEVO_CLUSTER=local (default) is the offline test bed built from source;
-# RELEVO_CLUSTER=kind uses kind with kind-config.yaml, for machines online.
+#   e2e/cluster.sh up|down|kubeconfig|kubectl-path|load IMAGE...|check-clean
+# RELEVO_CLUSTER=local (default) is the host-mode single node built from
+# source (e2e/testbed); RELEVO_CLUSTER=kind is three kind nodes with
+# kind-config.yaml and a node image built offline (e2e/kind, images/kind-node).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
 mode=${RELEVO_CLUSTER:-local}
-kind_kubeconfig=${RELEVO_CACHE:-/var/cache/relevo}/kind.kubeconfig
 
 case "$mode:${1:-}" in
   local:up) exec "$here/testbed/up.sh" ;;
@@ -15,14 +14,12 @@ case "$mode:${1:-}" in
   local:kubeconfig) source "$here/testbed/lib.sh"; echo "$KUBECONFIG_ADMIN" ;;
   local:kubectl-path) source "$here/testbed/lib.sh"; echo "$BIN/kubectl" ;;
   local:load) shift; exec "$here/testbed/load-images.sh" "$@" ;;
-  kind:up)
-    kind get clusters 2>/dev/null | grep -qx relevo \
-      || kind create cluster --name relevo --config "$root/kind-config.yaml"
-    mkdir -p "$(dirname "$kind_kubeconfig")"
-    kind get kubeconfig --name relevo >"$kind_kubeconfig" ;;
-  kind:down) kind delete cluster --name relevo; rm -f "$kind_kubeconfig" ;;
-  kind:kubeconfig) echo "$kind_kubeconfig" ;;
-  kind:kubectl-path) command -v kubectl ;;
-  kind:load) shift; exec kind load docker-image --name relevo "$@" ;;
-  *) echo "usage: RELEVO_CLUSTER=local|kind e2e/cluster.sh up|down|kubeconfig|kubectl-path|load IMAGE..." >&2; exit 2 ;;
+  kind:up) exec "$here/kind/up.sh" ;;
+  kind:down) exec "$here/kind/down.sh" ;;
+  kind:kubeconfig) source "$here/kind/lib.sh"; echo "$KIND_KUBECONFIG" ;;
+  kind:kubectl-path) source "$here/kind/lib.sh"; echo "$BIN/kubectl" ;;
+  kind:load) shift; exec "$here/kind/load-images.sh" "$@" ;;
+  kind:check-clean) exec "$here/kind/check-clean.sh" ;;
+  local:check-clean) exec "$here/testbed/check-clean.sh" ;;
+  *) echo "usage: RELEVO_CLUSTER=local|kind e2e/cluster.sh up|down|kubeconfig|kubectl-path|load IMAGE...|check-clean" >&2; exit 2 ;;
 esac

@@ -8,7 +8,11 @@ source "$here/lib.sh"
 "$E2E_DIR/install.sh"
 failed=()
 tests=("$@")
-((${#tests[@]})) || tests=(bad-input pgcluster switchover backups schedule)
+if ((${#tests[@]} == 0)); then
+  tests=(bad-input pgcluster switchover backups schedule)
+  # Node faults need more than one node.
+  [[ ${RELEVO_CLUSTER:-local} == kind ]] && tests+=(faults)
+fi
 for test in "${tests[@]}"; do
   say "=== $test"
   "$E2E_DIR/tests/$test.sh" || failed+=("$test")

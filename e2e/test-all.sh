@@ -32,6 +32,4 @@ tier smoke e2e/testbed/smoke.sh
 tier e2e e2e/run-e2e.sh
 tier cluster-down e2e/cluster.sh down
 trap report EXIT
-if [[ ${RELEVO_CLUSTER:-local} == local ]]; then
-  tier clean-check e2e/testbed/check-clean.sh
-fi
+tier clean-check e2e/cluster.sh check-clean

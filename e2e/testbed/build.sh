@@ -21,9 +21,9 @@ build_kubebin() {
   local v=k8s.io/component-base/version major=${K8S_VERSION#v} ldflags
   ldflags="-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=${major%%.*} -X $v.gitMinor=$(cut -d. -f2 <<<"$major")"
   ldflags+=" -X $v.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-  (cd "$src" && go build -trimpath -ldflags="$ldflags" -o "$BIN/kubebin.new" . \
+  (cd "$src" && go build -trimpath -ldflags="$ldflags" -o "$BIN/kubebin.new.$$" . \
     && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$BIN/pause" ./pause)
-  mv "$BIN/kubebin.new" "$BIN/kubebin"
+  mv "$BIN/kubebin.new.$$" "$BIN/kubebin"
   echo "$stamp" >"$BIN/kubebin.stamp"
   log "built kubebin in $((SECONDS - start))s"
 }
@@ -43,6 +43,6 @@ build_coredns() {
 
 build_kubebin
 build_coredns
-for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl local-provisioner; do
+for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm local-provisioner; do
   ln -sf kubebin "$BIN/$c"
 done

@@ -16,7 +16,8 @@ export GOFLAGS=-mod=readonly
 source "$REPO_ROOT/images/tags.env"
 K8S_VERSION=v1.34.4
 COREDNS_VERSION=v${COREDNS_IMAGE_TAG##*:}
-BIN=$RELEVO_CACHE/bin
+# TB_BIN: another place for the built binaries (a branch whose kubebin differs).
+BIN=${TB_BIN:-$RELEVO_CACHE/bin}
 
 TB_STATE=${TB_STATE:-/var/lib/relevo-testbed}
 TB_RUN=/run/relevo-testbed

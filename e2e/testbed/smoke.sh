@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# Smoke test of a running test bed, through every part a pod depends on:
-# scheduling, the kubelet, containerd, the CNI bridge, kube-proxy, cluster DNS,
-# kubectl exec, and PVC binding with data that survives its pod.
+# Smoke test of a running cluster (the host-mode bed or kind, as RELEVO_CLUSTER
+# says), through every part a pod depends on: scheduling, the kubelet,
+# containerd, the pod network between nodes, kube-proxy, cluster DNS, kubectl
+# exec, and PVC binding with data that survives its pod.
 source "$(dirname "$0")/lib.sh"
-export KUBECONFIG=${KUBECONFIG:-$KUBECONFIG_ADMIN}
+export KUBECONFIG=${KUBECONFIG:-$("$TB_DIR/../cluster.sh" kubeconfig)}
 k() { "$BIN/kubectl" "$@"; }
 ns=relevo-smoke
 start=$SECONDS
 
 "$REPO_ROOT/images/build.sh" redis
-"$TB_DIR/load-images.sh" "$REDIS_IMAGE"
+"$TB_DIR/../cluster.sh" load "$REDIS_IMAGE"
 
 k delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
 k create namespace "$ns" >/dev/null
 trap 'k delete namespace "$ns" --wait=false >/dev/null 2>&1' EXIT
 
-log "smoke: a Deployment behind a Service, answered through cluster DNS from another pod"
+log "smoke: a Deployment behind a Service, answered through cluster DNS from a pod on every node"
 k -n "$ns" apply -f - >/dev/null <<YAML
 apiVersion: apps/v1
 kind: Deployment
@@ -42,15 +43,20 @@ spec:
   ports: [{port: 7000, targetPort: 6379}]
 YAML
 k -n "$ns" wait --for=condition=Available deployment/echo --timeout=120s >/dev/null
-k -n "$ns" apply -f - >/dev/null <<YAML
+nodes=$(k get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+i=0
+while read -r node; do
+  i=$((i + 1))
+  k -n "$ns" apply -f - >/dev/null <<YAML
 apiVersion: batch/v1
 kind: Job
-metadata: {name: client}
+metadata: {name: client-$i, labels: {app: client}, annotations: {node: $node}}
 spec:
   backoffLimit: 0
   template:
     spec:
       restartPolicy: Never
+      nodeSelector: {kubernetes.io/hostname: $node}
       containers:
       - name: client
         image: $REDIS_IMAGE
@@ -67,17 +73,27 @@ spec:
           done
           exit 1
 YAML
-job_state() { k -n "$ns" get job client -o jsonpath='{.status.succeeded}:{.status.failed}'; }
-wait_for "the client Job to finish" 120 bash -c "[[ \$('$BIN/kubectl' -n $ns get job client -o jsonpath='{.status.succeeded}{.status.failed}') ]]" || true
-if [[ $(job_state) != 1:* ]]; then
-  k -n "$ns" logs job/client >&2 || true
-  k -n "$ns" describe job/client >&2 || true
-  die "smoke: the client pod could not reach the Service by name"
-fi
-out=$(k -n "$ns" logs job/client)
+done <<<"$nodes"
+clients=$i
+jobs_finished() {
+  local states
+  states=$(k -n "$ns" get jobs -l app=client -o jsonpath='{range .items[*]}{.status.succeeded}{.status.failed}{"\n"}{end}')
+  [[ $(grep -c . <<<"$states") == "$clients" ]]
+}
+wait_for "the $clients client Jobs to finish" 120 jobs_finished || true
 svc_ip=$(k -n "$ns" get service echo -o jsonpath='{.spec.clusterIP}')
-grep -q "^$svc_ip " <<<"$out" || die "smoke: DNS did not resolve the Service to $svc_ip; got: $out"
-grep -qx PONG <<<"$out" || die "smoke: no PONG through the Service; got: $out"
+for i in $(seq 1 "$clients"); do
+  node=$(k -n "$ns" get job "client-$i" -o jsonpath='{.metadata.annotations.node}')
+  if [[ $(k -n "$ns" get job "client-$i" -o jsonpath='{.status.succeeded}') != 1 ]]; then
+    k -n "$ns" logs "job/client-$i" >&2 || true
+    k -n "$ns" describe "job/client-$i" >&2 || true
+    die "smoke: the client pod on $node could not reach the Service by name"
+  fi
+  out=$(k -n "$ns" logs "job/client-$i")
+  grep -q "^$svc_ip " <<<"$out" || die "smoke: DNS on $node did not resolve the Service to $svc_ip; got: $out"
+  grep -qx PONG <<<"$out" || die "smoke: no PONG through the Service on $node; got: $out"
+done
+log "smoke: the Service answered by name on each of the $clients nodes"
 
 log "smoke: a StatefulSet's volume binds and its data survives the pod"
 k -n "$ns" apply -f - >/dev/null <<YAML

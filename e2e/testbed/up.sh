@@ -16,7 +16,10 @@ mkdir -p "$TB_STATE" "$TB_RUN" "$TB_LOG"
 if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
   ip link add "$BRIDGE" type bridge
 fi
-ip addr show dev "$BRIDGE" | grep -q "inet $NODE_IP/" || ip addr add "$NODE_IP/${POD_CIDR#*/}" dev "$BRIDGE"
+# Captured first: `ip … | grep -q` under pipefail fails whenever grep exits
+# before ip has written everything (SIGPIPE), and the address is then added twice.
+bridge_addrs=$(ip addr show dev "$BRIDGE")
+grep -q "inet $NODE_IP/" <<<"$bridge_addrs" || ip addr add "$NODE_IP/${POD_CIDR#*/}" dev "$BRIDGE"
 ip link set "$BRIDGE" up
 # Service addresses are only ever reached through kube-proxy's DNAT. A packet
 # that misses it (say, sent before a Service's rules exist) must stay on this

@@ -65,7 +65,8 @@ if wait_for "the day-6 full of the cycle" 600 cycle_done; then
 else
   fail "the cycle did not finish: $(listing | tr '\n' ';')"
 fi
-rows=$(listing | head -9)
+rows=$(listing)
+rows=$(head -9 <<<"$rows")
 [[ $(awk '{print $1, $2}' <<<"$rows") == "$expected" ]] \
   && pass "types and days in the table's order: $(awk '{printf "%s%s ", substr($1,1,1), $2}' <<<"$rows")" \
   || fail "types and days:"$'\n'"$rows"
@@ -73,7 +74,11 @@ primaries=$(k -n "$ns" get backups -o jsonpath='{range .items[*]}{.status.primar
 [[ $primaries == "demo-1 " ]] && pass "every backup ran on the primary demo-1" || fail "primaries used: $primaries"
 
 # Retention full=1: once day 6's full is in, the first chain is expired.
-expired_first_eight() { [[ $(listing | head -8 | awk '$4 == "Expired"' | wc -l) == 8 ]]; }
+expired_first_eight() {
+  local rows
+  rows=$(listing) || return 1
+  [[ $(head -8 <<<"$rows" | awk '$4 == "Expired"' | wc -l) == 8 ]]
+}
 if wait_for "the first chain Expired" 60 expired_first_eight; then
   pass "retention (full=1): the 8 Backups before day 6's full are Expired"
 else

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Provides `debian:bookworm-slim` to docker. Online it is pulled; offline a
-# debootstrap of bookworm, cached under $RELEVO_CACHE, is imported under that
-# name so that the Dockerfiles in images/ build unchanged.
+# Provides `debian:bookworm-slim` to docker. With RELEVO_PULL_BASE=1 (online)
+# it is pulled; otherwise a debootstrap of bookworm, cached under
+# $RELEVO_CACHE, is imported under that name so that the Dockerfiles in
+# images/ build unchanged, with no registry.
 set -euo pipefail
 cache=${RELEVO_CACHE:-/var/cache/relevo}/images
 image=debian:bookworm-slim
 
 docker image inspect "$image" >/dev/null 2>&1 && exit 0
-if [[ ${RELEVO_CLUSTER:-local} == kind ]] && docker pull "$image"; then
+if [[ ${RELEVO_PULL_BASE:-0} == 1 ]] && docker pull "$image"; then
   exit 0
 fi
 mkdir -p "$cache"

@@ -1,5 +1,6 @@
 // Command kubebin is a multi-call binary holding every Kubernetes component of
-// the offline test bed. Linking once is far cheaper than six separate links on
+// the offline test beds (the host-mode node, and kubeadm and the rest inside
+// the kind node image). Linking once is far cheaper than six separate links on
 // two cores. Run one component per process: `kubebin <component> [flags]`, or
 // through a symlink named after the component.
 package main
@@ -22,6 +23,7 @@ import (
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubeadm "k8s.io/kubernetes/cmd/kubeadm/app"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
@@ -51,6 +53,15 @@ func main() {
 		etcdmain.Main(append([]string{"etcd"}, args...))
 		return
 	}
+	if name == "kubeadm" {
+		// kubeadm's Run reads os.Args itself.
+		os.Args = append([]string{"kubeadm"}, args...)
+		if err := kubeadm.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "kubeadm:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	newCommand, ok := components[name]
 	if !ok {
 		usage()
@@ -61,7 +72,7 @@ func main() {
 }
 
 func usage() {
-	names := []string{"etcd", "local-provisioner"}
+	names := []string{"etcd", "kubeadm", "local-provisioner"}
 	for name := range components {
 		names = append(names, name)
 	}

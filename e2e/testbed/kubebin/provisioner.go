@@ -1,10 +1,15 @@
 package main
 
-// A host-path volume provisioner for the single-node test bed. The controller
-// manager's built-in hostPath provisioner creates root-owned 0750 directories,
-// which non-root database pods cannot write; this one creates world-writable
+// A host-path volume provisioner for the test beds. The controller manager's
+// built-in hostPath provisioner creates root-owned 0750 directories, which
+// non-root database pods cannot write; this one creates world-writable
 // directories (pods then set their own modes, e.g. PostgreSQL's 0700 PGDATA)
 // and deletes them when a released volume's policy says Delete.
+//
+// One runs per node (a process on the host-mode bed, a DaemonSet pod on kind):
+// each serves only the claims the scheduler placed on its node (the
+// selected-node annotation of WaitForFirstConsumer binding), and reclaims only
+// the volumes pinned to its node, whose directories it can reach.
 
 import (
 	"context"
@@ -29,6 +34,8 @@ const (
 	provisionerName     = "relevo.dev/local-path"
 	annStorageProvision = "volume.kubernetes.io/storage-provisioner"
 	annProvisionedBy    = "pv.kubernetes.io/provisioned-by"
+	annSelectedNode     = "volume.kubernetes.io/selected-node"
+	hostnameLabel       = "kubernetes.io/hostname"
 )
 
 type provisioner struct {
@@ -39,14 +46,14 @@ type provisioner struct {
 
 func runProvisioner(args []string) int {
 	flags := flag.NewFlagSet("local-provisioner", flag.ContinueOnError)
-	kubeconfig := flags.String("kubeconfig", "", "kubeconfig of the cluster")
+	kubeconfig := flags.String("kubeconfig", "", "kubeconfig of the cluster (default: in-cluster)")
 	root := flags.String("root", "", "directory under which volumes are created")
 	nodeName := flags.String("node-name", "", "the node volumes are pinned to")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
-	if *kubeconfig == "" || *root == "" || *nodeName == "" {
-		fmt.Fprintln(os.Stderr, "local-provisioner: --kubeconfig, --root and --node-name are required")
+	if *root == "" || *nodeName == "" {
+		fmt.Fprintln(os.Stderr, "local-provisioner: --root and --node-name are required")
 		return 2
 	}
 	config, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
@@ -84,6 +91,9 @@ func (p *provisioner) provision(ctx context.Context, obj any) {
 	claim, ok := obj.(*corev1.PersistentVolumeClaim)
 	if !ok || claim.Spec.VolumeName != "" || claim.DeletionTimestamp != nil ||
 		claim.Annotations[annStorageProvision] != provisionerName {
+		return
+	}
+	if node, ok := claim.Annotations[annSelectedNode]; ok && node != p.nodeName {
 		return
 	}
 	name := "pvc-" + string(claim.UID)
@@ -130,7 +140,7 @@ func (p *provisioner) provision(ctx context.Context, obj any) {
 			},
 			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
 				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
-					Key: "kubernetes.io/hostname", Operator: corev1.NodeSelectorOpIn, Values: []string{p.nodeName},
+					Key: hostnameLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{p.nodeName},
 				}}}},
 			}},
 		},
@@ -148,7 +158,7 @@ func (p *provisioner) reclaim(ctx context.Context, obj any) {
 	if !ok || volume.Annotations[annProvisionedBy] != provisionerName ||
 		volume.Status.Phase != corev1.VolumeReleased ||
 		volume.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete ||
-		volume.Spec.HostPath == nil {
+		volume.Spec.HostPath == nil || pinnedNode(volume) != p.nodeName {
 		return
 	}
 	dir := volume.Spec.HostPath.Path
@@ -172,6 +182,21 @@ func (p *provisioner) reclaim(ctx context.Context, obj any) {
 func storageClassName(claim *corev1.PersistentVolumeClaim) string {
 	if claim.Spec.StorageClassName != nil {
 		return *claim.Spec.StorageClassName
+	}
+	return ""
+}
+
+// pinnedNode is the node a volume of ours is pinned to by its node affinity.
+func pinnedNode(volume *corev1.PersistentVolume) string {
+	if volume.Spec.NodeAffinity == nil || volume.Spec.NodeAffinity.Required == nil {
+		return ""
+	}
+	for _, term := range volume.Spec.NodeAffinity.Required.NodeSelectorTerms {
+		for _, expr := range term.MatchExpressions {
+			if expr.Key == hostnameLabel && expr.Operator == corev1.NodeSelectorOpIn && len(expr.Values) == 1 {
+				return expr.Values[0]
+			}
+		}
 	}
 	return ""
 }

@@ -87,6 +87,10 @@ pub struct PgClusterSpec {
     #[serde(default, skip_serializing_if = "TlsSpec::is_default")]
     pub tls: TlsSpec,
 
+    /// Where the cluster's pods run relative to each other.
+    #[serde(default)]
+    pub placement: PlacementSpec,
+
     /// How the first instance gets its data. Fixed at creation.
     #[serde(default)]
     #[x_kube(validation = Rule::new("self == oldSelf").message("bootstrap is immutable: it only matters when the cluster is created"))]
@@ -199,6 +203,27 @@ impl Default for FailoverSpec {
     fn default() -> Self {
         Self { enabled: true, delay: default_failover_delay() }
     }
+}
+
+/// Placement of the cluster's pods on nodes. Instances always prefer distinct nodes, and
+/// the repo host and the managed Redis prefer a node other than the primary's, so that one
+/// lost node takes at most one copy of the data.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// `Preferred` (default): instances on distinct nodes when there are enough, sharing
+    /// nodes otherwise. `Required`: never two instances on one node; an instance with no
+    /// free node stays Pending.
+    #[serde(default)]
+    pub instance_spread: InstanceSpread,
+}
+
+/// How strictly instances are spread over nodes (`kubernetes.io/hostname`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum InstanceSpread {
+    #[default]
+    Preferred,
+    Required,
 }
 
 /// The cluster's pgBackRest repository.

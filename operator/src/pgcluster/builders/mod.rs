@@ -5,6 +5,7 @@
 pub mod config_map;
 pub mod instance_access;
 pub mod pgbackrest;
+pub mod placement;
 pub mod redis;
 pub mod repo_host;
 pub mod secrets;

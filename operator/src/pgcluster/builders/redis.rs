@@ -20,6 +20,7 @@ use crate::crd::pgcluster::ManagedRedisSpec;
 use crate::pgcluster::names;
 
 use super::Owner;
+use super::placement;
 use super::secrets::REDIS_AUTH_CONF_KEY;
 
 pub const REDIS_PORT: i32 = 6379;
@@ -134,6 +135,7 @@ fn deployment(owner: &Owner, name: &str, redis: &ManagedRedisSpec) -> Deployment
                         }),
                         ..PodSecurityContext::default()
                     }),
+                    affinity: Some(placement::away_from_primary(&owner.name)),
                     containers: vec![container(redis)],
                     volumes: Some(vec![
                         volume(
@@ -227,6 +229,13 @@ mod tests {
     fn build_default() -> RedisObjects {
         let cluster = cluster_from_yaml("spec: {redis: {managed: {storage: {size: 300Mi}}}}");
         build(&Owner::of(&cluster).unwrap(), cluster.spec.redis.managed.as_ref().unwrap())
+    }
+
+    #[test]
+    fn prefers_a_node_other_than_the_primarys() {
+        let objects = build_default();
+        let pod = objects.deployment.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.affinity, Some(placement::away_from_primary("demo")));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::Owner;
 use super::pgbackrest::{
     self, REPO_HOST_CONF_KEY, TLS_PORT, conf_path, config_and_tls_mounts, config_and_tls_volumes, mount,
 };
+use super::placement;
 use super::statefulset::{container_security, empty_dir, postgres_pod_security};
 
 /// Value of `app.kubernetes.io/component` on the repo host's objects. The instance
@@ -79,6 +80,7 @@ fn pod_spec(owner: &Owner, spec: &PgClusterSpec) -> PodSpec {
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         security_context: Some(postgres_pod_security()),
+        affinity: Some(placement::away_from_primary(&owner.name)),
         volumes: Some(volumes),
         ..PodSpec::default()
     }

@@ -131,3 +131,9 @@ fn pod_is_locked_down() {
     assert_eq!(container.allow_privilege_escalation, Some(false));
     assert_eq!(container.capabilities.as_ref().unwrap().drop.as_ref().unwrap(), &["ALL"]);
 }
+
+#[test]
+fn prefers_a_node_other_than_the_primarys() {
+    let sts = build_for("spec: {}");
+    assert_eq!(pod(&sts).affinity, Some(placement::away_from_primary("demo")));
+}

@@ -15,11 +15,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
     DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -34,6 +33,7 @@ use crate::switchover::markers;
 use super::Owner;
 use super::instance_access;
 use super::pgbackrest::{self, mount};
+use super::placement;
 use super::secrets::PASSWORD_KEY;
 
 /// Name of the volumeClaimTemplate; the PVC is `pgdata-<cluster>-<N>-0`.
@@ -191,7 +191,7 @@ fn pod_spec(
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         security_context: Some(postgres_pod_security()),
-        affinity: Some(spread_instances(&owner.name)),
+        affinity: Some(placement::instance_affinity(&owner.name, spec.placement.instance_spread)),
         volumes: Some(volumes),
         ..PodSpec::default()
     }
@@ -323,27 +323,6 @@ pub(super) fn container_security() -> SecurityContext {
         run_as_non_root: Some(true),
         capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
         ..SecurityContext::default()
-    }
-}
-
-/// Prefer one instance per node, but still schedule on a single-node cluster.
-fn spread_instances(cluster: &str) -> Affinity {
-    Affinity {
-        pod_anti_affinity: Some(PodAntiAffinity {
-            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
-                weight: 100,
-                pod_affinity_term: PodAffinityTerm {
-                    label_selector: Some(LabelSelector {
-                        match_labels: Some(names::postgres_selector(cluster)),
-                        ..LabelSelector::default()
-                    }),
-                    topology_key: "kubernetes.io/hostname".into(),
-                    ..PodAffinityTerm::default()
-                },
-            }]),
-            ..PodAntiAffinity::default()
-        }),
-        ..Affinity::default()
     }
 }
 

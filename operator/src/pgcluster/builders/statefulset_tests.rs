@@ -280,3 +280,22 @@ fn the_restoring_instance_gets_the_source_and_its_certificate() {
     assert!(env_value(&spec.containers[0], env::RESTORE_STANZA).is_none());
     assert!(spec.volumes.as_ref().unwrap().iter().all(|v| v.name != "pgbackrest-source-tls"));
 }
+
+#[test]
+fn instances_spread_as_the_spec_says() {
+    let anti = |yaml: &str| {
+        let sts = build_for(yaml, 1, Bootstrap::Initdb);
+        pod(&sts).1.affinity.clone().unwrap().pod_anti_affinity.unwrap()
+    };
+    let preferred = anti("spec: {}");
+    assert!(preferred.required_during_scheduling_ignored_during_execution.is_none());
+    assert_eq!(preferred.preferred_during_scheduling_ignored_during_execution.unwrap().len(), 1);
+    let required = anti("spec: {placement: {instanceSpread: Required}}");
+    assert!(required.preferred_during_scheduling_ignored_during_execution.is_none());
+    let terms = required.required_during_scheduling_ignored_during_execution.unwrap();
+    assert_eq!(terms[0].topology_key, "kubernetes.io/hostname");
+    assert_eq!(
+        terms[0].label_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["relevo.dev/cluster"],
+        "demo"
+    );
+}
