@@ -97,10 +97,13 @@ record() {
   gap+=("$FIG_GAP"); writable+=("$FIG_WRITABLE"); completed+=("$FIG_COMPLETED")
   [[ -z ${FIG_STREAMING:-} ]] || streaming+=("$FIG_STREAMING")
 }
+fence=()
 for i in $(seq 1 "${BENCH_SWITCHOVERS:-5}"); do
   target=demo-2; [[ $(so_primary) == demo-2 ]] && target=demo-1
   run_scenario "planned #$i" planned "bench-planned-$i" "$target"
   record "planned #$i -> $target"
+  # The fence: from entering Fencing to the old primary seen in recovery (CatchingUp).
+  f=$(phase_gap "bench-planned-$i" Fencing CatchingUp) && fence+=("$f") && echo "planned #$i: fence ${f}s"
   # The PgCluster status follows the switchover; the next run starts from it.
   wait_for "currentPrimary $target" 30 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; so_ns=$so_ns; \
     k -n $so_ns get pgcluster demo -o jsonpath='{.status.currentPrimary}') == $target ]]" || true
@@ -109,6 +112,7 @@ stats 'planned: write gap' s "${gap[@]}"
 stats 'planned: writable after the request' s "${writable[@]}"
 stats 'planned: Completed' s "${completed[@]}"
 stats 'planned: old primary streaming again' s "${streaming[@]}"
+stats 'planned: fence (Fencing -> CatchingUp, the direct channel)' s "${fence[@]}"
 
 gap=(); writable=(); completed=(); streaming=()
 delay=$(k -n "$so_ns" get pgcluster demo -o jsonpath='{.spec.failover.delay}')
@@ -119,4 +123,17 @@ done
 stats "failover (delay $delay): write gap" s "${gap[@]}"
 stats "failover (delay $delay): writable after losing the primary" s "${writable[@]}"
 stats 'failover: Completed (lost instance rebuilt)' s "${completed[@]}"
+
+# Partitions (local bed): the primary's pod cut off while it keeps running.
+if [[ ${RELEVO_CLUSTER:-local} == local ]]; then
+  gap=(); writable=(); completed=(); streaming=(); last_ack=()
+  for i in $(seq 1 "${BENCH_PARTITIONS:-2}"); do
+    run_scenario "partition #$i" partition_primary "${PARTITION_SECONDS:-30}"
+    check_no_write_after_promotion "partition #$i"
+    record "partition #$i ($switchover)"
+    last_ack+=("$FIG_LAST_OLD_ACK")
+  done
+  stats "partition (delay $delay): writable after the cut" s "${writable[@]}"
+  stats 'partition: cut-off primary last acknowledged a write after the cut' s "${last_ack[@]}"
+fi
 echo "checks during the benchmark: $PASSED passed, $FAILED failed"

@@ -294,3 +294,14 @@ check_no_write_after_promotion() {
     fail "$1: the cut-off primary acknowledged a write at $last, after the promotion at $promoted"
   fi
 }
+
+# phase_gap SWITCHOVER FROM TO: seconds between entering phase FROM and phase TO.
+phase_gap() {
+  local times
+  times=$(k -n "$so_ns" get switchover "$1" -o jsonpath='{range .status.phaseTimestamps[*]}{.phase}={.time}{"\n"}{end}')
+  local a b
+  a=$(awk -F= -v p="$2" '$1 == p {print $2; exit}' <<<"$times")
+  b=$(awk -F= -v p="$3" '$1 == p {print $2; exit}' <<<"$times")
+  [[ -n $a && -n $b ]] || return 1
+  awk -v a="$(date -d "$a" +%s.%N)" -v b="$(date -d "$b" +%s.%N)" 'BEGIN {printf "%.2f", b - a}'
+}

@@ -205,6 +205,13 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
         let view =
             failover::observed_from(computed.status.current_primary.as_deref(), &observations, has_pod);
         look_again = failover::check(ctx, cluster, &owner, view).await?;
+        // A cordoned primary node (a drain): switch over first, while the budget holds it.
+        if look_again.is_none()
+            && let Err(error) =
+                super::drain::check(ctx, &owner, &pods, computed.status.current_primary.as_deref()).await
+        {
+            warn!(%error, "could not check the primary's node for a drain");
+        }
     }
 
     let progressing = computed
@@ -259,6 +266,13 @@ async fn build_and_apply(
     let repo_host = builders::repo_host::statefulset(owner, &cluster.spec);
     apply::apply(ctx, owner, &repo_host, "applying the repo host StatefulSet").await?;
     apply_instance_access(ctx, cluster, owner).await?;
+    apply::apply(
+        ctx,
+        owner,
+        &super::drain::primary_budget(owner),
+        "applying the primary's PodDisruptionBudget",
+    )
+    .await?;
     for (ordinal, bootstrap) in &topology.apply {
         let name = names::instance(&owner.name, *ordinal);
         let current = statefulsets.iter().find(|sts| sts.name_any() == name);

@@ -169,19 +169,38 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
         (false, "InstancesNotReady", format!("not ready: {}", describe_missing(&not_ready, count_matches)))
     };
 
+    let archiver = primary.and_then(|p| observation.archivers.iter().find(|a| a.instance == p.name));
+    let archiving_failing = archiver.is_some_and(|a| a.state.failing);
+    // A new cluster is still being created until every instance has been ready and WAL
+    // archiving works (the stanza comes after the primary): what is merely not there yet
+    // is progress, not degradation.
+    let created_before = !matches!(
+        observation.previous.phase,
+        None | Some(ClusterPhase::Pending) | Some(ClusterPhase::Initializing)
+    );
+    let creating = !created_before && !split_brain && !(all_ready && !archiving_failing);
+
     let progressing = if !bootstrapped {
         (true, "Bootstrapping", "waiting for the first primary".to_string())
+    } else if creating {
+        let waiting = if !all_ready {
+            format!("not ready yet: {}", describe_missing(&not_ready, count_matches))
+        } else {
+            "waiting for the first WAL segment to be archived".to_string()
+        };
+        (true, "Bootstrapping", format!("creating the cluster; {waiting}"))
     } else if !count_matches {
         (true, "Scaling", format!("{} of {} instances exist", instances.len(), observation.desired_instances))
     } else {
         (false, "Stable", "every desired instance exists".to_string())
     };
 
-    let archiver = primary.and_then(|p| observation.archivers.iter().find(|a| a.instance == p.name));
     let degraded = if let Some(problem) = &observation.spec_problem {
         (true, problem.reason, problem.message.clone())
     } else if split_brain {
         (true, "SplitBrain", split_brain_message(&claimants))
+    } else if creating {
+        (false, "Bootstrapping", "the cluster is being created".to_string())
     } else if bootstrapped && !primary_ready {
         (true, "PrimaryUnavailable", "no ready instance accepts writes".to_string())
     } else if bootstrapped && !not_ready.is_empty() {
@@ -194,6 +213,8 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
 
     let phase = if !bootstrapped {
         if instances.is_empty() { ClusterPhase::Pending } else { ClusterPhase::Initializing }
+    } else if creating {
+        ClusterPhase::Initializing
     } else if !primary_ready {
         ClusterPhase::Unavailable
     } else if all_ready && !degraded.0 {

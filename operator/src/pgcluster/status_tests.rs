@@ -73,8 +73,13 @@ fn label(computed: &ComputedStatus, instance: &str) -> RoleLabelChange {
     computed.role_labels.iter().find(|(name, _)| name == instance).unwrap().1
 }
 
+/// An established cluster (it has been Ready before) whose primary is `name`.
 fn with_primary(name: &str) -> PgClusterStatus {
-    PgClusterStatus { current_primary: Some(name.into()), ..PgClusterStatus::default() }
+    PgClusterStatus {
+        current_primary: Some(name.into()),
+        phase: Some(ClusterPhase::Ready),
+        ..PgClusterStatus::default()
+    }
 }
 
 #[test]
@@ -102,9 +107,32 @@ fn first_primary_is_found_during_bootstrap() {
     let computed =
         observe(&PgClusterStatus::default(), 2, vec![primary("demo-1", 1, 10), unreachable("demo-2")]);
     assert_eq!(computed.status.current_primary.as_deref(), Some("demo-1"));
-    assert_eq!(computed.status.phase, Some(ClusterPhase::Degraded));
-    assert_eq!(condition(&computed.status, "Degraded").reason, "InstancesNotReady");
+    // A standby still cloning is progress, not degradation, while the cluster is created.
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Initializing));
+    let degraded = condition(&computed.status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("False", "Bootstrapping"));
+    let progressing = condition(&computed.status, "Progressing");
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("True", "Bootstrapping"));
+    assert!(progressing.message.contains("demo-2"), "{}", progressing.message);
+    assert_eq!(condition(&computed.status, "Ready").status, "False");
     assert_eq!(label(&computed, "demo-2"), RoleLabelChange::Keep);
+    // Once it has been created, the same standby down is degradation.
+    let later = observe(&with_primary("demo-1"), 2, vec![primary("demo-1", 1, 10), unreachable("demo-2")]);
+    assert_eq!(condition(&later.status, "Degraded").reason, "InstancesNotReady");
+    assert_eq!(later.status.phase, Some(ClusterPhase::Degraded));
+}
+
+#[test]
+fn a_new_cluster_is_ready_once_every_instance_is_and_archiving_works() {
+    let both = || vec![primary("demo-1", 1, 10), standby("demo-2", 10)];
+    let fresh = PgClusterStatus::default();
+    let ready = observe(&fresh, 2, both());
+    assert_eq!(ready.status.phase, Some(ClusterPhase::Ready));
+    // Archiving fails until the stanza exists: still being created, not Degraded.
+    let waiting = observe_archiving(&fresh, 2, both(), vec![archiver("demo-1", true)]);
+    assert_eq!(waiting.status.phase, Some(ClusterPhase::Initializing));
+    assert_eq!(condition(&waiting.status, "Degraded").status, "False");
+    assert_eq!(condition(&waiting.status, "Ready").status, "True");
 }
 
 #[test]
