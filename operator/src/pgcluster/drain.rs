@@ -94,12 +94,12 @@ pub async fn check(ctx: &Context, owner: &Owner, pods: &[Pod], primary: Option<&
     }
     let mut cordoned = BTreeMap::from([(primary_node.clone(), true)]);
     for node in placed.iter().filter_map(|p| p.node.clone()) {
-        if !cordoned.contains_key(&node) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = cordoned.entry(node) {
             let read = nodes
-                .get_opt(&node)
+                .get_opt(slot.key())
                 .await
                 .map_err(|source| Error::Kube { action: "reading a node", source })?;
-            cordoned.insert(node, unschedulable(read));
+            slot.insert(unschedulable(read));
         }
     }
     let Some(target) = drain_target(&placed, &cordoned) else { return Ok(()) };

@@ -178,7 +178,7 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
         observation.previous.phase,
         None | Some(ClusterPhase::Pending) | Some(ClusterPhase::Initializing)
     );
-    let creating = !created_before && !split_brain && !(all_ready && !archiving_failing);
+    let creating = !created_before && !split_brain && (!all_ready || archiving_failing);
 
     let progressing = if !bootstrapped {
         (true, "Bootstrapping", "waiting for the first primary".to_string())
