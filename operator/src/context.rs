@@ -1,5 +1,7 @@
-//! What every reconcile shares: the client, the parsed configuration, metrics, the Event
-//! recorder and the readiness flag served on /readyz.
+//! What every reconcile shares, infrastructure only: the client, the parsed configuration,
+//! metrics, the Event recorder, the readiness flag served on /readyz and the watch caches.
+//! What a controller remembers between reconciles is its own (e.g. the PgCluster
+//! controller's failover clock), never here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +11,7 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use crate::config::RunArgs;
 use crate::metrics::Metrics;
+use crate::runtime::cache::Caches;
 
 /// Name of the operator in Events and as the reporting controller.
 pub const CONTROLLER_NAME: &str = "relevo-operator";
@@ -19,21 +22,29 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub readiness: Readiness,
-    /// Since when each cluster's primary has been unhealthy (automatic failover).
-    pub failover_clock: crate::pgcluster::failover::FailoverClock,
+    pub caches: Caches,
 }
 
 impl Context {
+    /// Also starts the watch caches, on the current tokio runtime.
     pub fn new(client: Client, config: RunArgs, metrics: Metrics, readiness: Readiness) -> Arc<Self> {
         let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: config.pod_name.clone() };
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
+            caches: Caches::start(&client, &config),
             client,
             config,
             metrics,
             readiness,
-            failover_clock: Default::default(),
         })
+    }
+
+    /// The API of `K` in the watched namespace, or in all ([`crate::runtime::scoped`]).
+    pub fn scoped<K>(&self) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        crate::runtime::scoped(&self.client, &self.config)
     }
 }
 

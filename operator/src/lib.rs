@@ -17,6 +17,8 @@ pub mod operator;
 pub mod pgbackrest;
 pub mod pgcluster;
 pub mod pki;
+pub mod postgres;
 pub mod rebuild;
 pub mod repohost;
+pub mod runtime;
 pub mod switchover;

@@ -1,7 +1,9 @@
 //! Prometheus metrics, all under the `relevo_` prefix. Labels are bounded: controller names
 //! and error kinds are fixed sets; instance series exist only for instances that exist, and
-//! are removed when an instance goes away.
+//! are removed when an instance goes away or its cluster is deleted.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -61,6 +63,17 @@ pub struct Metrics {
     replay_lag_bytes: Family<InstanceLabels, Gauge>,
     switchover_duration: Family<SwitchoverLabels, Histogram>,
     failovers: Counter,
+    /// The instance series that exist, so that a cluster's can all be removed.
+    instances: Arc<Mutex<HashSet<InstanceLabels>>>,
+    /// The clusters a re-list of PgClusters has shown so far (`Some` while one runs).
+    relist: Arc<Mutex<Option<HashSet<ClusterKey>>>>,
+}
+
+/// `(namespace, name)` of a PgCluster.
+type ClusterKey = (String, String);
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Metrics {
@@ -80,6 +93,8 @@ impl Metrics {
                 Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.25, 2.0, 11))
             }),
             failovers: Counter::default(),
+            instances: Arc::default(),
+            relist: Arc::default(),
         };
         registry.register("reconciles", "Reconciles by controller and outcome", metrics.reconciles.clone());
         registry.register(
@@ -154,19 +169,53 @@ impl Metrics {
                 self.replay_lag_bytes.remove(&labels);
             }
         }
+        let mut instances = locked(&self.instances);
+        if is_primary.is_none() && replay_lag_bytes.is_none() {
+            instances.remove(&labels);
+        } else {
+            instances.insert(labels);
+        }
     }
 
     /// Removes every instance series of a cluster except `keep`, after a scale-down.
     pub fn retain_instances(&self, namespace: &str, cluster: &str, keep: &[String]) {
-        for ordinal in 1..=crate::crd::pgcluster::MAX_INSTANCES {
-            let instance = crate::pgcluster::names::instance(cluster, ordinal);
-            if !keep.contains(&instance) {
-                self.instance(
-                    InstanceLabels { namespace: namespace.into(), cluster: cluster.into(), instance },
-                    None,
-                    None,
-                );
-            }
+        let gone: Vec<InstanceLabels> = locked(&self.instances)
+            .iter()
+            .filter(|l| l.namespace == namespace && l.cluster == cluster && !keep.contains(&l.instance))
+            .cloned()
+            .collect();
+        for labels in gone {
+            self.instance(labels, None, None);
+        }
+    }
+
+    /// Removes every series of a deleted cluster.
+    pub fn forget_cluster(&self, namespace: &str, cluster: &str) {
+        self.retain_instances(namespace, cluster, &[]);
+    }
+
+    /// A re-list of PgClusters starts: a cluster deleted while the watch was broken shows only
+    /// by its absence from it.
+    pub fn relist_started(&self) {
+        *locked(&self.relist) = Some(HashSet::new());
+    }
+
+    pub fn relist_saw(&self, (namespace, cluster): ClusterKey) {
+        if let Some(seen) = locked(&self.relist).as_mut() {
+            seen.insert((namespace, cluster));
+        }
+    }
+
+    /// The re-list is complete: forgets every cluster it did not show.
+    pub fn relist_done(&self) {
+        let Some(seen) = locked(&self.relist).take() else { return };
+        let gone: HashSet<ClusterKey> = locked(&self.instances)
+            .iter()
+            .map(|l| (l.namespace.clone(), l.cluster.clone()))
+            .filter(|key| !seen.contains(key))
+            .collect();
+        for (namespace, cluster) in gone {
+            self.forget_cluster(&namespace, &cluster);
         }
     }
 }
@@ -233,5 +282,42 @@ mod tests {
         assert!(
             text.contains(r#"relevo_instance_is_primary{namespace="db",cluster="demo",instance="demo-1"} 1"#)
         );
+    }
+
+    #[test]
+    fn a_deleted_cluster_leaves_no_series() {
+        let mut registry = Registry::with_prefix("relevo");
+        let metrics = Metrics::register(&mut registry);
+        let labels = |cluster: &str, instance: &str| InstanceLabels {
+            namespace: "db".into(),
+            cluster: cluster.into(),
+            instance: instance.into(),
+        };
+        metrics.instance(labels("gone", "gone-1"), Some(true), None);
+        metrics.instance(labels("gone", "gone-2"), Some(false), Some(0));
+        metrics.instance(labels("kept", "kept-1"), Some(true), None);
+        metrics.forget_cluster("db", "gone");
+        let text = render(&registry);
+        assert!(!text.contains("gone"), "{text}");
+        assert!(text.contains(r#"cluster="kept",instance="kept-1"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn a_relist_forgets_the_clusters_it_no_longer_shows() {
+        let mut registry = Registry::with_prefix("relevo");
+        let metrics = Metrics::register(&mut registry);
+        let labels = |cluster: &str| InstanceLabels {
+            namespace: "db".into(),
+            cluster: cluster.into(),
+            instance: format!("{cluster}-1"),
+        };
+        metrics.instance(labels("a"), Some(true), None);
+        metrics.instance(labels("b"), Some(true), None);
+        metrics.relist_started();
+        metrics.relist_saw(("db".into(), "a".into()));
+        metrics.relist_done();
+        let text = render(&registry);
+        assert!(text.contains(r#"instance="a-1"} 1"#), "{text}");
+        assert!(!text.contains("b-1"), "deleted while the watch was down: {text}");
     }
 }

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use tracing::{info, warn};
 
-use super::controller::{publish_transition, write_status};
+use super::persist::{publish_transition, write_status};
 use super::redis_io;
 use super::redis_target::connect_in_cluster;
 use super::retention::{self, RepoView};

@@ -11,73 +11,42 @@
 //! `spec.schedule`, so a run's second backup is created as soon as its first one finishes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::Event;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, instrument, warn};
+use tracing::info;
 
 use super::schedule::PlannedBackup;
 use super::schedule_machine::{self, Decision, Observed};
 use crate::context::Context;
 use crate::crd::{Backup, BackupSchedule, BackupScheduleStatus, PgCluster};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pgcluster::names::FIELD_MANAGER;
+use crate::runtime::api::is_conflict;
+use crate::runtime::{self, events, kube_error};
 
 /// Label value of this controller in metrics.
 pub const CONTROLLER: &str = "backupschedule";
-/// After an error (API conflict, apiserver hiccup).
-const ERROR_INTERVAL: Duration = Duration::from_secs(5);
-
-fn scoped<K>(ctx: &Context) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match &ctx.config.watch_namespace {
-        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
-        None => Api::all(ctx.client.clone()),
-    }
-}
 
 pub async fn run(ctx: Arc<Context>) {
-    Controller::new(scoped::<BackupSchedule>(&ctx), watcher::Config::default())
-        .watches(scoped::<Backup>(&ctx), watcher::Config::default(), |backup: Backup| {
+    let controller = Controller::new(ctx.scoped::<BackupSchedule>(), watcher::Config::default()).watches(
+        ctx.scoped::<Backup>(),
+        watcher::Config::default(),
+        |backup: Backup| {
             let namespace = backup.namespace()?;
             backup.spec.schedule.map(|name| ObjectRef::<BackupSchedule>::new(&name).within(&namespace))
-        })
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => debug!(%object, "reconciled"),
-                Err(error) => warn!(error = %error, "backup schedule reconcile failed"),
-            }
-        })
-        .await;
+        },
+    );
+    runtime::run(CONTROLLER, controller, ctx, reconcile).await;
 }
 
-#[instrument(skip(schedule, ctx), fields(namespace = schedule.namespace(), name = schedule.name_any()))]
 pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let result = reconcile_schedule(&schedule, &ctx).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed(), result.as_ref().err().map(Error::metric_label));
-    result
-}
-
-pub fn error_policy(_schedule: Arc<BackupSchedule>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "backup schedule error");
-    Action::requeue(ERROR_INTERVAL)
-}
-
-fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, source }
+    reconcile_schedule(&schedule, &ctx).await
 }
 
 async fn reconcile_schedule(cached: &BackupSchedule, ctx: &Context) -> Result<Action> {
@@ -134,8 +103,8 @@ async fn create_backup(
             Ok(())
         }
         // Created by an earlier reconcile that stopped before writing the status.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(source) => Err(Error::Kube { action: "creating a scheduled Backup", source }),
+        Err(error) if is_conflict(&error) => Ok(()),
+        Err(source) => Err(kube_error("creating a scheduled Backup")(source)),
     }
 }
 
@@ -167,15 +136,7 @@ async fn publish(
 ) {
     for (type_, reason, note) in schedule_machine::events(before, after, created) {
         info!(reason, %note, "backup schedule event");
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "BackupSchedule".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &schedule.object_ref(&())).await {
-            warn!(%error, "could not publish an Event");
-        }
+        let event = events::transition(type_, reason, note, "BackupSchedule");
+        events::publish(ctx, &schedule.object_ref(&()), event).await;
     }
 }

@@ -21,8 +21,10 @@ use crate::error::{Error, Result};
 use crate::pgcluster::builders::Owner;
 use crate::pgcluster::builders::statefulset::{self, InstanceInput, SwitchoverState as StsState};
 use crate::pgcluster::names::{self, FIELD_MANAGER};
-use crate::pgcluster::observe::{Connection, connect};
 use crate::pgcluster::{topology, validate};
+use crate::postgres::{Connection, connect};
+use crate::runtime::api::is_conflict;
+use crate::runtime::kube_error;
 
 /// A server-side apply is retried this often when the object changed since it was read
 /// (kubelet updates pod status all the time).
@@ -95,14 +97,6 @@ pub fn sts_change_for(step: &Step, current: &StsState, who: &Requester<'_>) -> O
         _ => return None,
     };
     (next != *current).then(|| (instance.clone(), next))
-}
-
-fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, source }
-}
-
-fn is_conflict(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
 pub async fn execute(ctx: &Context, snap: &Snapshot, step: &Step, who: &Requester<'_>) -> Result<()> {
