@@ -1,30 +1,21 @@
 //! The Backup status writes and their Events, shared by the Backup controller and the
 //! retention pass.
 
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
-use serde_json::json;
+use kube::Resource;
+use kube::api::Api;
 use tracing::info;
 
 use super::transitions::transition_note;
 use crate::context::Context;
 use crate::crd::{Backup, BackupStatus};
 use crate::error::Result;
-use crate::pgcluster::names::FIELD_MANAGER;
-use crate::runtime::{events, kube_error};
+use crate::runtime::api::apply_status;
+use crate::runtime::events;
 
-/// Server-side apply of the whole status, with the resourceVersion read as a precondition:
-/// two operator pods can never interleave transitions. Returns the updated Backup.
+/// The whole status, with the resourceVersion read as a precondition
+/// ([`apply_status`]). Returns the updated Backup.
 pub async fn write_status(api: &Api<Backup>, backup: &Backup, status: &BackupStatus) -> Result<Backup> {
-    let patch = json!({
-        "apiVersion": Backup::api_version(&()),
-        "kind": Backup::kind(&()),
-        "metadata": { "name": backup.name_any(), "resourceVersion": backup.metadata.resource_version },
-        "status": status,
-    });
-    api.patch_status(&backup.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(kube_error("writing the Backup status"))
+    apply_status(api, backup, status, "writing the Backup status").await
 }
 
 pub async fn publish_transition(ctx: &Context, backup: &Backup, before: &BackupStatus, after: &BackupStatus) {

@@ -13,12 +13,11 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::info;
 
 use super::schedule::PlannedBackup;
@@ -27,7 +26,7 @@ use crate::context::Context;
 use crate::crd::{Backup, BackupSchedule, BackupScheduleStatus, PgCluster};
 use crate::error::Result;
 use crate::pgcluster::names::FIELD_MANAGER;
-use crate::runtime::api::is_conflict;
+use crate::runtime::api::{apply_status, is_conflict};
 use crate::runtime::{self, events, kube_error};
 
 /// Label value of this controller in metrics.
@@ -108,22 +107,14 @@ async fn create_backup(
     }
 }
 
-/// Server-side apply of the whole status, with the resourceVersion read as a precondition:
-/// two operator pods can never both start a run.
+/// The whole status, with the resourceVersion read as a precondition ([`apply_status`]): two
+/// operator pods can never both start a run.
 async fn write_status(
     api: &Api<BackupSchedule>,
     schedule: &BackupSchedule,
     status: &BackupScheduleStatus,
 ) -> Result<()> {
-    let patch = json!({
-        "apiVersion": BackupSchedule::api_version(&()),
-        "kind": BackupSchedule::kind(&()),
-        "metadata": { "name": schedule.name_any(), "resourceVersion": schedule.metadata.resource_version },
-        "status": status,
-    });
-    api.patch_status(&schedule.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(kube_error("writing the BackupSchedule status"))?;
+    apply_status(api, schedule, status, "writing the BackupSchedule status").await?;
     Ok(())
 }
 

@@ -12,7 +12,6 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 
@@ -20,7 +19,7 @@ use crate::context::Context;
 use crate::crd::PgCluster;
 use crate::error::{Error, Result};
 use crate::postgres::probe::probe_all;
-use crate::runtime::{self, is_ready, kube_error};
+use crate::runtime::{self, is_ready};
 
 use super::apply;
 use super::builders::Owner;
@@ -169,18 +168,8 @@ pub(super) async fn observe_instances(
     instances: &[String],
     password: Option<&str>,
 ) -> Result<Instances> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let selector = names::postgres_selector(&owner.name)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let listed = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(kube_error("listing instance pods"))?;
-    let pods: Vec<Pod> = listed
-        .items
+    let pods: Vec<Pod> = apply::list_instance_pods(ctx, &owner.namespace, &owner.name)
+        .await?
         .into_iter()
         .filter(|pod| instances.iter().any(|instance| pod.name_any() == names::pod(instance)))
         .collect();

@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::{debug, info};
 
 use super::convert::{from_status, request_from, to_status};
@@ -25,7 +24,7 @@ use super::{machine, observe};
 use crate::context::Context;
 use crate::crd::Switchover;
 use crate::error::Result;
-use crate::pgcluster::names::FIELD_MANAGER;
+use crate::runtime::api::apply_status;
 use crate::runtime::{self, events, kube_error};
 
 /// Label value of this controller in metrics.
@@ -84,22 +83,10 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
     })
 }
 
-/// Server-side apply of the whole status, with the resourceVersion read as a precondition:
-/// two writers (an old and a new operator pod) can never interleave transitions.
+/// The whole status, with the resourceVersion read as a precondition ([`apply_status`]): two
+/// writers (an old and a new operator pod) can never interleave transitions.
 async fn write_status(api: &Api<Switchover>, switchover: &Switchover, state: &SwitchoverState) -> Result<()> {
-    let patch = json!({
-        "apiVersion": Switchover::api_version(&()),
-        "kind": Switchover::kind(&()),
-        "metadata": { "name": switchover.name_any(), "resourceVersion": switchover.metadata.resource_version },
-        "status": to_status(state),
-    });
-    api.patch_status(
-        &switchover.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(kube_error("writing the Switchover status"))?;
+    apply_status(api, switchover, &to_status(state), "writing the Switchover status").await?;
     Ok(())
 }
 

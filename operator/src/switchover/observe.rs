@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 
 use super::convert::request_from;
 use super::markers;
@@ -51,17 +51,7 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
         return Ok(Snapshot { cluster: None, statefulsets: vec![], pods: vec![], password: None, observed });
     };
     let statefulsets = crate::pgcluster::apply::list_statefulsets(ctx, namespace, cluster_name).await?;
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let selector = names::postgres_selector(cluster_name)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let pods = pods_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(kube_error("listing instance pods"))?
-        .items;
+    let pods = crate::pgcluster::apply::list_instance_pods(ctx, namespace, cluster_name).await?;
     let password =
         crate::pgcluster::apply::read_password(ctx, namespace, &names::secret_superuser(cluster_name))
             .await?;
