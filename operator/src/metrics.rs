@@ -46,6 +46,33 @@ pub struct SwitchoverLabels {
     pub outcome: &'static str,
 }
 
+/// One request of the operator to the Kubernetes API: its verb, a fixed set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete` or `other`.
+    pub verb: &'static str,
+}
+
+impl ApiRequestLabels {
+    /// The verb of a request, as the apiserver would name it.
+    pub fn of<B>(request: &http::Request<B>) -> Self {
+        let query = request.uri().query().unwrap_or_default();
+        let watch = query.split('&').any(|pair| pair == "watch=true" || pair == "watch=1");
+        let verb = match *request.method() {
+            http::Method::GET if watch => "watch",
+            // A collection GET (no name after the resource) is a list; telling them apart
+            // needs the path's shape, so both count as reads of the same kind here.
+            http::Method::GET => "get",
+            http::Method::POST => "create",
+            http::Method::PUT => "update",
+            http::Method::PATCH => "patch",
+            http::Method::DELETE => "delete",
+            _ => "other",
+        };
+        Self { verb }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InstanceLabels {
     pub namespace: String,
@@ -63,6 +90,7 @@ pub struct Metrics {
     replay_lag_bytes: Family<InstanceLabels, Gauge>,
     switchover_duration: Family<SwitchoverLabels, Histogram>,
     failovers: Counter,
+    api_requests: Family<ApiRequestLabels, Counter>,
     /// The instance series that exist, so that a cluster's can all be removed.
     instances: Arc<Mutex<HashSet<InstanceLabels>>>,
     /// The clusters a re-list of PgClusters has shown so far (`Some` while one runs).
@@ -93,6 +121,7 @@ impl Metrics {
                 Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.25, 2.0, 11))
             }),
             failovers: Counter::default(),
+            api_requests: Family::default(),
             instances: Arc::default(),
             relist: Arc::default(),
         };
@@ -127,7 +156,17 @@ impl Metrics {
             "Automatic failovers started (Switchovers of mode Failover created by the operator)",
             metrics.failovers.clone(),
         );
+        registry.register(
+            "api_requests",
+            "Requests of the operator to the Kubernetes API, by verb (a watch counts once, when it starts)",
+            metrics.api_requests.clone(),
+        );
         metrics
+    }
+
+    /// Counts one request to the Kubernetes API ([`crate::operator`]'s client layer).
+    pub fn api_request<B>(&self, request: &http::Request<B>) {
+        self.api_requests.get_or_create(&ApiRequestLabels::of(request)).inc();
     }
 
     pub fn switchover_finished(&self, failover: bool, completed: bool, seconds: f64) {
@@ -319,5 +358,25 @@ mod tests {
         let text = render(&registry);
         assert!(text.contains(r#"instance="a-1"} 1"#), "{text}");
         assert!(!text.contains("b-1"), "deleted while the watch was down: {text}");
+    }
+
+    #[test]
+    fn api_requests_are_counted_by_verb() {
+        let mut registry = Registry::with_prefix("relevo");
+        let metrics = Metrics::register(&mut registry);
+        let request = |method: http::Method, uri: &str| {
+            http::Request::builder().method(method).uri(uri).body(()).unwrap()
+        };
+        metrics.api_request(&request(
+            http::Method::GET,
+            "/api/v1/namespaces/db/pods?watch=true&timeoutSeconds=290",
+        ));
+        metrics.api_request(&request(http::Method::GET, "/api/v1/namespaces/db/pods?labelSelector=a%3Db"));
+        metrics.api_request(&request(http::Method::PATCH, "/apis/apps/v1/namespaces/db/statefulsets/pg-1"));
+        metrics.api_request(&request(http::Method::PATCH, "/apis/apps/v1/namespaces/db/statefulsets/pg-2"));
+        let text = render(&registry);
+        assert!(text.contains(r#"relevo_api_requests_total{verb="watch"} 1"#), "{text}");
+        assert!(text.contains(r#"relevo_api_requests_total{verb="get"} 1"#), "{text}");
+        assert!(text.contains(r#"relevo_api_requests_total{verb="patch"} 2"#), "{text}");
     }
 }

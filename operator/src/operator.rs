@@ -48,9 +48,9 @@ pub fn init_logging(config: &RunArgs) -> Result<(), StartError> {
 }
 
 pub async fn run(config: RunArgs) -> Result<(), StartError> {
-    let client = Client::try_default().await.map_err(StartError::Client)?;
     let mut registry = Registry::with_prefix("relevo");
     let metrics = Metrics::register(&mut registry);
+    let client = counted_client(&metrics).await?;
     let readiness = Readiness::default();
 
     let addr = config.http_addr;
@@ -80,6 +80,20 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
         }
     }
     Ok(())
+}
+
+/// The Kubernetes client (in-cluster, or KUBECONFIG), counting every request it sends
+/// (`relevo_api_requests_total`): the operator's API load, measured where it is made.
+async fn counted_client(metrics: &Metrics) -> Result<Client, StartError> {
+    let config =
+        kube::Config::infer().await.map_err(|error| StartError::Client(kube::Error::InferConfig(error)))?;
+    let metrics = metrics.clone();
+    let count = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        metrics.api_request(&request);
+        request
+    });
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(StartError::Client)?;
+    Ok(builder.with_layer(&count).build())
 }
 
 /// Waits, without giving up, until every relevo CRD is served: the operator may well be
