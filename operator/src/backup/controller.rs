@@ -18,8 +18,8 @@ use kube::runtime::{Controller, watcher};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::machine::{self, Step};
-use super::observe::{Snapshot, observe};
+use super::machine::{self, BackupStep};
+use super::observe::{BackupSnapshot, observe};
 use super::persist::{publish_transition, write_status};
 use super::redis_target::connect_in_cluster;
 use super::retention::{self, RepoView};
@@ -62,7 +62,7 @@ async fn reconcile_backup(cached: &Backup, ctx: &Context) -> Result<Action> {
     {
         return Ok(Action::await_change());
     }
-    let Snapshot { cluster, observed } = observe(ctx, &backup).await?;
+    let BackupSnapshot { cluster, observed } = observe(ctx, &backup).await?;
     let decision = machine::next(&backup, &observed);
     // What the Job saw of the repository, on the reconcile that sees it complete.
     let just_completed =
@@ -75,14 +75,14 @@ async fn reconcile_backup(cached: &Backup, ctx: &Context) -> Result<Action> {
     publish_transition(ctx, &backup, &before, &decision.status).await;
 
     match decision.step {
-        Step::Wait(after) => Ok(Action::requeue(after)),
-        Step::Done => Ok(Action::await_change()),
-        Step::CreateJob => {
+        BackupStep::Wait(after) => Ok(Action::requeue(after)),
+        BackupStep::Done => Ok(Action::await_change()),
+        BackupStep::CreateJob => {
             let image = cluster.as_ref().map(|c| c.spec.image.clone()).unwrap_or_default();
             create_job(ctx, &backup, &image).await?;
             Ok(Action::requeue(AFTER_CREATE_INTERVAL))
         }
-        Step::Record => match &cluster {
+        BackupStep::Record => match &cluster {
             Some(cluster) => {
                 let action = record(ctx, &api, &backup, cluster).await;
                 if let Some(view) = &repository {

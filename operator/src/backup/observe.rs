@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
 use super::job::{JOB_NAME_LABEL, JobView, job_name, job_view};
-use super::machine::{ClusterView, Observed, first_in_line};
+use super::machine::{BackupObservation, ClusterView, first_in_line};
 use crate::context::Context;
 use crate::crd::{Backup, PgCluster, Switchover, SwitchoverPhase};
 use crate::error::Result;
@@ -22,12 +22,12 @@ use crate::runtime::{is_ready, kube_error};
 /// Backup's phase needs is looked up: the queue, the Switchovers and the repo host only while
 /// it waits for its turn, the Job only until it has finished; the rest is left at its
 /// "nothing to report" value.
-pub struct Snapshot {
+pub struct BackupSnapshot {
     pub cluster: Option<PgCluster>,
-    pub observed: Observed,
+    pub observed: BackupObservation,
 }
 
-pub async fn observe(ctx: &Context, backup: &Backup) -> Result<Snapshot> {
+pub async fn observe(ctx: &Context, backup: &Backup) -> Result<BackupSnapshot> {
     let namespace = backup.namespace().unwrap_or_default();
     let cluster_name = &backup.spec.cluster;
     let clusters: Api<PgCluster> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -57,7 +57,10 @@ pub async fn observe(ctx: &Context, backup: &Backup) -> Result<Snapshot> {
     // A finished backup's Job no longer matters (the Redis record comes from the status).
     let finished = status.and_then(|s| s.phase).is_some_and(crate::crd::BackupPhase::is_terminal);
     let job = if finished { JobView::Absent } else { observe_job(ctx, backup, &namespace).await? };
-    Ok(Snapshot { cluster, observed: Observed { cluster: cluster_view, ahead, switchover, job } })
+    Ok(BackupSnapshot {
+        cluster,
+        observed: BackupObservation { cluster: cluster_view, ahead, switchover, job },
+    })
 }
 
 async fn repo_host_ready(ctx: &Context, namespace: &str, cluster: &str) -> Result<bool> {

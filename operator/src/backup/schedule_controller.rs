@@ -21,7 +21,7 @@ use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::schedule::PlannedBackup;
-use super::schedule_machine::{self, Decision, Observed};
+use super::schedule_machine::{self, ScheduleDecision, ScheduleObservation};
 use crate::context::Context;
 use crate::crd::{Backup, BackupSchedule, BackupScheduleStatus, PgCluster};
 use crate::error::Result;
@@ -71,9 +71,9 @@ async fn reconcile_schedule(cached: &BackupSchedule, ctx: &Context) -> Result<Ac
         .filter(|b| b.spec.schedule.as_deref() == Some(name.as_str()))
         .map(|b| (b.name_any(), b.status.and_then(|s| s.phase)))
         .collect();
-    let observed = Observed { now: Utc::now(), cluster_exists: cluster.is_some(), backups: ours };
+    let observed = ScheduleObservation { now: Utc::now(), cluster_exists: cluster.is_some(), backups: ours };
 
-    let Decision { status, create, requeue } = schedule_machine::decide(&schedule, &observed);
+    let ScheduleDecision { status, create, requeue } = schedule_machine::decide(&schedule, &observed);
     if let (Some(planned), Some(cluster)) = (&create, &cluster) {
         create_backup(&backups, &schedule, cluster, planned).await?;
     }

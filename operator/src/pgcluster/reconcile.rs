@@ -16,7 +16,7 @@ use crate::pgcluster::validate::SpecError;
 use crate::postgres::Connection;
 
 use super::apply;
-use super::builders::statefulset::{InstanceInput, SwitchoverState};
+use super::builders::statefulset::{InstanceInput, SwitchoverOverrides};
 use super::builders::{self, Owner};
 use super::controller::{now, observe_instances};
 use super::failover::{self, FailoverClock};
@@ -84,7 +84,7 @@ impl ClusterStages<'_> {
 }
 
 impl Stages for ClusterStages<'_> {
-    type Observed = Instances;
+    type Observation = Instances;
     type Status = Computed;
 
     async fn observe(&mut self) -> Result<Instances> {
@@ -189,7 +189,7 @@ async fn build_and_apply(
         let name = names::instance(&owner.name, *ordinal);
         let current = statefulsets.iter().find(|sts| sts.name_any() == name);
         // What a switchover set (replicas, rebuild markers) is kept, never reset.
-        let switchover = SwitchoverState::carried_over(current);
+        let switchover = SwitchoverOverrides::carried_over(current);
         let input = InstanceInput { ordinal: *ordinal, bootstrap: *bootstrap, switchover };
         let statefulset = builders::statefulset::build(owner, &cluster.spec, valid, input);
         apply::apply(ctx, owner, &statefulset, "applying a StatefulSet").await?;

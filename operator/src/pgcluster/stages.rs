@@ -63,12 +63,12 @@ impl StageFailure {
 
 /// What each stage does; the controller implements it over the API and PostgreSQL.
 pub(super) trait Stages {
-    type Observed;
+    type Observation;
     type Status;
-    async fn observe(&mut self) -> Result<Self::Observed, Error>;
+    async fn observe(&mut self) -> Result<Self::Observation, Error>;
     /// The status is always computed (it is pure); the error is that of the writes that go
     /// with it (the role labels).
-    async fn status(&mut self, observed: Self::Observed) -> (Self::Status, Result<(), Error>);
+    async fn status(&mut self, observed: Self::Observation) -> (Self::Status, Result<(), Error>);
     /// `Some(when to look again)` while a failover decision is pending.
     async fn failover(&mut self, status: &Self::Status) -> Result<Option<Duration>, Error>;
     async fn apply(&mut self, status: Option<&Self::Status>) -> Result<(), Error>;
@@ -79,7 +79,7 @@ pub(super) trait Stages {
 
 /// What a reconcile ended with.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct StageReport {
     /// Every stage that failed, in stage order (a failed report last, as `Status`).
     pub failures: Vec<StageFailure>,
     /// When the failover check wants to look again.
@@ -87,7 +87,7 @@ pub struct Outcome {
 }
 
 /// Runs every stage in order; see the module doc.
-pub(super) async fn run<S: Stages>(stages: &mut S) -> Outcome {
+pub(super) async fn run<S: Stages>(stages: &mut S) -> StageReport {
     let mut failures = Vec::new();
     let mut fail = |stage, error| failures.push(StageFailure { stage, error });
     let observed = stages.observe().await.map_err(|error| fail(Stage::Observe, error)).ok();
@@ -113,7 +113,7 @@ pub(super) async fn run<S: Stages>(stages: &mut S) -> Outcome {
     if let Err(error) = stages.report(status.as_ref(), &failures).await {
         failures.push(StageFailure { stage: Stage::Status, error });
     }
-    Outcome { failures, look_again }
+    StageReport { failures, look_again }
 }
 
 #[cfg(test)]
@@ -139,7 +139,7 @@ mod tests {
     }
 
     impl Stages for Fake {
-        type Observed = ();
+        type Observation = ();
         type Status = &'static str;
         async fn observe(&mut self) -> Result<(), Error> {
             self.ran.push("observe");
@@ -169,7 +169,7 @@ mod tests {
         }
     }
 
-    async fn run_with(fail: &[Stage]) -> (Fake, Outcome) {
+    async fn run_with(fail: &[Stage]) -> (Fake, StageReport) {
         let mut fake = Fake { fail: fail.to_vec(), ..Fake::default() };
         let outcome = run(&mut fake).await;
         (fake, outcome)

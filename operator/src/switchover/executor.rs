@@ -19,7 +19,7 @@ use super::sql;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::pgcluster::builders::Owner;
-use crate::pgcluster::builders::statefulset::{self, InstanceInput, SwitchoverState as StsState};
+use crate::pgcluster::builders::statefulset::{self, InstanceInput, SwitchoverOverrides as StsState};
 use crate::pgcluster::names::{self, FIELD_MANAGER};
 use crate::pgcluster::{topology, validate};
 use crate::postgres::{Connection, connect};

@@ -51,15 +51,15 @@ pub struct InstanceInput {
     /// only for the first instance of a cluster that has never had a primary.
     pub bootstrap: Bootstrap,
     /// What a switchover decided for this instance (see `switchover::markers`).
-    pub switchover: SwitchoverState,
+    pub switchover: SwitchoverOverrides,
 }
 
 /// The part of an instance's StatefulSet that switchovers own. The PgCluster controller
-/// carries it over from the existing object ([`SwitchoverState::carried_over`]), and the
+/// carries it over from the existing object ([`SwitchoverOverrides::carried_over`]), and the
 /// switchover executor changes it; both apply the whole object under the one field manager,
 /// with the resourceVersion they read as a precondition, so neither undoes the other.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SwitchoverState {
+pub struct SwitchoverOverrides {
     /// Replicas set by a switchover (0 = fenced by scale-down); `None` = the normal 1.
     pub replicas: Option<(i32, String)>,
     /// relevo's marker annotations on the pod template (the rebuild request).
@@ -68,13 +68,13 @@ pub struct SwitchoverState {
     pub resource_version: Option<String>,
 }
 
-impl SwitchoverState {
+impl SwitchoverOverrides {
     pub fn carried_over(existing: Option<&StatefulSet>) -> Self {
         let Some(sts) = existing else { return Self::default() };
         let scaled_by = sts.metadata.annotations.as_ref().and_then(|a| a.get(markers::SCALED_BY));
         let replicas = sts.spec.as_ref().and_then(|s| s.replicas);
         let template = sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref());
-        SwitchoverState {
+        SwitchoverOverrides {
             replicas: scaled_by.zip(replicas).map(|(by, n)| (n, by.clone())),
             template_markers: markers::owned(
                 template.and_then(|m| m.annotations.as_ref()),
