@@ -6,7 +6,6 @@
 pub mod backup;
 pub mod cli;
 pub mod config;
-pub mod context;
 pub mod crd;
 pub mod duration;
 pub mod error;

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::config::{LogFormat, RunArgs};
-use crate::context::{Context, Readiness};
 use crate::crd::{Backup, BackupSchedule, PgCluster, Switchover};
 use crate::metrics::Metrics;
+use crate::runtime::context::{Context, Readiness};
 
 /// How often a missing CRD is looked for again.
 const CRD_POLL_INTERVAL: Duration = Duration::from_secs(5);

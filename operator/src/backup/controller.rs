@@ -24,11 +24,11 @@ use super::persist::{publish_transition, write_status};
 use super::redis_target::connect_in_cluster;
 use super::retention::{self, RepoView};
 use super::{job, record, redis_io, retention_io};
-use crate::context::Context;
 use crate::crd::{Backup, BackupPhase, BackupSchedule, PgCluster};
 use crate::error::{Error, Result};
 use crate::pgcluster::names::{self, FIELD_MANAGER};
 use crate::runtime::api::is_conflict;
+use crate::runtime::context::Context;
 use crate::runtime::{self, kube_error};
 
 /// Label value of this controller in metrics.

@@ -12,10 +12,10 @@ use kube::api::{Api, ListParams};
 
 use super::job::{JOB_NAME_LABEL, JobView, job_name, job_view};
 use super::machine::{BackupObservation, ClusterView, first_in_line};
-use crate::context::Context;
 use crate::crd::{Backup, PgCluster, Switchover, SwitchoverPhase};
 use crate::error::Result;
 use crate::pgcluster::names;
+use crate::runtime::context::Context;
 use crate::runtime::{is_ready, kube_error};
 
 /// The observation, plus the PgCluster itself (its image, its Redis). Only what the

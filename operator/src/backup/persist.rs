@@ -6,10 +6,10 @@ use kube::api::Api;
 use tracing::info;
 
 use super::transitions::transition_note;
-use crate::context::Context;
 use crate::crd::{Backup, BackupStatus};
 use crate::error::Result;
 use crate::runtime::api::apply_status;
+use crate::runtime::context::Context;
 use crate::runtime::events;
 
 /// The whole status, with the resourceVersion read as a precondition

@@ -22,11 +22,11 @@ use tracing::info;
 
 use super::schedule::PlannedBackup;
 use super::schedule_machine::{self, ScheduleDecision, ScheduleObservation};
-use crate::context::Context;
 use crate::crd::{Backup, BackupSchedule, BackupScheduleStatus, PgCluster};
 use crate::error::Result;
 use crate::pgcluster::names::FIELD_MANAGER;
 use crate::runtime::api::{apply_status, is_conflict};
+use crate::runtime::context::Context;
 use crate::runtime::{self, events, kube_error};
 
 /// Label value of this controller in metrics.

@@ -14,11 +14,11 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::info;
 
-use crate::context::Context;
 use crate::crd::common::Condition;
 use crate::crd::{PgCluster, PgClusterStatus};
 use crate::error::{Error, Result};
 use crate::runtime::api::{is_conflict, is_not_found};
+use crate::runtime::context::Context;
 use crate::runtime::{events, kube_error};
 use crate::switchover::markers;
 

@@ -15,10 +15,10 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 
-use crate::context::Context;
 use crate::crd::PgCluster;
 use crate::error::{Error, Result};
 use crate::postgres::probe::probe_all;
+use crate::runtime::context::Context;
 use crate::runtime::{self, is_ready};
 
 use super::apply;

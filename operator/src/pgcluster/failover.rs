@@ -18,10 +18,10 @@ use tracing::info;
 
 use super::builders::Owner;
 use super::status::InstanceObservation;
-use crate::context::Context;
 use crate::crd::{PgCluster, Switchover, SwitchoverMode, SwitchoverSpec};
 use crate::error::Result;
 use crate::runtime::api::is_conflict;
+use crate::runtime::context::Context;
 use crate::runtime::{events, kube_error};
 use crate::switchover::model::{InstanceView, Observed};
 use crate::switchover::{FailoverTrigger, failover_decision, observe};

@@ -6,7 +6,6 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
-use crate::context::Context;
 use crate::crd::pgcluster::InstanceRole;
 use crate::crd::{PgCluster, PgClusterStatus};
 use crate::error::{Error, Result};
@@ -14,6 +13,7 @@ use crate::instance::plan::Bootstrap;
 use crate::metrics::InstanceLabels;
 use crate::pgcluster::validate::SpecError;
 use crate::postgres::Connection;
+use crate::runtime::context::Context;
 
 use super::apply;
 use super::builders::statefulset::{InstanceInput, SwitchoverOverrides};

@@ -12,7 +12,9 @@ use serde_json::json;
 
 use crate::config::RunArgs;
 use crate::error::{Error, Result};
-use crate::pgcluster::names::FIELD_MANAGER;
+
+/// The one field manager of every write the operator makes (server-side apply and creates).
+pub const FIELD_MANAGER: &str = "relevo";
 
 /// For `map_err`: an API call that failed while doing `action`.
 pub fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {

@@ -1,5 +1,5 @@
 //! Watch caches the controllers share, so that no decision LISTs a whole namespace on a timer:
-//! one reflector per kind, started with the [`Context`](crate::context::Context), read through
+//! one reflector per kind, started with the [`Context`](crate::runtime::context::Context), read through
 //! [`Caches`]. A reader waits (bounded) for the first full list, so an empty cache is never
 //! mistaken for "nothing there".
 

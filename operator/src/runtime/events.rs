@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 use tracing::warn;
 
-use crate::context::Context;
+use super::context::Context;
 
 /// Publishes `event` about `regarding`, warning when the apiserver refuses it.
 pub async fn publish(ctx: &Context, regarding: &ObjectReference, event: Event) {

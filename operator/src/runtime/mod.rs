@@ -2,12 +2,13 @@
 //! kube-rs `Controller` with shutdown on SIGTERM, a tracing span and the reconcile metrics
 //! around each reconcile, and one error policy driven by [`crate::error::Error::retry`]
 //! ([`backoff`]); plus the helpers every controller needs, each written once: the Event
-//! publisher ([`events`]), the Kubernetes API helpers ([`api`]) and the watch caches the
-//! controllers share ([`cache`]).
+//! publisher ([`events`]), the Kubernetes API helpers ([`api`]), the watch caches the
+//! controllers share ([`cache`]), and the [`context::Context`] every reconcile gets.
 
 pub mod api;
 pub mod backoff;
 pub mod cache;
+pub mod context;
 pub mod events;
 
 use std::fmt::Debug;
@@ -25,9 +26,9 @@ use tracing::{Instrument, debug, info_span, warn};
 
 pub use api::{is_ready, kube_error, scoped};
 
-use crate::context::Context;
 use crate::error::{Error, Result};
 use backoff::Failures;
+use context::Context;
 
 /// Runs `controller` with `reconcile` until the process is asked to stop. `name` is the
 /// controller's label in metrics and logs.

@@ -21,10 +21,10 @@ use super::convert::{from_status, request_from, to_status};
 use super::executor::{self, Requester};
 use super::model::{Mode, Params, Phase, Step, SwitchoverState};
 use super::{machine, observe};
-use crate::context::Context;
 use crate::crd::Switchover;
 use crate::error::Result;
 use crate::runtime::api::apply_status;
+use crate::runtime::context::Context;
 use crate::runtime::{self, events, kube_error};
 
 /// Label value of this controller in metrics.

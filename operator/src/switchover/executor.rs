@@ -16,7 +16,6 @@ use super::markers;
 use super::model::{Mode, Step, SwitchoverState};
 use super::observe::Snapshot;
 use super::sql;
-use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::pgcluster::builders::Owner;
 use crate::pgcluster::builders::statefulset::{self, InstanceInput, SwitchoverOverrides as StsState};
@@ -24,6 +23,7 @@ use crate::pgcluster::names::{self, FIELD_MANAGER};
 use crate::pgcluster::{topology, validate};
 use crate::postgres::{Connection, connect};
 use crate::runtime::api::is_conflict;
+use crate::runtime::context::Context;
 use crate::runtime::kube_error;
 
 /// A server-side apply is retried this often when the object changed since it was read

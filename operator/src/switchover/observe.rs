@@ -14,11 +14,11 @@ use kube::api::Api;
 use super::convert::request_from;
 use super::markers;
 use super::model::{ActiveSwitchover, InstanceView, Observed, Role};
-use crate::context::Context;
 use crate::crd::{PgCluster, Switchover};
 use crate::error::Result;
 use crate::pgcluster::names;
 use crate::postgres::probe::{Probe, probe_all};
+use crate::runtime::context::Context;
 use crate::runtime::{is_ready, kube_error};
 
 /// Everything read for one decision; the executor needs the objects too.

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
+use super::cache::Caches;
 use crate::config::RunArgs;
 use crate::metrics::Metrics;
-use crate::runtime::cache::Caches;
 
 /// Name of the operator in Events and as the reporting controller.
 pub const CONTROLLER_NAME: &str = "relevo-operator";
@@ -44,7 +44,7 @@ impl Context {
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
     {
-        crate::runtime::scoped(&self.client, &self.config)
+        super::api::scoped(&self.client, &self.config)
     }
 }
 
