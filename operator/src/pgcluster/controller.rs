@@ -118,11 +118,16 @@ pub async fn reconcile(cluster: Arc<PgCluster>, ctx: Arc<Context>) -> Result<Act
         written: None,
     };
     let outcome = stages::run(&mut stages).await;
-    if let Some(failure) = outcome.failures.into_iter().next() {
-        return Err(failure.error);
-    }
-    if let Some(after) = outcome.look_again {
-        return Ok(Action::requeue(after));
+    match (outcome.look_again, outcome.failures.into_iter().next()) {
+        // A failover decision is pending: its cadence wins over the failed stage's backoff
+        // (already reported in the status), or an apply error could delay a failover.
+        (Some(after), Some(failure)) => {
+            tracing::warn!(stage = ?failure.stage, error = %failure.message(), "reconcile stage failed");
+            return Ok(Action::requeue(after));
+        }
+        (Some(after), None) => return Ok(Action::requeue(after)),
+        (None, Some(failure)) => return Err(failure.error),
+        (None, None) => {}
     }
     let progressing = stages.progressing();
     Ok(next_action(spec_valid, nothing_runs, progressing, ctx.config.observe_interval))
