@@ -50,7 +50,7 @@ KUBECONFIG=$("$apiserver" kubeconfig)
 kubectl=/var/cache/relevo/bin/kubectl
 k() { "$kubectl" "$@"; }
 
-k apply --server-side --field-manager relevo-bench -f "$root/crds/" >/dev/null
+k apply --server-side --field-manager relevo-bench -k "$root/crds/" >/dev/null
 for crd in pgclusters switchovers backups backupschedules; do
   k wait --for=condition=Established "crd/$crd.relevo.dev" --timeout=60s >/dev/null
 done
