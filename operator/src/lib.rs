@@ -17,6 +17,7 @@ pub mod operator;
 pub mod pgbackrest;
 pub mod pgcluster;
 pub mod pki;
+pub mod pooler;
 pub mod rebuild;
 pub mod repohost;
 pub mod switchover;

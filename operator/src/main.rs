@@ -25,6 +25,8 @@ enum Command {
     Instance(relevo::instance::exec::InstanceArgs),
     /// Entrypoint of a cluster's pgBackRest repo host: TLS server, stanza creation and check.
     RepoHost(relevo::repohost::RepoHostArgs),
+    /// Entrypoint of a pooler pod: PgBouncer, its target and its control endpoint.
+    Pooler(relevo::pooler::run::PoolerArgs),
     /// Create a planned Switchover of a cluster (to --to, or the most caught-up standby).
     Switchover {
         #[command(flatten)]
@@ -95,6 +97,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::RepoHost(args) => {
             let code = relevo::repohost::run(args).context("relevo repo-host")?;
+            std::process::exit(code);
+        }
+        Command::Pooler(args) => {
+            let code = relevo::pooler::run::run(args).context("relevo pooler")?;
             std::process::exit(code);
         }
         Command::Instance(args) => {

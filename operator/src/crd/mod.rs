@@ -7,6 +7,7 @@ pub mod backup;
 pub mod backup_schedule;
 pub mod common;
 pub mod pgcluster;
+pub mod pooler;
 pub mod switchover;
 
 use std::path::Path;

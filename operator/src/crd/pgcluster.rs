@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Condition, DNS_LABEL_PATTERN, DURATION_PATTERN, RFC3339_PATTERN, STORAGE_SIZE_PATTERN};
+use super::pooler::PoolerSpec;
 
 /// Image of PostgreSQL 15 with pgBackRest 2.45 and the relevo instance entrypoint.
 /// A fixed tag, never `latest`, so that a node never silently runs another build.
@@ -79,6 +80,10 @@ pub struct PgClusterSpec {
     /// Redis that records one hash per backup: a managed Deployment (default) or an external URL.
     #[serde(default)]
     pub redis: RedisSpec,
+
+    /// A managed PgBouncer `<cluster>-pooler` in front of the primary. Off when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerSpec>,
 
     /// How the first instance gets its data. Fixed at creation.
     #[serde(default)]

@@ -160,6 +160,9 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
     if validation.is_ok() {
         maintain_slots(ctx, &owner, cluster, &computed.status, &pods, password.as_deref()).await;
     }
+    if validation.is_ok() {
+        crate::pooler::reconcile::follow_primary(ctx, &owner, cluster, &computed.status).await;
+    }
     record_instance_metrics(ctx, &owner, &computed.status);
     if computed.status != previous {
         apply::write_status(ctx, cluster, &computed.status).await?;
@@ -244,6 +247,7 @@ async fn build_and_apply(
         apply::apply(ctx, owner, &objects.deployment, "applying the Redis Deployment").await?;
         apply::apply(ctx, owner, &objects.service, "applying the Redis Service").await?;
     }
+    crate::pooler::reconcile::reconcile(ctx, owner, cluster, &valid.initdb.owner).await?;
     Ok(())
 }
 

@@ -83,6 +83,19 @@ pub fn redis(cluster: &str) -> String {
     format!("{cluster}-redis")
 }
 
+/// Name of the pooler's Deployment, Service, ConfigMap and Secret (userlist and control token).
+pub fn pooler(cluster: &str) -> String {
+    format!("{cluster}-pooler")
+}
+
+/// Selector of a cluster's pooler pods (Deployment, Service, and the operator's pod list).
+pub fn pooler_selector(cluster: &str) -> BTreeMap<String, String> {
+    [(LABEL_CLUSTER, cluster), (LABEL_COMPONENT, "pooler")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Pod DNS name of an instance through the headless Service, as pgBackRest and certificates
 /// need it (pgBackRest 2.45 does not match IP SANs).
 pub fn pod_fqdn(cluster: &str, instance: &str, namespace: &str) -> String {

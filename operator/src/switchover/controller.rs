@@ -28,6 +28,7 @@ use crate::context::Context;
 use crate::crd::Switchover;
 use crate::error::{Error, Result};
 use crate::pgcluster::names::FIELD_MANAGER;
+use crate::pooler;
 
 /// Label value of this controller in metrics.
 pub const CONTROLLER: &str = "switchover";
@@ -89,7 +90,14 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
         return Ok(Action::await_change());
     }
     let snapshot = observe::observe(ctx, &namespace, &request.cluster).await?;
-    let decision = machine::next(&request, &state, &snapshot.observed, &Params::default(), Utc::now());
+    let mut decision = machine::next(&request, &state, &snapshot.observed, &Params::default(), Utc::now());
+    // Pooler hook (crate::pooler::hook): PAUSE every pooler pod inside the pause window; the
+    // planned fence waits for them to drain, or fails (changing nothing) when one missed it.
+    let pooler_gate =
+        pooler::hook::before_step(ctx, &namespace, &request, &decision, &snapshot, Utc::now()).await;
+    if let pooler::plan::Gate::Fail { reason } = &pooler_gate {
+        pooler::hook::fail(&mut decision, reason.clone(), Utc::now());
+    }
 
     // Persist first, then act.
     if decision.state != state {
@@ -101,9 +109,15 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
     if !matches!(decision.step, Step::Done) {
         debug!(step = ?decision.step, phase = ?decision.state.phase, "executing");
     }
+    if let pooler::plan::Gate::Hold { reason } = &pooler_gate {
+        debug!(%reason, "step held for the poolers");
+        return Ok(Action::requeue(ACTIVE_INTERVAL));
+    }
     let who =
         Requester { name: &request.name, namespace: &namespace, mode: request.mode, state: &decision.state };
     executor::execute(ctx, &snapshot, &decision.step, &who).await?;
+    // Pooler hook: once the new primary is writable, target it and RESUME; RESUME on Failed.
+    pooler::hook::after_step(ctx, &namespace, &request, &decision.state, &decision.step, &snapshot).await;
 
     Ok(match decision.step {
         _ if decision.state.phase.is_terminal() => Action::await_change(),

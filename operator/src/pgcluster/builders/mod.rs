@@ -4,6 +4,7 @@
 
 pub mod config_map;
 pub mod pgbackrest;
+pub mod pooler;
 pub mod redis;
 pub mod repo_host;
 pub mod secrets;
