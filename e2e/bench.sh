@@ -10,7 +10,8 @@
 #     the old primary streams again; median and max of each;
 #   - the operator's overhead per backup Job (BENCH_BACKUPS, default 5).
 # Traffic stays on this machine: the cluster's own pod and service ranges.
-# BENCH_ONLY=switchover or BENCH_ONLY=backup measures only those;
+#   - planned switchovers with and without the pooler (BENCH_POOLER_SWITCHOVERS).
+# BENCH_ONLY=switchover, BENCH_ONLY=backup or BENCH_ONLY=pooler measures only those;
 # BENCH_NO_INSTALL=1 keeps the relevo already installed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -84,6 +85,39 @@ if [[ $only == all || $only == backup ]]; then
   stats 'backup: operator overhead per Job (1 s resolution)' s "${overhead[@]}"
   k delete namespace "$bns" --wait=false >/dev/null
   trap - EXIT
+fi
+if [[ $only == all || $only == pooler ]]; then
+  # Planned switchovers with and without the pooler (BENCH_POOLER_SWITCHOVERS,
+  # default 5, each way): the same loop writer (one psql INSERT per connection)
+  # through demo-rw and through demo-pooler, refused inserts per switchover and
+  # the longest gap; then pgbench (4 persistent connections, 60 tx/s) through
+  # the pooler: failed transactions, dropped connections, latency against a
+  # baseline without switchovers, and the longest stall.
+  (
+    source "$E2E_DIR/pooler-lib.sh"
+    pl_init relevo-bench-pooler >/dev/null || exit 1
+    n=${BENCH_POOLER_SWITCHOVERS:-5}
+    for via in rw pooler; do
+      host=$pl_rw_ip; [[ $via == pooler ]] && host=$pl_pooler_ip
+      pl_loop_writer "$host" "loop-$via"
+      pl_switchovers "$n" "bench-$via" >/dev/null 2>&1 || echo "pooler bench: switchovers via $via stopped after $PL_COMPLETED"
+      pl_loop_stop "loop-$via"
+      printf 'loop writer via demo-%s, %d switchovers: %d refused inserts (%.1f per switchover), longest gap %ss\n' \
+        "$via" "$PL_COMPLETED" "$PL_REFUSED" "$(echo "$PL_REFUSED / ($PL_COMPLETED + 0.0001)" | bc -l)" "$PL_GAP"
+    done
+    pl_pgbench "$pl_pooler_ip" 15 baseline; pl_wait_pgbench baseline || true; pl_figures baseline
+    base_p50=$PL_P50 base_p99=$PL_P99 base_max=$PL_MAX base_tx=$PL_TX base_tps=$PL_TPS
+    pl_pgbench "$pl_pooler_ip" $((20 + 25 * n)) switching
+    pl_switchovers "$n" bench-pgbench >/dev/null 2>&1 || true
+    pl_wait_pgbench switching || true
+    printf 'pgbench via demo-pooler, no switchover: %s tx at %s tx/s, latency p50 %sms p99 %sms max %sms\n' \
+      "$base_tx" "$base_tps" "$base_p50" "$base_p99" "$base_max"
+    pl_figures switching
+    printf 'pgbench via demo-pooler, %d switchovers: %s tx at %s tx/s, failed %s, clients aborted %s, latency p50 %sms p99 %sms max %sms, longest stall %ss\n' \
+      "$PL_COMPLETED" "$PL_TX" "$PL_TPS" "$PL_FAILED" "$PL_ABORTED" "$PL_P50" "$PL_P99" "$PL_MAX" "$PL_STALL"
+    printf 'pooler: added latency during switchovers p50 %+.1fms p99 %+.1fms max %+.1fms\n' \
+      "$(echo "$PL_P50 - $base_p50" | bc)" "$(echo "$PL_P99 - $base_p99" | bc)" "$(echo "$PL_MAX - $base_max" | bc)"
+  )
 fi
 [[ $only == all || $only == switchover ]] || exit 0
 

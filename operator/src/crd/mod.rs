@@ -8,6 +8,7 @@ pub mod backup_schedule;
 pub mod common;
 pub mod pgcluster;
 pub mod pooler;
+pub mod replication;
 pub mod switchover;
 
 use std::path::Path;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{Condition, DNS_LABEL_PATTERN, DURATION_PATTERN, RFC3339_PATTERN, STORAGE_SIZE_PATTERN};
 use super::pooler::PoolerSpec;
+use super::replication::{ReplicationSpec, SynchronousStatus};
 
 /// Image of PostgreSQL 15 with pgBackRest 2.45 and the relevo instance entrypoint.
 /// A fixed tag, never `latest`, so that a node never silently runs another build.
@@ -38,6 +39,7 @@ pub const MAX_INSTANCES: i32 = 9;
     // Pod `<name>-9-0` must be a valid hostname, and StatefulSet `<name>-9` plus its revision
     // hash a valid label value; see pgcluster::validate::MAX_CLUSTER_NAME_LEN.
     validation = Rule::new("self.metadata.name.size() <= 50").message("metadata.name must be at most 50 characters"),
+    validation = Rule::new("!has(self.spec.replication) || !has(self.spec.replication.synchronous) || self.spec.replication.synchronous.number <= self.spec.instances - 1").message("spec.replication.synchronous.number must be at most spec.instances - 1 (the standbys there are)").field_path(".spec.replication.synchronous.number"),
     printcolumn(name = "Instances", type_ = "integer", json_path = ".spec.instances", description = "Desired number of instances"),
     printcolumn(name = "Primary", type_ = "string", json_path = ".status.currentPrimary", description = "Instance that is primary"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition"),
@@ -80,6 +82,10 @@ pub struct PgClusterSpec {
     /// Redis that records one hash per backup: a managed Deployment (default) or an external URL.
     #[serde(default)]
     pub redis: RedisSpec,
+
+    /// Streaming replication: asynchronous unless `synchronous` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationSpec>,
 
     /// A managed PgBouncer `<cluster>-pooler` in front of the primary. Off when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -389,6 +395,10 @@ pub struct PgClusterStatus {
     /// WAL archiving into the pgBackRest repository, as the primary's pg_stat_archiver reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archiving: Option<ArchivingStatus>,
+
+    /// Synchronous replication, when spec.replication.synchronous is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<SynchronousStatus>,
 
     /// metadata.generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -160,6 +160,10 @@ async fn reconcile_cluster(cluster: &PgCluster, ctx: &Context) -> Result<Action>
     if validation.is_ok() {
         maintain_slots(ctx, &owner, cluster, &computed.status, &pods, password.as_deref()).await;
     }
+    let mut computed = computed;
+    computed.status.synchronous =
+        observe_synchronous(ctx, &owner, cluster, &computed.status, &pods, password.as_deref(), &previous)
+            .await;
     if validation.is_ok() {
         crate::pooler::reconcile::follow_primary(ctx, &owner, cluster, &computed.status).await;
     }
@@ -247,7 +251,8 @@ async fn build_and_apply(
         apply::apply(ctx, owner, &objects.deployment, "applying the Redis Deployment").await?;
         apply::apply(ctx, owner, &objects.service, "applying the Redis Service").await?;
     }
-    crate::pooler::reconcile::reconcile(ctx, owner, cluster, &valid.initdb.owner).await?;
+    crate::pooler::reconcile::reconcile(ctx, owner, cluster, &valid.initdb.owner, &valid.initdb.database)
+        .await?;
     Ok(())
 }
 
@@ -349,6 +354,36 @@ async fn maintain_slots(
     let connection = Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
     if let Err(error) = observe::reconcile_slots(&connection, &wanted, &owner.name).await {
         warn!(primary = %primary.name, %error, "could not reconcile replication slots");
+    }
+}
+
+/// Synchronous replication as the ready primary reports it; the last report is kept while
+/// the primary does not answer, because a failover must know who was synchronous.
+async fn observe_synchronous(
+    ctx: &Context,
+    owner: &Owner,
+    cluster: &PgCluster,
+    status: &crate::crd::PgClusterStatus,
+    pods: &[Pod],
+    password: Option<&str>,
+    previous: &crate::crd::PgClusterStatus,
+) -> Option<crate::crd::replication::SynchronousStatus> {
+    let spec = cluster.spec.replication.as_ref()?.synchronous.as_ref()?;
+    let kept = previous.synchronous.clone();
+    let primary = status.current_primary.as_deref()?;
+    let host = pods
+        .iter()
+        .find(|pod| pod.name_any() == names::pod(primary))
+        .and_then(|pod| pod.status.as_ref())
+        .and_then(|s| s.pod_ip.clone());
+    let (Some(host), Some(password)) = (host, password) else { return kept };
+    let connection = Connection { host, superuser_password: password, timeout: ctx.config.postgres_timeout };
+    match super::synchronous_io::maintain(&connection, &owner.name, spec).await {
+        Ok(observed) => Some(observed),
+        Err(error) => {
+            warn!(primary, %error, "could not read synchronous replication");
+            kept
+        }
     }
 }
 

@@ -12,6 +12,8 @@ pub mod observe;
 pub mod parameters;
 pub mod passwords;
 pub mod status;
+pub mod synchronous;
+pub mod synchronous_io;
 pub mod topology;
 pub mod validate;
 

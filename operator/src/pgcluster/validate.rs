@@ -11,7 +11,8 @@ use crate::crd::PgCluster;
 use crate::crd::pgcluster::{InitdbSpec, RecoverySpec};
 use crate::duration::{self, DurationError};
 
-use super::parameters;
+use super::{parameters, synchronous};
+use crate::crd::replication::DataDurability;
 
 /// Longest PgCluster name: `<name>-9-0` must fit a 63-character hostname, and StatefulSet
 /// `<name>-9` plus its 11-character controller-revision-hash suffix must fit a label value.
@@ -52,6 +53,9 @@ pub enum SpecError {
 
     #[error("spec.redis: set exactly one of managed and external")]
     AmbiguousRedis,
+
+    #[error("spec.replication.synchronous.number: {number} synchronous standbys, but {instances} instances have {} standbys", instances - 1)]
+    TooManySynchronous { number: i32, instances: i32 },
 }
 
 impl SpecError {
@@ -68,6 +72,7 @@ impl SpecError {
             SpecError::RecoveryFromItself => "RecoveryFromItself",
             SpecError::AmbiguousBootstrap => "AmbiguousBootstrap",
             SpecError::AmbiguousRedis => "AmbiguousRedis",
+            SpecError::TooManySynchronous { .. } => "TooManySynchronousStandbys",
         }
     }
 }
@@ -109,13 +114,41 @@ pub fn validate(cluster: &PgCluster) -> Result<ValidSpec, SpecError> {
 
     let failover_delay = duration::parse(&spec.failover.delay)
         .map_err(|source| SpecError::InvalidDuration { field: "spec.failover.delay", source })?;
-    let parameters = parameters::merge(&spec.postgresql.parameters, spec.instances)?;
+    let mut parameters = parameters::merge(&spec.postgresql.parameters, spec.instances)?;
+    if let Some(sync) = spec.replication.as_ref().and_then(|r| r.synchronous.as_ref()) {
+        if sync.number > spec.instances - 1 {
+            return Err(SpecError::TooManySynchronous { number: sync.number, instances: spec.instances });
+        }
+        // `required`: commits wait for the standbys; `preferred` starts asynchronous and the
+        // operator raises it on the primary while a standby streams (pgcluster::synchronous).
+        let value = match sync.data_durability {
+            DataDurability::Required => synchronous::standby_names(&name, sync),
+            DataDurability::Preferred => String::new(),
+        };
+        parameters.insert("synchronous_standby_names".into(), value);
+    }
     Ok(ValidSpec { parameters, failover_delay, initdb, recovery })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synchronous_replication_lists_every_instance_and_is_bounded_by_the_standbys() {
+        use crate::pgcluster::test_fixtures::cluster_from_yaml;
+        let required = cluster_from_yaml("spec: {instances: 3, replication: {synchronous: {number: 2}}}");
+        let value = &validate(&required).unwrap().parameters["synchronous_standby_names"];
+        assert!(value.starts_with("ANY 2 (\"demo-1\", "), "{value}");
+        let preferred = cluster_from_yaml(
+            "spec: {instances: 2, replication: {synchronous: {dataDurability: preferred, method: first}}}",
+        );
+        assert_eq!(validate(&preferred).unwrap().parameters["synchronous_standby_names"], "");
+        let too_many = cluster_from_yaml("spec: {instances: 2, replication: {synchronous: {number: 2}}}");
+        assert_eq!(validate(&too_many), Err(SpecError::TooManySynchronous { number: 2, instances: 2 }));
+        let none = cluster_from_yaml("spec: {}");
+        assert!(!validate(&none).unwrap().parameters.contains_key("synchronous_standby_names"));
+    }
     use crate::pgcluster::test_fixtures::cluster_from_yaml;
 
     #[test]

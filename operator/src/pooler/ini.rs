@@ -49,9 +49,21 @@ pub fn template(spec: &PoolerSpec) -> String {
 }
 
 /// The final pgbouncer.ini: the `[databases]` section sending every database to `target`,
-/// then the operator's template.
-pub fn with_target(template: &str, target: &str) -> String {
-    format!("[databases]\n* = host={target} port={port}\n\n{template}", port = layout::POSTGRES_PORT)
+/// then the operator's template. The cluster's databases are named, not only the `*`
+/// fallback: PgBouncer re-points a named database at RELOAD, while databases it created
+/// from `*` may keep their old host in some versions.
+pub fn with_target(template: &str, target: &str, databases: &[String]) -> String {
+    let port = layout::POSTGRES_PORT;
+    let named: String =
+        databases.iter().map(|db| format!("{db} = host={target} port={port} dbname={db}\n")).collect();
+    format!("[databases]\n{named}* = host={target} port={port}\n\n{template}")
+}
+
+/// A database name PgBouncer can take unquoted: the CRD's plain SQL identifiers.
+pub fn valid_database(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// A host name or IP address PgBouncer can take as `host=` without quoting: letters,
@@ -116,8 +128,15 @@ mod tests {
 
     #[test]
     fn the_target_comes_first_as_the_wildcard_database() {
-        let ini = with_target("[pgbouncer]\nlisten_port = 5432\n", "demo-2-0.demo.db.svc");
-        assert!(ini.starts_with("[databases]\n* = host=demo-2-0.demo.db.svc port=5432\n"), "{ini}");
+        let ini = with_target("[pgbouncer]\nlisten_port = 5432\n", "demo-2-0.demo.db.svc", &["app".into()]);
+        assert!(
+            ini.starts_with(
+                "[databases]\napp = host=demo-2-0.demo.db.svc port=5432 dbname=app\n\
+                 * = host=demo-2-0.demo.db.svc port=5432\n"
+            ),
+            "{ini}"
+        );
+        assert!(valid_database("app_2") && !valid_database("App") && !valid_database("a b"));
         assert!(ini.ends_with("[pgbouncer]\nlisten_port = 5432\n"));
     }
 

@@ -23,13 +23,19 @@ pub fn wanted(cluster: &PgCluster) -> Option<&PoolerSpec> {
 }
 
 /// Applies the pooler's objects, or deletes them when the pooler is off.
-pub async fn reconcile(ctx: &Context, owner: &Owner, cluster: &PgCluster, app_user: &str) -> Result<()> {
+pub async fn reconcile(
+    ctx: &Context,
+    owner: &Owner,
+    cluster: &PgCluster,
+    app_user: &str,
+    app_database: &str,
+) -> Result<()> {
     let Some(spec) = wanted(cluster) else { return remove(ctx, owner).await };
     if !ensure_secret(ctx, owner, app_user).await? {
         // The app Secret is created in the same reconcile; the next one finds it.
         return Ok(());
     }
-    let objects = builders::build(owner, spec);
+    let objects = builders::build(owner, spec, app_database);
     apply::apply(ctx, owner, &objects.config_map, "applying the pooler ConfigMap").await?;
     apply::apply(ctx, owner, &objects.service, "applying the pooler Service").await?;
     apply::apply(ctx, owner, &objects.deployment, "applying the pooler Deployment").await?;

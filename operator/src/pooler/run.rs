@@ -28,6 +28,9 @@ pub struct PoolerArgs {
     /// Host of the first `[databases]` target, until the operator sets the primary's own.
     #[arg(long)]
     pub initial_target: String,
+    /// A database of the cluster, named in `[databases]` (repeatable).
+    #[arg(long = "database")]
+    pub databases: Vec<String>,
     /// A PAUSE not renewed within this many seconds is resumed by the pooler itself.
     #[arg(long, default_value_t = 10)]
     pub pause_bound_seconds: u64,
@@ -67,6 +70,7 @@ pub struct Pooler {
     /// The template and userlist PgBouncer's files were last written from.
     sources: Mutex<(String, String)>,
     admin_password: String,
+    databases: Vec<String>,
     run_dir: PathBuf,
     pause_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -173,7 +177,7 @@ impl Pooler {
             &self.run_dir.join(USERLIST_FILE),
             &ini::userlist_with_admin(&userlist, &self.admin_password),
         )?;
-        write_private(&self.run_dir.join(INI_FILE), &ini::with_target(&template, &target))
+        write_private(&self.run_dir.join(INI_FILE), &ini::with_target(&template, &target, &self.databases))
     }
 
     /// One watchdog tick: the pause bound.
@@ -241,6 +245,9 @@ pub fn run(args: PoolerArgs) -> anyhow::Result<i32> {
 async fn serve(args: PoolerArgs) -> anyhow::Result<i32> {
     use tokio::signal::unix::{SignalKind, signal};
     anyhow::ensure!(ini::valid_target(&args.initial_target), "--initial-target is not a host name");
+    if let Some(bad) = args.databases.iter().find(|db| !ini::valid_database(db)) {
+        anyhow::bail!("--database {bad:?} is not a plain database name");
+    }
     let token = std::fs::read_to_string(args.auth_dir.join(TOKEN_KEY))
         .with_context(|| format!("reading the control token in {}", args.auth_dir.display()))?
         .trim()
@@ -256,6 +263,7 @@ async fn serve(args: PoolerArgs) -> anyhow::Result<i32> {
         target: Mutex::new(args.initial_target.clone()),
         sources: Mutex::new(sources),
         admin_password,
+        databases: args.databases.clone(),
         run_dir: args.run_dir.clone(),
         pause_task: Mutex::new(None),
     });

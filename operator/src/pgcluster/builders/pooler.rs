@@ -37,7 +37,8 @@ pub struct PoolerObjects {
     pub service: Service,
 }
 
-pub fn build(owner: &Owner, spec: &PoolerSpec) -> PoolerObjects {
+/// `database`: the cluster's application database, named in the pooler's `[databases]`.
+pub fn build(owner: &Owner, spec: &PoolerSpec, database: &str) -> PoolerObjects {
     let name = names::pooler(&owner.name);
     PoolerObjects {
         config_map: ConfigMap {
@@ -45,7 +46,7 @@ pub fn build(owner: &Owner, spec: &PoolerSpec) -> PoolerObjects {
             data: Some(BTreeMap::from([(pooler::INI_KEY.to_string(), ini::template(spec))])),
             ..ConfigMap::default()
         },
-        deployment: deployment(owner, &name, spec),
+        deployment: deployment(owner, &name, spec, database),
         service: Service {
             metadata: owner.child_meta(&name, COMPONENT),
             spec: Some(ServiceSpec {
@@ -87,7 +88,7 @@ pub fn initial_target(owner: &Owner) -> String {
     format!("{}.{}.svc", names::service_rw(&owner.name), owner.namespace)
 }
 
-fn deployment(owner: &Owner, name: &str, spec: &PoolerSpec) -> Deployment {
+fn deployment(owner: &Owner, name: &str, spec: &PoolerSpec, database: &str) -> Deployment {
     let mut pod_labels = names::cluster_labels(&owner.name, COMPONENT);
     pod_labels.extend(names::pooler_selector(&owner.name));
     let volume = |name: &str, source: Volume| Volume { name: name.into(), ..source };
@@ -114,7 +115,7 @@ fn deployment(owner: &Owner, name: &str, spec: &PoolerSpec) -> Deployment {
                     enable_service_links: Some(false),
                     security_context: Some(postgres_pod_security()),
                     affinity: Some(spread(&owner.name)),
-                    containers: vec![container(owner, spec)],
+                    containers: vec![container(owner, spec, database)],
                     volumes: Some(vec![
                         volume(
                             "template",
@@ -157,7 +158,7 @@ fn deployment(owner: &Owner, name: &str, spec: &PoolerSpec) -> Deployment {
     }
 }
 
-fn container(owner: &Owner, spec: &PoolerSpec) -> Container {
+fn container(owner: &Owner, spec: &PoolerSpec, database: &str) -> Container {
     let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
         name: name.into(),
         mount_path: path.into(),
@@ -174,12 +175,14 @@ fn container(owner: &Owner, spec: &PoolerSpec) -> Container {
         name: "pgbouncer".into(),
         image: Some(spec.image.clone()),
         command: Some(vec!["relevo".into(), "pooler".into()]),
-        // Neither is a secret: a Service name and a number of seconds.
+        // None is a secret: a Service name, a number of seconds, a database name.
         args: Some(vec![
             "--initial-target".into(),
             initial_target(owner),
             "--pause-bound-seconds".into(),
             spec.pause_bound_seconds.to_string(),
+            "--database".into(),
+            database.into(),
         ]),
         ports: Some(vec![port("pgbouncer", pooler::POOLER_PORT), port("control", pooler::CONTROL_PORT)]),
         // Ready once PgBouncer's admin console answers the pooler process.
@@ -233,7 +236,7 @@ mod tests {
     fn build_from(spec_yaml: &str) -> (Owner, PoolerObjects) {
         let cluster = cluster_from_yaml(spec_yaml);
         let owner = Owner::of(&cluster).unwrap();
-        let objects = build(&owner, cluster.spec.pooler.as_ref().expect("fixture has a pooler"));
+        let objects = build(&owner, cluster.spec.pooler.as_ref().expect("fixture has a pooler"), "app");
         (owner, objects)
     }
 
@@ -276,7 +279,7 @@ mod tests {
         assert_eq!(container.command.as_deref().unwrap(), ["relevo", "pooler"]);
         assert_eq!(
             container.args.as_deref().unwrap(),
-            ["--initial-target", "demo-rw.db.svc", "--pause-bound-seconds", "10"]
+            ["--initial-target", "demo-rw.db.svc", "--pause-bound-seconds", "10", "--database", "app"]
         );
         let auth = pod.volumes.unwrap().into_iter().find(|v| v.name == "auth").unwrap().secret.unwrap();
         assert_eq!(auth.secret_name.as_deref(), Some("demo-pooler"));
