@@ -219,6 +219,8 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
             last_backup: observation.previous.last_backup.clone(),
             // Kept while the primary does not answer: the last figures are still the best known.
             archiving: archiver.map(archiving_status).or_else(|| observation.previous.archiving.clone()),
+            // Set by the controller from the primary (pgcluster::synchronous_io); kept meanwhile.
+            synchronous: observation.previous.synchronous.clone(),
             observed_generation: observation.generation,
         },
         role_labels,
