@@ -42,7 +42,7 @@ if [[ $only == all ]]; then
     name=bench-$i
     t0=$(date +%s.%N)
     sed "s/name: demo/name: $name/" "$REPO_ROOT/manifests/samples/pgcluster.yaml" | k -n "$ns" apply -f - >/dev/null
-    k -n "$ns" wait --for=condition=Ready "pgcluster/$name" --timeout=300s >/dev/null
+    k -n "$ns" wait --for=condition=Ready "pgclusters.relevo.dev/$name" --timeout=300s >/dev/null
     t1=$(date +%s.%N)
     ready+=("$(echo "$t1 - $t0" | bc)")
     printf 'run %d: PgCluster %s Ready (primary + standby streaming) in %.1fs\n' "$i" "$name" "${ready[-1]}"
@@ -64,7 +64,7 @@ if [[ $only == all || $only == backup ]]; then
   k create namespace "$bns" >/dev/null
   trap 'k delete namespace "$bns" --wait=false >/dev/null 2>&1' EXIT
   k -n "$bns" apply -f "$REPO_ROOT/manifests/samples/pgcluster.yaml" >/dev/null
-  k -n "$bns" wait --for=condition=Ready pgcluster/demo --timeout=300s >/dev/null
+  k -n "$bns" wait --for=condition=Ready pgclusters.relevo.dev/demo --timeout=300s >/dev/null
   k -n "$bns" wait --for=condition=Ready pod/demo-repo-0 --timeout=300s >/dev/null
   relevo=$("$REPO_ROOT/images/build.sh" --print-binary)
   epoch() { date -d "$1" +%s; }
@@ -72,8 +72,8 @@ if [[ $only == all || $only == backup ]]; then
   for i in $(seq 1 "${BENCH_BACKUPS:-5}"); do
     type=incr; ((i == 1)) && type=full
     name=$("$relevo" backup demo -n "$bns" --type "$type" | sed -n 's|^backup.relevo.dev/\([^ ]*\) created.*|\1|p')
-    wait_for "$name Completed" 300 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $bns get backup $name -o jsonpath='{.status.phase}') == Completed ]]"
-    read -r created job start stop <<<"$(k -n "$bns" get backup "$name" \
+    wait_for "$name Completed" 300 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $bns get backups.relevo.dev $name -o jsonpath='{.status.phase}') == Completed ]]"
+    read -r created job start stop <<<"$(k -n "$bns" get backups.relevo.dev "$name" \
       -o jsonpath='{.metadata.creationTimestamp} {.status.job} {.status.startTime} {.status.stopTime}')"
     done_at=$(k -n "$bns" get job "$job" -o jsonpath='{.status.completionTime}')
     t=$(($(epoch "$done_at") - $(epoch "$created"))); p=$(($(epoch "$stop") - $(epoch "$start")))
@@ -106,7 +106,7 @@ for i in $(seq 1 "${BENCH_SWITCHOVERS:-5}"); do
   f=$(phase_gap "bench-planned-$i" Fencing CatchingUp) && fence+=("$f") && echo "planned #$i: fence ${f}s"
   # The PgCluster status follows the switchover; the next run starts from it.
   wait_for "currentPrimary $target" 30 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; so_ns=$so_ns; \
-    k -n $so_ns get pgcluster demo -o jsonpath='{.status.currentPrimary}') == $target ]]" || true
+    k -n $so_ns get pgclusters.relevo.dev demo -o jsonpath='{.status.currentPrimary}') == $target ]]" || true
 done
 stats 'planned: write gap' s "${gap[@]}"
 stats 'planned: writable after the request' s "${writable[@]}"
@@ -115,7 +115,7 @@ stats 'planned: old primary streaming again' s "${streaming[@]}"
 stats 'planned: fence (Fencing -> CatchingUp, the direct channel)' s "${fence[@]}"
 
 gap=(); writable=(); completed=(); streaming=()
-delay=$(k -n "$so_ns" get pgcluster demo -o jsonpath='{.spec.failover.delay}')
+delay=$(k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.spec.failover.delay}')
 for i in $(seq 1 "${BENCH_FAILOVERS:-3}"); do
   run_scenario "failover #$i" node_loss
   record "failover #$i ($switchover)"

@@ -24,8 +24,8 @@ so_init() {
   k create namespace "$so_ns" >/dev/null
   trap so_cleanup EXIT
   k -n "$so_ns" apply -f "$REPO_ROOT/manifests/samples/pgcluster.yaml" >/dev/null
-  if ! k -n "$so_ns" wait --for=condition=Ready pgcluster/demo --timeout=180s >/dev/null; then
-    fail "PgCluster demo not Ready in 180s: $(k -n "$so_ns" get pgcluster demo -o jsonpath='{.status.conditions}')"
+  if ! k -n "$so_ns" wait --for=condition=Ready pgclusters.relevo.dev/demo --timeout=180s >/dev/null; then
+    fail "PgCluster demo not Ready in 180s: $(k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.status.conditions}')"
     return 1
   fi
   psql_to "$so_ns" demo-rw "CREATE TABLE IF NOT EXISTS load(id int primary key, at timestamptz default now())"
@@ -45,7 +45,7 @@ so_cleanup() {
 
 so_secret() { k -n "$so_ns" get secret "demo-$1" -o jsonpath="{.data.$2}" | base64 -d; }
 so_node() { k get nodes -o jsonpath='{.items[0].metadata.name}'; }
-so_primary() { k -n "$so_ns" get pgcluster demo -o jsonpath='{.status.currentPrimary}'; }
+so_primary() { k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.status.currentPrimary}'; }
 now() { date +%s.%N; }
 
 # writer FIRST COUNT: inserts rows FIRST.. one by one, at most COUNT or until
@@ -87,7 +87,7 @@ so_watcher() {
 acked_after() { awk -v t="$1" '$2 > t {found = 1} END {exit !found}' "$SO_WORK/acked"; }
 
 # switchover_phase NAME
-switchover_phase() { k -n "$so_ns" get switchover "$1" -o jsonpath='{.status.phase}' 2>/dev/null; }
+switchover_phase() { k -n "$so_ns" get switchovers.relevo.dev "$1" -o jsonpath='{.status.phase}' 2>/dev/null; }
 
 # apply_switchover NAME TARGET [MODE]
 apply_switchover() {
@@ -116,11 +116,11 @@ run_scenario() {
   started=$(now)
   "$@"
   local phase
-  if wait_for "$switchover Completed" 240 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchover $switchover -o jsonpath='{.status.phase}') =~ ^(Completed|Failed)$ ]]" \
+  if wait_for "$switchover Completed" 240 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev $switchover -o jsonpath='{.status.phase}') =~ ^(Completed|Failed)$ ]]" \
       && phase=$(switchover_phase "$switchover") && [[ $phase == Completed ]]; then
-    pass "$name: $switchover Completed ($(k -n "$so_ns" get switchover "$switchover" -o jsonpath='{.status.from} -> {.status.to} in {.status.durationSeconds}s'))"
+    pass "$name: $switchover Completed ($(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.from} -> {.status.to} in {.status.durationSeconds}s'))"
   else
-    fail "$name: $switchover did not complete: $(k -n "$so_ns" get switchover "$switchover" -o jsonpath='{.status.phase}: {.status.reason}' 2>&1)"
+    fail "$name: $switchover did not complete: $(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.phase}: {.status.reason}' 2>&1)"
   fi
   # Keep writing until the new primary has acknowledged writes after completion.
   local done_at; done_at=$(now)
@@ -164,9 +164,9 @@ run_scenario() {
   outage=$(awk -v s="$started" '$2 > s {print $2; exit}' "$SO_WORK/refused")
   FIG_WRITABLE=$(awk -v s="$started" -v o="${outage:-$started}" \
     '$2 > o {printf "%.2f", $2 - s; exit}' "$SO_WORK/acked")
-  FIG_COMPLETED=$(k -n "$so_ns" get switchover "$switchover" -o jsonpath='{.status.durationSeconds}')
+  FIG_COMPLETED=$(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.durationSeconds}')
   say "$name: longest write gap ${FIG_GAP}s, writable after ${FIG_WRITABLE}s, Completed in ${FIG_COMPLETED}s"
-  say "$name: phases $(k -n "$so_ns" get switchover "$switchover" \
+  say "$name: phases $(k -n "$so_ns" get switchovers.relevo.dev "$switchover" \
     -o jsonpath='{range .status.phaseTimestamps[*]}{.phase}@{.time} {end}')"
 }
 
@@ -192,7 +192,7 @@ node_loss() {
     switchover=$(failover_exists)
     seen_failovers+=("$switchover")
     wait_for "$switchover promoting a standby" 60 bash -c \
-      "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchover $switchover -o jsonpath='{.status.phase}') =~ ^(Rebuilding|Completed|Failed)$ ]]" || true
+      "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev $switchover -o jsonpath='{.status.phase}') =~ ^(Rebuilding|Completed|Failed)$ ]]" || true
   else
     switchover=none
   fi
@@ -203,7 +203,7 @@ node_loss() {
 # previous ones, failing when there is none.
 failover_exists() {
   local name
-  name=$(k -n "$so_ns" get switchovers --sort-by=.metadata.creationTimestamp \
+  name=$(k -n "$so_ns" get switchovers.relevo.dev --sort-by=.metadata.creationTimestamp \
     -o jsonpath='{range .items[?(@.spec.mode=="Failover")]}{.metadata.name}{"\n"}{end}' \
     | grep -vxF -f <(printf '%s\n' "${seen_failovers[@]:-}") | tail -1)
   [[ -n $name ]] && echo "$name"
@@ -260,7 +260,7 @@ partition_primary() {
     switchover=$(failover_exists)
     seen_failovers+=("$switchover")
     wait_for "$switchover promoting a standby" 60 bash -c \
-      "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchover $switchover -o jsonpath='{.status.phase}') =~ ^(Rebuilding|Completed|Failed)$ ]]" || true
+      "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev $switchover -o jsonpath='{.status.phase}') =~ ^(Rebuilding|Completed|Failed)$ ]]" || true
   else
     switchover=none
   fi
@@ -282,7 +282,7 @@ heal_partition() {
 # once its successor was being promoted (the Switchover's Promoting time).
 check_no_write_after_promotion() {
   local promoted last
-  promoted=$(k -n "$so_ns" get switchover "$switchover" \
+  promoted=$(k -n "$so_ns" get switchovers.relevo.dev "$switchover" \
     -o jsonpath='{range .status.phaseTimestamps[?(@.phase=="Promoting")]}{.time}{end}')
   [[ -n $promoted ]] || { fail "$1: $switchover has no Promoting time"; return; }
   promoted=$(date -d "$promoted" +%s.%N)
@@ -298,7 +298,7 @@ check_no_write_after_promotion() {
 # phase_gap SWITCHOVER FROM TO: seconds between entering phase FROM and phase TO.
 phase_gap() {
   local times
-  times=$(k -n "$so_ns" get switchover "$1" -o jsonpath='{range .status.phaseTimestamps[*]}{.phase}={.time}{"\n"}{end}')
+  times=$(k -n "$so_ns" get switchovers.relevo.dev "$1" -o jsonpath='{range .status.phaseTimestamps[*]}{.phase}={.time}{"\n"}{end}')
   local a b
   a=$(awk -F= -v p="$2" '$1 == p {print $2; exit}' <<<"$times")
   b=$(awk -F= -v p="$3" '$1 == p {print $2; exit}' <<<"$times")

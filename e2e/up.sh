@@ -8,12 +8,12 @@ source "$here/lib.sh"
 "$E2E_DIR/install.sh"
 k apply -f "$REPO_ROOT/manifests/samples/pgcluster.yaml" -f "$REPO_ROOT/manifests/samples/backupschedule.yaml" >/dev/null
 say "waiting for the sample PgCluster to be Ready"
-k wait --for=condition=Ready pgcluster/demo --timeout=300s >/dev/null
-k get pgclusters
+k wait --for=condition=Ready pgclusters.relevo.dev/demo --timeout=300s >/dev/null
+k get pgclusters.relevo.dev
 cat <<MSG
 
 relevo is up. Try:
   export KUBECONFIG=$KUBECONFIG
-  kubectl get pgclusters,pods
+  kubectl get pgclusters.relevo.dev,pods
   kubectl apply -f manifests/samples/switchover.yaml
 MSG

@@ -3,7 +3,7 @@
 #   1. day-1 backup on the original primary;   2. switchover;
 #   3. day-2 backup on the new primary;        4. failback;
 #   5. day-4 backup;
-#   6. `kubectl get backups` lists exactly those 3 (full, incr, incr), all
+#   6. `kubectl get backups.relevo.dev` lists exactly those 3 (full, incr, incr), all
 #      Completed, each naming the primary it ran on, and Redis holds matching
 #      hashes with DESIGN.md's field names and values.
 # Then: a backup taken while Redis is down is recorded once Redis returns, and
@@ -32,23 +32,23 @@ backup_day() {
   out=$("$relevo" backup demo -n "$ns" --day "$day" 2>&1) || { fail "relevo backup --day $day: $out"; return; }
   name=$(sed -n 's|^backup.relevo.dev/\([^ ]*\) created.*|\1|p' <<<"$out" | tail -1)
   backup_of_day[$day]=$name
-  if wait_for "$name finished" 240 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get backup $name -o jsonpath='{.status.phase}') =~ ^(Completed|Failed)$ ]]"; then
-    phase=$(k -n "$ns" get backup "$name" -o jsonpath='{.status.phase}')
+  if wait_for "$name finished" 240 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get backups.relevo.dev $name -o jsonpath='{.status.phase}') =~ ^(Completed|Failed)$ ]]"; then
+    phase=$(k -n "$ns" get backups.relevo.dev "$name" -o jsonpath='{.status.phase}')
   fi
   if [[ ${phase:-} == Completed ]]; then
-    pass "day $day: $name Completed ($(k -n "$ns" get backup "$name" -o jsonpath='{.spec.type} on {.status.primary}, label {.status.label}, {.status.size}'))"
+    pass "day $day: $name Completed ($(k -n "$ns" get backups.relevo.dev "$name" -o jsonpath='{.spec.type} on {.status.primary}, label {.status.label}, {.status.size}'))"
   else
-    fail "day $day: $name ${phase:-not finished}: $(k -n "$ns" get backup "$name" -o jsonpath='{.status.error}' 2>&1)"
+    fail "day $day: $name ${phase:-not finished}: $(k -n "$ns" get backups.relevo.dev "$name" -o jsonpath='{.status.error}' 2>&1)"
   fi
-  local used; used=$(k -n "$ns" get backup "$name" -o jsonpath='{.status.primary}')
+  local used; used=$(k -n "$ns" get backups.relevo.dev "$name" -o jsonpath='{.status.primary}')
   [[ $used == "$primary" ]] && pass "day $day ran on the primary $primary" \
     || fail "day $day ran on '$used', the primary was $primary"
 }
 
 switch_to() {
   apply_switchover "$1" "$2"
-  wait_for "$1 Completed" 120 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get switchover $1 -o jsonpath='{.status.phase}') == Completed ]]" \
-    && wait_for "currentPrimary $2" 30 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgcluster demo -o jsonpath='{.status.currentPrimary}') == $2 ]]" \
+  wait_for "$1 Completed" 120 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get switchovers.relevo.dev $1 -o jsonpath='{.status.phase}') == Completed ]]" \
+    && wait_for "currentPrimary $2" 30 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgclusters.relevo.dev demo -o jsonpath='{.status.currentPrimary}') == $2 ]]" \
     && pass "switchover $1: $2 is the primary" || fail "switchover $1 to $2 did not complete"
 }
 
@@ -60,12 +60,12 @@ backup_day 4 demo-1
 expected_rows=$(rows "SELECT count(*) FROM data")
 
 # 6. Exactly three Backups, as the table shows them.
-listing=$(k -n "$ns" get backups --no-headers -o custom-columns=T:.spec.type,D:.spec.cycleDay,P:.status.primary,PH:.status.phase \
+listing=$(k -n "$ns" get backups.relevo.dev --no-headers -o custom-columns=T:.spec.type,D:.spec.cycleDay,P:.status.primary,PH:.status.phase \
   --sort-by=.metadata.creationTimestamp | tr -s ' ')
-k -n "$ns" get backups >&2
+k -n "$ns" get backups.relevo.dev >&2
 expected=$'full 1 demo-1 Completed\nincr 2 demo-2 Completed\nincr 4 demo-1 Completed'
-[[ $listing == "$expected" ]] && pass "kubectl get backups: day 1 full, day 2 incr, day 4 incr, each on its primary" \
-  || fail "kubectl get backups shows:"$'\n'"$listing"
+[[ $listing == "$expected" ]] && pass "kubectl get backups.relevo.dev: day 1 full, day 2 incr, day 4 incr, each on its primary" \
+  || fail "kubectl get backups.relevo.dev shows:"$'\n'"$listing"
 
 # Redis: one hash per backup, DESIGN.md's fields and values.
 redis_ip=$(k -n "$ns" get service demo-redis -o jsonpath='{.spec.clusterIP}')
@@ -73,7 +73,7 @@ redis_pass=$(k -n "$ns" get secret demo-redis -o jsonpath='{.data.password}' | b
 rcli() { REDISCLI_AUTH=$redis_pass redis-cli -h "$redis_ip" --no-auth-warning "$@"; }
 check_record() {
   local name=$1 tipo=$2 primary=$3 key label
-  label=$(k -n "$ns" get backup "$name" -o jsonpath='{.status.label}')
+  label=$(k -n "$ns" get backups.relevo.dev "$name" -o jsonpath='{.status.label}')
   key=
   for k in $(rcli --scan --pattern 'backup:*'); do
     if [[ $(rcli hget "$k" label) == "$label" ]]; then key=$k; break; fi
@@ -109,7 +109,7 @@ spec:
   bootstrap: {recovery: {source: demo}}
   redis: {managed: {}}
 YAML
-if k -n "$ns" wait --for=condition=Ready pgcluster/restored --timeout=300s >/dev/null; then
+if k -n "$ns" wait --for=condition=Ready pgclusters.relevo.dev/restored --timeout=300s >/dev/null; then
   restored_rows=$(PSQL_ROLE=superuser psql_to "$ns" restored-rw "SELECT count(*) FROM data")
   if [[ $restored_rows == "$expected_rows" ]]; then
     pass "restored cluster Ready with $restored_rows rows, as many as the source at its day-4 backup"
@@ -119,7 +119,7 @@ if k -n "$ns" wait --for=condition=Ready pgcluster/restored --timeout=300s >/dev
   [[ $(PSQL_ROLE=superuser psql_to "$ns" restored-ro "SELECT pg_is_in_recovery()") == t ]] \
     && pass "the restored cluster's standby answers through restored-ro" || fail "no standby behind restored-ro"
 else
-  fail "restored cluster not Ready: $(k -n "$ns" get pgcluster restored -o jsonpath='{.status.conditions}')"
+  fail "restored cluster not Ready: $(k -n "$ns" get pgclusters.relevo.dev restored -o jsonpath='{.status.conditions}')"
   k -n "$ns" logs restored-1-0 -c postgres --tail=30 >&2 || true
 fi
 
@@ -132,12 +132,12 @@ redis_gone() { [[ $(timeout 2 env REDISCLI_AUTH="$redis_pass" redis-cli -h "$red
 wait_for "Redis paused" 30 redis_gone || fail "Redis still answers after CLIENT PAUSE"
 out=$("$relevo" backup demo -n "$ns" --type incr 2>&1)
 down=$(sed -n 's|^backup.relevo.dev/\([^ ]*\) created.*|\1|p' <<<"$out" | tail -1)
-if wait_for "$down Completed with Redis down" 110 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get backup $down -o jsonpath='{.status.phase}/{.status.redisRecorded}') == Completed/false ]]"; then
+if wait_for "$down Completed with Redis down" 110 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get backups.relevo.dev $down -o jsonpath='{.status.phase}/{.status.redisRecorded}') == Completed/false ]]"; then
   pass "$down Completed while Redis was unavailable (redisRecorded=false)"
 else
-  fail "$down: $(k -n "$ns" get backup "$down" -o jsonpath='{.status.phase}/{.status.redisRecorded} {.status.error}')"
+  fail "$down: $(k -n "$ns" get backups.relevo.dev "$down" -o jsonpath='{.status.phase}/{.status.redisRecorded} {.status.error}')"
 fi
-if wait_for "$down recorded after Redis returned" 300 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get backup $down -o jsonpath='{.status.redisRecorded}') == true ]]"; then
+if wait_for "$down recorded after Redis returned" 300 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get backups.relevo.dev $down -o jsonpath='{.status.redisRecorded}') == true ]]"; then
   check_record "$down" incremental demo-1
 else
   fail "$down never recorded in Redis after it returned"

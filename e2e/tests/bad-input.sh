@@ -17,7 +17,7 @@ for fixture in "$E2E_DIR"/fixtures/invalid-pgclusters/*.yaml; do
     fail "$name: rejected without naming $field: $out"
   fi
 done
-left=$(k -n "$ns" get pgclusters -o name)
+left=$(k -n "$ns" get pgclusters.relevo.dev -o name)
 if [[ -z $left ]]; then pass "no PgCluster was created"; else fail "created: $left"; fi
 # A spec the schema accepts but the operator refuses: a parameter it owns.
 reconciles() {
@@ -34,8 +34,8 @@ spec:
   postgresql: {parameters: {wal_level: minimal}}
   redis: {managed: {}}
 YAML
-if k -n "$ns" wait --for=condition=Degraded pgcluster/owned-parameter --timeout=60s >/dev/null; then
-  reason=$(k -n "$ns" get pgcluster owned-parameter -o jsonpath='{.status.conditions[?(@.type=="Degraded")].reason}: {.status.conditions[?(@.type=="Degraded")].message}')
+if k -n "$ns" wait --for=condition=Degraded pgclusters.relevo.dev/owned-parameter --timeout=60s >/dev/null; then
+  reason=$(k -n "$ns" get pgclusters.relevo.dev owned-parameter -o jsonpath='{.status.conditions[?(@.type=="Degraded")].reason}: {.status.conditions[?(@.type=="Degraded")].message}')
   grep -q wal_level <<<"$reason" && pass "operator-refused spec: Degraded, $reason" || fail "Degraded without naming wal_level: $reason"
   built=$(k -n "$ns" get statefulsets -o name)
   [[ -z $built ]] && pass "the refused spec built nothing" || fail "the refused spec built: $built"
@@ -44,7 +44,7 @@ if k -n "$ns" wait --for=condition=Degraded pgcluster/owned-parameter --timeout=
     || fail "hot loop: $((after - before)) reconciles in 10s"
 else
   fail "operator-refused spec never became Degraded"
-  k -n "$ns" get pgcluster owned-parameter -o yaml >&2
+  k -n "$ns" get pgclusters.relevo.dev owned-parameter -o yaml >&2
 fi
 
 k delete namespace "$ns" --wait=false >/dev/null

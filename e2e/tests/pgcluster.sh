@@ -9,20 +9,20 @@ k create namespace "$ns" >/dev/null
 say "apply the sample PgCluster (2 instances)"
 k -n "$ns" apply -f "$REPO_ROOT/manifests/samples/pgcluster.yaml" >/dev/null
 start=$SECONDS
-if k -n "$ns" wait --for=condition=Ready pgcluster/demo --timeout=180s >/dev/null; then
+if k -n "$ns" wait --for=condition=Ready pgclusters.relevo.dev/demo --timeout=180s >/dev/null; then
   pass "PgCluster Ready in $((SECONDS - start))s"
 else
   fail "PgCluster not Ready within 3 minutes"
-  k -n "$ns" get pgcluster demo -o yaml >&2; k -n "$ns" get pods -o wide >&2
+  k -n "$ns" get pgclusters.relevo.dev demo -o yaml >&2; k -n "$ns" get pods -o wide >&2
   summary pgcluster; exit 1
 fi
 
-primary=$(k -n "$ns" get pgcluster demo -o jsonpath='{.status.currentPrimary}')
+primary=$(k -n "$ns" get pgclusters.relevo.dev demo -o jsonpath='{.status.currentPrimary}')
 [[ $primary == demo-1 ]] && pass "the first instance is the primary" || fail "currentPrimary is '$primary', want demo-1"
-row=$(k -n "$ns" get pgclusters --no-headers)
+row=$(k -n "$ns" get pgclusters.relevo.dev --no-headers)
 grep -q "demo-1" <<<"$row" && grep -q "True" <<<"$row" \
-  && pass "kubectl get pgclusters shows the primary and readiness: $row" \
-  || fail "kubectl get pgclusters row lacks primary or readiness: $row"
+  && pass "kubectl get pgclusters.relevo.dev shows the primary and readiness: $row" \
+  || fail "kubectl get pgclusters.relevo.dev row lacks primary or readiness: $row"
 roles=$(k -n "$ns" get pods -l relevo.dev/cluster=demo,relevo.dev/instance -L relevo.dev/role --no-headers | awk '{print $1"="$NF}' | sort | xargs)
 [[ $roles == "demo-1-0=primary demo-2-0=standby" ]] && pass "pods labelled by role: $roles" || fail "pod roles: $roles"
 
@@ -59,10 +59,10 @@ done
 receiver=$(PSQL_ROLE=superuser psql_to "$ns" demo-ro "SELECT conninfo FROM pg_stat_wal_receiver")
 [[ $receiver == *sslmode=verify-full* ]] && pass "the standby streams with sslmode=verify-full" || fail "standby conninfo: $receiver"
 
-instance_count() { k -n "$ns" get pgcluster demo -o jsonpath='{range .status.instances[*]}{.name}{" "}{.ready}{"\n"}{end}' | grep -c ' true$'; }
+instance_count() { k -n "$ns" get pgclusters.relevo.dev demo -o jsonpath='{range .status.instances[*]}{.name}{" "}{.ready}{"\n"}{end}' | grep -c ' true$'; }
 say "scale to 3 instances"
-k -n "$ns" patch pgcluster demo --type merge -p '{"spec":{"instances":3}}' >/dev/null
-if wait_for "3 ready instances" 180 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgcluster demo -o jsonpath='{range .status.instances[*]}{.ready}{\" \"}{end}') == 'true true true ' ]]"; then
+k -n "$ns" patch pgclusters.relevo.dev demo --type merge -p '{"spec":{"instances":3}}' >/dev/null
+if wait_for "3 ready instances" 180 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgclusters.relevo.dev demo -o jsonpath='{range .status.instances[*]}{.ready}{\" \"}{end}') == 'true true true ' ]]"; then
   pass "scaled up to 3 ready instances"
   count=$(PSQL_ROLE=superuser psql_to "$ns" demo-rw "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
   [[ $count == 2 ]] && pass "the primary streams to 2 standbys" || fail "the primary streams to $count standbys, want 2"
@@ -70,8 +70,8 @@ else
   fail "did not reach 3 ready instances"
 fi
 say "scale back to 2 instances"
-k -n "$ns" patch pgcluster demo --type merge -p '{"spec":{"instances":2}}' >/dev/null
-if wait_for "2 instances, demo-3 gone" 120 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgcluster demo -o jsonpath='{range .status.instances[*]}{.name}{\" \"}{end}') == 'demo-1 demo-2 ' ]] && ! (source '$E2E_DIR/lib.sh'; k -n $ns get statefulset demo-3 >/dev/null 2>&1)"; then
+k -n "$ns" patch pgclusters.relevo.dev demo --type merge -p '{"spec":{"instances":2}}' >/dev/null
+if wait_for "2 instances, demo-3 gone" 120 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get pgclusters.relevo.dev demo -o jsonpath='{range .status.instances[*]}{.name}{\" \"}{end}') == 'demo-1 demo-2 ' ]] && ! (source '$E2E_DIR/lib.sh'; k -n $ns get statefulset demo-3 >/dev/null 2>&1)"; then
   pass "scaled down to 2 instances"
   slots=$(psql_to "$ns" demo-rw "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots")
   [[ $slots != *demo_3* ]] && pass "the removed standby's slot is gone (slots: $slots)" || fail "slot of demo-3 remains: $slots"

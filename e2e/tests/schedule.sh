@@ -14,7 +14,7 @@ k create namespace "$ns" >/dev/null
 trap 'k delete namespace "$ns" --wait=false >/dev/null 2>&1' EXIT
 
 sed 's/^  instances: 2$/  instances: 1/' "$REPO_ROOT/manifests/samples/pgcluster.yaml" | k -n "$ns" apply -f - >/dev/null
-if ! k -n "$ns" wait --for=condition=Ready pgcluster/demo --timeout=180s >/dev/null \
+if ! k -n "$ns" wait --for=condition=Ready pgclusters.relevo.dev/demo --timeout=180s >/dev/null \
     || ! wait_for "the repo host ready" 180 k -n "$ns" wait --for=condition=Ready pod/demo-repo-0 --timeout=5s; then
   fail "cluster or repo host not ready"; summary schedule; exit 1
 fi
@@ -52,7 +52,7 @@ say "BackupSchedule cycle: one day every $day"
 # The whole cycle: 9 Backups, the last being day 6's full, Completed.
 expected=$'full 1\nincr 2\nincr 3\ndiff 3\nincr 4\nincr 5\ndiff 5\ndiff 6\nfull 6'
 listing() {
-  k -n "$ns" get backups --sort-by=.metadata.creationTimestamp --no-headers \
+  k -n "$ns" get backups.relevo.dev --sort-by=.metadata.creationTimestamp --no-headers \
     -o custom-columns=T:.spec.type,D:.spec.cycleDay,S:.spec.schedule,P:.status.phase | tr -s ' '
 }
 cycle_done() {
@@ -70,7 +70,7 @@ rows=$(head -9 <<<"$rows")
 [[ $(awk '{print $1, $2}' <<<"$rows") == "$expected" ]] \
   && pass "types and days in the table's order: $(awk '{printf "%s%s ", substr($1,1,1), $2}' <<<"$rows")" \
   || fail "types and days:"$'\n'"$rows"
-primaries=$(k -n "$ns" get backups -o jsonpath='{range .items[*]}{.status.primary}{"\n"}{end}' | sort -u | tr '\n' ' ')
+primaries=$(k -n "$ns" get backups.relevo.dev -o jsonpath='{range .items[*]}{.status.primary}{"\n"}{end}' | sort -u | tr '\n' ' ')
 [[ $primaries == "demo-1 " ]] && pass "every backup ran on the primary demo-1" || fail "primaries used: $primaries"
 
 # Retention full=1: once day 6's full is in, the first chain is expired.
@@ -93,9 +93,9 @@ if wait_for "one Redis hash left" 60 one_hash; then
 else
   fail "Redis holds $(hashes) backup hashes after retention"
 fi
-k -n "$ns" get backupschedule cycle >&2
-k -n "$ns" patch backupschedule cycle --type merge -p '{"spec":{"suspend":true}}' >/dev/null
-suspended() { [[ $(k -n "$ns" get backupschedule cycle -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}') == Suspended ]]; }
+k -n "$ns" get backupschedules.relevo.dev cycle >&2
+k -n "$ns" patch backupschedules.relevo.dev cycle --type merge -p '{"spec":{"suspend":true}}' >/dev/null
+suspended() { [[ $(k -n "$ns" get backupschedules.relevo.dev cycle -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}') == Suspended ]]; }
 wait_for "the schedule suspended" 30 suspended && pass "suspend: Ready reason Suspended" || fail "suspend not reported"
 
 summary schedule

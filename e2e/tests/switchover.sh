@@ -44,7 +44,7 @@ kill_operator_midway() {
   planned demo-switchover-restart demo-2
   local phase= i watch_pid
   # A watch, not a poll, so the kill lands right after the first step.
-  timeout 60 "$KUBECTL" -n "$so_ns" get switchover demo-switchover-restart -w \
+  timeout 60 "$KUBECTL" -n "$so_ns" get switchovers.relevo.dev demo-switchover-restart -w \
     -o jsonpath='{.status.phase}{"\n"}' >"$SO_WORK/phases" 2>&1 & watch_pid=$!
   for ((i = 0; i < 600 && ${#phase} == 0; i++)); do
     phase=$(grep -m1 -vxE 'Pending|' "$SO_WORK/phases") || sleep 0.05
@@ -63,7 +63,7 @@ k -n relevo-system rollout status deployment/relevo-operator --timeout=120s >/de
 # The new operator must be the one that finished it.
 epoch() { date -d "$1" +%s.%N; }
 restarted=$(k -n relevo-system get pods -l app.kubernetes.io/name=relevo-operator -o jsonpath='{.items[0].status.startTime}')
-completed=$(k -n "$so_ns" get switchover demo-switchover-restart \
+completed=$(k -n "$so_ns" get switchovers.relevo.dev demo-switchover-restart \
   -o jsonpath='{.status.phaseTimestamps[?(@.phase=="Completed")].time}')
 if [[ -n $restarted && -n $completed ]] && (($(echo "$(epoch "$completed") > $(epoch "$restarted")" | bc))); then
   pass "the restarted operator (up at $restarted) completed the switchover at $completed"
@@ -80,8 +80,8 @@ kind: Switchover
 metadata: {name: $name}
 spec: {cluster: $cluster, targetInstance: $target, mode: Planned}
 YAML
-  if wait_for "$name Failed" 60 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchover $name -o jsonpath='{.status.phase}') == Failed ]]"; then
-    reason=$(k -n "$so_ns" get switchover "$name" -o jsonpath='{.status.reason}')
+  if wait_for "$name Failed" 60 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev $name -o jsonpath='{.status.phase}') == Failed ]]"; then
+    reason=$(k -n "$so_ns" get switchovers.relevo.dev "$name" -o jsonpath='{.status.reason}')
     [[ $reason == *"$expected"* ]] && pass "$name: Failed, $reason" \
       || fail "$name: reason '$reason' does not say '$expected'"
   else
@@ -102,6 +102,6 @@ fi
 
 run_scenario "unplanned: the primary's node is lost" node_loss
 expect_primary demo-1
-k -n "$so_ns" get switchovers >&2
+k -n "$so_ns" get switchovers.relevo.dev >&2
 
 summary switchover
