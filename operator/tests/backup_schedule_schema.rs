@@ -1,6 +1,6 @@
 //! The BackupSchedule CRD refuses bad input at `kubectl apply`, each with a message on its
 //! field, and accepts everything the operator can run: checked offline with the schema
-//! stand-in of `support` (kube-cel); `tests/apiserver.rs` checks the same against a real
+//! stand-in of `support` (kube-cel); `tests/apiserver/` checks the same against a real
 //! kube-apiserver.
 
 mod support;
