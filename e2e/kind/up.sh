@@ -6,16 +6,7 @@ source "$(dirname "$0")/lib.sh"
 start=$SECONDS
 
 "$TB_DIR/deps.sh"
-missing=()
-for p in podman golang-github-containernetworking-plugin-dnsname; do
-  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  [[ $status == "install ok installed" ]] || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+ensure_packages podman golang-github-containernetworking-plugin-dnsname
 "$REPO_ROOT/images/kind-node/build.sh"
 
 mkdir -p "$KIND_STATE"

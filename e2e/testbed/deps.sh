@@ -7,16 +7,7 @@ PACKAGES=(docker.io containerd runc containernetworking-plugins debootstrap
   iptables conntrack ethtool socat ipset jq openssl iproute2 kmod bc curl
   postgresql-15 pgbackrest redis-server redis-tools)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  [[ $status == "install ok installed" ]] || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+ensure_packages "${PACKAGES[@]}"
 
 # The Debian packages start nothing under this machine's init; these services
 # are ours to run, and host-wide PostgreSQL/Redis must not hold their ports.

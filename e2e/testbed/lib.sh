@@ -55,6 +55,20 @@ write_file() {
   printf '%s\n' "$content" >"$1"
 }
 
+# ensure_packages PACKAGE...: installs the Debian packages that are missing, and
+# nothing when all are there.
+ensure_packages() {
+  local missing=() p status
+  for p in "$@"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 kube() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
 # start_daemon NAME COMMAND...: runs COMMAND detached, logging to $TB_LOG/NAME.log
