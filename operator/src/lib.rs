@@ -22,3 +22,4 @@ pub mod postgres;
 pub mod rebuild;
 pub mod repohost;
 pub mod switchover;
+pub mod tls;

@@ -22,10 +22,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 
 use crate::switchover::markers::Markers;
 
@@ -101,15 +99,9 @@ impl Channel {
 /// of the same CA only.
 pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<ServerConfig, String> {
     let pem = |path: &Path| std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()));
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem(ca)?) {
-        roots.add(cert.map_err(|e| format!("the CA certificate: {e}"))?).map_err(|e| e.to_string())?;
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem(cert)?)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("the certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(&pem(key)?).map_err(|e| format!("the key: {e}"))?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let roots = crate::tls::roots(&pem(ca)?).map_err(|e| e.to_string())?;
+    let (chain, key) = crate::tls::identity(&pem(cert)?, &pem(key)?).map_err(|e| e.to_string())?;
+    let provider = crate::tls::provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| e.to_string())?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls::ClientConfig;
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
@@ -42,19 +42,12 @@ impl ClusterCa {
     /// Every certificate in `pem` becomes a trust anchor (a bundle may carry the old and the
     /// new CA while one replaces the other).
     pub fn from_pem(pem: &str) -> Result<Self, TlsError> {
-        let mut roots = rustls::RootCertStore::empty();
-        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| TlsError::Pem(e.to_string()))?;
-        if certificates.is_empty() {
-            return Err(TlsError::Empty);
-        }
-        for certificate in certificates {
-            roots.add(certificate).map_err(TlsError::Refused)?;
-        }
-        // The ring provider, explicitly: the process-wide default is not ours to rely on.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
+        let roots = crate::tls::roots(pem.as_bytes()).map_err(|e| match e {
+            crate::tls::PemError::Empty(_) => TlsError::Empty,
+            crate::tls::PemError::Refused(e) => TlsError::Refused(e),
+            crate::tls::PemError::Pem { message, .. } => TlsError::Pem(message),
+        })?;
+        let config = ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Refused)?
             .with_root_certificates(roots)

@@ -14,9 +14,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::instance::control::{FENCE_PATH, FenceMarkers};
 use crate::pgcluster::builders::pgbackrest::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
@@ -43,16 +42,9 @@ impl ClusterTls {
     }
 
     pub fn client_config(&self) -> Result<ClientConfig, String> {
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&self.ca_pem) {
-            roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-        }
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&self.cert_pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|e| e.to_string())?;
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        ClientConfig::builder_with_provider(provider)
+        let roots = crate::tls::roots(&self.ca_pem).map_err(|e| e.to_string())?;
+        let (chain, key) = crate::tls::identity(&self.cert_pem, &self.key_pem).map_err(|e| e.to_string())?;
+        ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
