@@ -22,4 +22,6 @@ pub mod postgres;
 pub mod rebuild;
 pub mod repohost;
 pub mod switchover;
+#[cfg(test)]
+pub mod test_pg;
 pub mod tls;

@@ -8,88 +8,46 @@
 //!   conninfo, and pg_stat_ssl shows the replication connection encrypted;
 //! - a renewed certificate is presented after `pg_reload_conf()`, without a restart.
 //!
-//! Binaries come from /usr/lib/postgresql/15/bin or `RELEVO_PG_BIN`; missing ones fail the
-//! test. As root, PostgreSQL runs through `runuser -u postgres --`, as in `rebuild::pg_tests`.
+//! The processes run in [`crate::test_pg::PgBed`].
 
-use std::ffi::OsString;
 use std::fs;
-use std::net::TcpListener;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, pem::PemObject as _};
 
 use super::{ClusterCa, Target, connect, presented_certificate};
 use crate::pgcluster::builders::config_map::pg_hba_conf;
 use crate::pki::{self, CertificateAuthority, CertifiedKey};
-use crate::rebuild::process::{Runner, args};
+use crate::rebuild::process::args;
+use crate::test_pg::{PgBed, free_port};
 
 const PASSWORD: &str = "relevo-tls-test-secret";
 const REPLICATION_PASSWORD: &str = "relevo-tls-replication";
 
+/// The shared bed, with relevo's TLS settings and pg_hba.conf.
 struct Pg {
-    bin: PathBuf,
-    root: PathBuf,
-    runner: Runner,
-    owner: Option<(u32, u32)>,
-    started: Vec<PathBuf>,
+    bed: PgBed,
 }
 
-fn id_of(flag: &str) -> u32 {
-    let out = Command::new("id").args([flag, "postgres"]).output().expect("running id");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("the postgres user must exist as root")
+impl std::ops::Deref for Pg {
+    type Target = PgBed;
+    fn deref(&self) -> &PgBed {
+        &self.bed
+    }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+impl std::ops::DerefMut for Pg {
+    fn deref_mut(&mut self) -> &mut PgBed {
+        &mut self.bed
+    }
 }
 
 impl Pg {
     fn new() -> Pg {
-        let bin =
-            PathBuf::from(std::env::var("RELEVO_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into()));
-        for tool in ["initdb", "pg_ctl", "postgres", "pg_basebackup", "psql"] {
-            assert!(bin.join(tool).is_file(), "PostgreSQL binary {} is missing", bin.join(tool).display());
-        }
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-        let root = std::env::temp_dir().join(format!("relevo-tls-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(root.join("sock")).unwrap();
-        let as_root = fs::metadata("/proc/self").unwrap().uid() == 0;
-        let owner = as_root.then(|| (id_of("-u"), id_of("-g")));
-        let wrapper = if as_root { args(["runuser", "-u", "postgres", "--"]) } else { vec![] };
-        let runner = Runner { wrapper, env: vec![], timeout: Duration::from_secs(120) };
-        let pg = Pg { bin, root, runner, owner, started: Vec::new() };
-        pg.write_private("pwfile", &format!("{PASSWORD}\n"));
-        pg.write_private("pgpass", &format!("*:*:*:streaming_replica:{REPLICATION_PASSWORD}\n"));
-        pg.give(&pg.root.clone());
-        pg.give(&pg.root.join("sock"));
-        pg
-    }
-
-    fn give(&self, path: &Path) {
-        if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-        }
-    }
-
-    /// A file only the postgres user reads (libpq and PostgreSQL insist on it for keys and
-    /// password files).
-    fn write_private(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.root.join(name);
-        fs::write(&path, text).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        self.give(&path);
-        path
-    }
-
-    fn run(&self, tool: &str, argv: Vec<OsString>) -> Result<String, String> {
-        self.runner.run(&self.bin.join(tool), &argv).map(|o| o.stdout).map_err(|e| e.to_string())
-    }
-
-    fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+        let bed =
+            PgBed::new("relevo-tls", &["initdb", "pg_ctl", "postgres", "pg_basebackup", "psql"], PASSWORD);
+        bed.write_private("pgpass", &format!("*:*:*:streaming_replica:{REPLICATION_PASSWORD}\n"));
+        Pg { bed }
     }
 
     /// Writes the certificate files a server reads.
@@ -102,59 +60,24 @@ impl Pg {
     /// initdb, then relevo's TLS settings and pg_hba.conf (its socket rules as `trust`, so
     /// the harness works as any OS user; the TCP rules are relevo's, verbatim).
     fn initdb(&self, name: &str) {
-        let mut argv = args(["-D"]);
-        argv.push(self.dir(name).into());
-        argv.extend(args(["-U", "postgres", "--auth-host=scram-sha-256", "--no-sync"]));
-        argv.push(format!("--pwfile={}", self.root.join("pwfile").display()).into());
-        self.run("initdb", argv).unwrap();
+        self.bed.initdb(name, &[]);
         self.configure(name);
         fs::write(self.dir(name).join("pg_hba.conf"), pg_hba_conf().replace(" peer", " trust")).unwrap();
     }
 
     fn configure(&self, name: &str) {
-        let path = self.dir(name).join("postgresql.conf");
-        let mut text = fs::read_to_string(&path).unwrap();
-        text.push_str(&format!(
-            "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{sock}'\nfsync = off\n\
-             max_wal_senders = 5\nhot_standby = on\nshared_buffers = '16MB'\n\
-             wal_retrieve_retry_interval = '200ms'\npassword_encryption = 'scram-sha-256'\n\
-             ssl = on\nssl_cert_file = '{root}/tls.crt'\nssl_key_file = '{root}/tls.key'\n\
-             ssl_ca_file = '{root}/ca.crt'\n",
-            sock = self.root.join("sock").display(),
-            root = self.root.display(),
-        ));
-        fs::write(&path, text).unwrap();
-    }
-
-    fn start(&mut self, name: &str, port: u16) {
-        let mut argv = args(["start", "-w", "-t", "60", "-D"]);
-        argv.push(self.dir(name).into());
-        argv.push("-l".into());
-        argv.push(self.root.join(format!("{name}.log")).into());
-        argv.extend(args(["-o", &format!("-p {port}")]));
-        self.started.push(self.dir(name));
-        self.run("pg_ctl", argv).unwrap();
-    }
-
-    /// psql over the private socket.
-    fn sql(&self, port: u16, sql: &str) -> String {
-        let mut argv =
-            args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres", "-h"]);
-        argv.push(self.root.join("sock").into());
-        argv.extend(args(["-p", &port.to_string(), "-c", sql]));
-        self.run("psql", argv).unwrap_or_else(|e| panic!("{sql}: {e}")).trim().to_owned()
-    }
-
-    fn wait_until(&self, what: &str, mut probe: impl FnMut() -> (bool, String)) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (done, seen) = probe();
-            if done {
-                return;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; last seen: {seen}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.append_conf(
+            name,
+            &format!(
+                "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{sock}'\nfsync = off\n\
+                 max_wal_senders = 5\nhot_standby = on\nshared_buffers = '16MB'\n\
+                 wal_retrieve_retry_interval = '200ms'\npassword_encryption = 'scram-sha-256'\n\
+                 ssl = on\nssl_cert_file = '{root}/tls.crt'\nssl_key_file = '{root}/tls.key'\n\
+                 ssl_ca_file = '{root}/ca.crt'\n",
+                sock = self.sock.display(),
+                root = self.root.display(),
+            ),
+        );
     }
 
     /// The conninfo relevo's standbys use (see `instance::conf`), with this harness's files
@@ -166,19 +89,6 @@ impl Pg {
             pass = self.root.join("pgpass").display(),
             ca = self.root.join("ca.crt").display(),
         )
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        for dir in &self.started {
-            let mut argv = args(["stop", "-m", "immediate", "-D"]);
-            argv.push(dir.clone().into());
-            let _ = self.runner.run(&self.bin.join("pg_ctl"), &argv);
-        }
-        if !std::thread::panicking() || std::env::var_os("RELEVO_KEEP_TEST_DIR").is_none() {
-            let _ = fs::remove_dir_all(&self.root);
-        }
     }
 }
 

@@ -6,163 +6,57 @@
 //! pg_rewind fails, and the executor falls back to pg_basebackup. Several SQL texts of
 //! `switchover::sql` run here for real.
 //!
-//! Binaries come from /usr/lib/postgresql/15/bin, or `RELEVO_PG_BIN`; when they are missing
-//! the test fails, it does not skip. As root, every PostgreSQL program runs through
-//! `runuser -u postgres --` (PostgreSQL refuses to run as root), in a temporary directory
-//! owned by postgres. Servers listen on free loopback ports and on a private socket
-//! directory, and are stopped (immediate) when the test ends, pass or fail.
+//! The processes run in [`crate::test_pg::PgBed`].
 
-use std::ffi::OsString;
 use std::fs;
-use std::net::TcpListener;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::exec::{Executor, RebuildSource, StartMode};
 use super::plan::{RebuildStep, kinds};
-use super::process::{Runner, args};
 use crate::switchover::sql;
+use crate::test_pg::{PgBed, free_port};
 
 const PASSWORD: &str = "relevo-test-secret";
 
+/// The shared bed, with a password file for TCP connections as `postgres`.
 struct Pg {
-    bin: PathBuf,
-    root: PathBuf,
-    sock: PathBuf,
+    bed: PgBed,
     passfile: PathBuf,
-    runner: Runner,
-    started: Vec<PathBuf>,
 }
 
-fn id_of(flag: &str) -> u32 {
-    let out = Command::new("id").args([flag, "postgres"]).output().expect("running id");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("the postgres user must exist to run PostgreSQL as root")
+impl std::ops::Deref for Pg {
+    type Target = PgBed;
+    fn deref(&self) -> &PgBed {
+        &self.bed
+    }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+impl std::ops::DerefMut for Pg {
+    fn deref_mut(&mut self) -> &mut PgBed {
+        &mut self.bed
+    }
 }
 
 impl Pg {
     fn new() -> Pg {
-        let bin =
-            PathBuf::from(std::env::var("RELEVO_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into()));
-        for tool in ["initdb", "pg_ctl", "postgres", "pg_rewind", "pg_basebackup", "pg_controldata", "psql"] {
-            assert!(
-                bin.join(tool).is_file(),
-                "PostgreSQL binary {} is missing: install postgresql-15 or set RELEVO_PG_BIN",
-                bin.join(tool).display()
-            );
-        }
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-        let root = std::env::temp_dir().join(format!("relevo-rebuild-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(root.join("sock")).unwrap();
-        let as_root = fs::metadata("/proc/self").unwrap().uid() == 0;
-        let wrapper = if as_root { args(["runuser", "-u", "postgres", "--"]) } else { vec![] };
-        let passfile = root.join("pgpass");
-        fs::write(&passfile, format!("127.0.0.1:*:*:postgres:{PASSWORD}\n")).unwrap();
-        fs::write(root.join("pwfile"), format!("{PASSWORD}\n")).unwrap();
-        fs::set_permissions(&passfile, fs::Permissions::from_mode(0o600)).unwrap();
-        if as_root {
-            let (uid, gid) = (id_of("-u"), id_of("-g"));
-            for path in [root.clone(), root.join("sock"), passfile.clone(), root.join("pwfile")] {
-                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
-            }
-        }
-        let runner = Runner {
-            wrapper,
-            env: vec![("PGPASSFILE".into(), passfile.clone().into())],
-            timeout: Duration::from_secs(120),
-        };
-        Pg { bin, sock: root.join("sock"), root, passfile, runner, started: Vec::new() }
-    }
-
-    fn run(&self, tool: &str, argv: Vec<OsString>) -> String {
-        match self.runner.run(&self.bin.join(tool), &argv) {
-            Ok(out) => out.stdout,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+        let tools = ["initdb", "pg_ctl", "postgres", "pg_rewind", "pg_basebackup", "pg_controldata", "psql"];
+        let mut bed = PgBed::new("relevo-rebuild", &tools, PASSWORD);
+        let passfile = bed.write_private("pgpass", &format!("127.0.0.1:*:*:postgres:{PASSWORD}\n"));
+        bed.runner.env.push(("PGPASSFILE".into(), passfile.clone().into()));
+        Pg { bed, passfile }
     }
 
     fn initdb(&self, name: &str) {
-        let mut argv = args(["-D"]);
-        argv.push(self.dir(name).into());
-        argv.extend(args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]));
-        argv.push(format!("--pwfile={}", self.root.join("pwfile").display()).into());
-        self.run("initdb", argv);
-        let conf = format!(
-            "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nwal_log_hints = on\n\
-             fsync = off\nmax_wal_senders = 5\nwal_keep_size = '128MB'\nhot_standby = on\n\
-             wal_retrieve_retry_interval = '200ms'\nshared_buffers = '16MB'\n",
-            self.sock.display()
+        self.bed.initdb(name, &["--auth-local=trust"]);
+        self.append_conf(
+            name,
+            &format!(
+                "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nwal_log_hints = on\n\
+                 fsync = off\nmax_wal_senders = 5\nwal_keep_size = '128MB'\nhot_standby = on\n\
+                 wal_retrieve_retry_interval = '200ms'\nshared_buffers = '16MB'\n",
+                self.sock.display()
+            ),
         );
-        let path = self.dir(name).join("postgresql.conf");
-        let mut text = fs::read_to_string(&path).unwrap();
-        text.push_str(&conf);
-        fs::write(&path, text).unwrap();
-    }
-
-    fn start(&mut self, name: &str, port: u16) {
-        let mut argv = args(["start", "-w", "-t", "60", "-D"]);
-        argv.push(self.dir(name).into());
-        argv.push("-l".into());
-        argv.push(self.root.join(format!("{name}.log")).into());
-        argv.extend(args(["-o", &format!("-p {port}")]));
-        self.run("pg_ctl", argv);
-        self.started.push(self.dir(name));
-    }
-
-    fn stop(&self, name: &str, mode: &str) {
-        let mut argv = args(["stop", "-w", "-m", mode, "-D"]);
-        argv.push(self.dir(name).into());
-        self.run("pg_ctl", argv);
-    }
-
-    fn psql(&self, port: u16, sql: &str) -> Result<String, String> {
-        let mut argv =
-            args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres", "-h"]);
-        argv.push(self.sock.clone().into());
-        argv.extend(args(["-p", &port.to_string(), "-c", sql]));
-        self.runner
-            .run(&self.bin.join("psql"), &argv)
-            .map(|o| o.stdout.trim().to_owned())
-            .map_err(|e| e.to_string())
-    }
-
-    fn sql(&self, port: u16, sql: &str) -> String {
-        self.psql(port, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    /// Polls `probe` until it returns true; on timeout, fails with the last thing it saw.
-    fn wait_until(&self, what: &str, mut probe: impl FnMut() -> (bool, String)) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (done, seen) = probe();
-            if done {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; last seen: {seen}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_streaming(&self, primary_port: u16, standby: &str) {
-        let query = "SELECT application_name || ':' || state FROM pg_stat_replication";
-        self.wait_until(&format!("{standby} streaming"), || {
-            let seen = self.psql(primary_port, query).unwrap_or_else(|e| e);
-            (seen.lines().any(|l| l == format!("{standby}:streaming")), seen)
-        });
     }
 
     fn conninfo(&self, port: u16, app: Option<&str>) -> String {
@@ -199,19 +93,6 @@ impl Pg {
     }
 }
 
-impl Drop for Pg {
-    fn drop(&mut self) {
-        for dir in &self.started {
-            let mut argv = args(["stop", "-m", "immediate", "-D"]);
-            argv.push(dir.clone().into());
-            let _ = self.runner.run(&self.bin.join("pg_ctl"), &argv);
-        }
-        if !std::thread::panicking() || std::env::var_os("RELEVO_KEEP_TEST_DIR").is_none() {
-            let _ = fs::remove_dir_all(&self.root);
-        }
-    }
-}
-
 fn source(
     pg: &Pg,
     port: u16,
@@ -234,7 +115,8 @@ fn rebuilds_a_diverged_old_primary_with_pg_rewind_and_falls_back_to_pg_basebacku
     let (pa, pb) = (free_port(), free_port());
     pg.initdb("a");
     pg.start("a", pa);
-    pg.started.push(pg.dir("b")); // stopped on drop whatever happens below
+    let b = pg.dir("b");
+    pg.started.push(b); // stopped on drop whatever happens below
     pg.sql(pa, "CREATE TABLE t (id int PRIMARY KEY, origin text); INSERT INTO t SELECT g, 'a' FROM generate_series(1, 10) g");
 
     // b is built by the executor: empty directory -> pg_basebackup over TCP with the passfile.
