@@ -11,9 +11,12 @@
 #   - the operator's overhead per backup Job (BENCH_BACKUPS, default 5).
 # Traffic stays on this machine: the cluster's own pod and service ranges.
 # BENCH_ONLY=switchover or BENCH_ONLY=backup measures only those;
+# BENCH_ONLY=scale runs e2e/bench-scale.sh instead (operator memory and API load with
+# 1, 10 and 50 PgClusters, against the integration apiserver; no cluster needed);
 # BENCH_NO_INSTALL=1 keeps the relevo already installed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+if [[ ${BENCH_ONLY:-} == scale ]]; then exec "$here/bench-scale.sh"; fi
 "$here/cluster.sh" up >&2
 source "$here/lib.sh"
 runs=${BENCH_RUNS:-5}

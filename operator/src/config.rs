@@ -1,5 +1,5 @@
 //! Configuration of `relevo run`, parsed once at start from flags and environment, then
-//! carried in the [`Context`](crate::context::Context). Nothing reads the environment later.
+//! carried in the [`Context`](crate::runtime::context::Context). Nothing reads the environment later.
 
 use std::net::SocketAddr;
 use std::time::Duration;

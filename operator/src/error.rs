@@ -1,5 +1,6 @@
-//! The operator's error type, and how each error is handled: an invalid spec waits for the
-//! user to change it, anything else backs off and retries.
+//! The operator's error type, and its one classification ([`Error::retry`]) that every
+//! controller's error policy follows ([`crate::runtime`]): an invalid spec waits for the user
+//! to change it, a write conflict is retried at once, anything else backs off exponentially.
 
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub enum Error {
     /// An object the operator needs is not there (yet).
     #[error("{kind} {name} is missing")]
     Missing { kind: &'static str, name: String },
+
+    /// A watch cache has not completed its first list (the apiserver is slow or refusing).
+    #[error("the {kind} watch cache has not synced")]
+    CacheNotSynced { kind: &'static str },
 
     /// The operating system's random source failed while generating passwords.
     #[error("generating passwords failed")]
@@ -79,21 +84,29 @@ pub enum Error {
 pub enum Retry {
     /// Do not retry on a timer: the watch brings the next spec change.
     WaitForChange,
-    /// Retry after this delay.
+    /// Another writer changed the object since it was read (HTTP 409): read it again and
+    /// retry at once; waiting cannot make the next attempt more likely to succeed.
+    AtOnce,
+    /// Retry after this delay, doubled by the runtime for each further consecutive failure
+    /// of the same object up to [`crate::runtime::backoff::MAX_BACKOFF`].
     After(Duration),
 }
 
-/// Retry delay for errors that may clear by themselves (API hiccup, instance restarting).
-pub const TRANSIENT_BACKOFF: Duration = Duration::from_secs(5);
+/// First retry delay for errors that may clear by themselves (API hiccup, instance
+/// restarting); see [`Retry::After`].
+pub const TRANSIENT_BACKOFF: Duration = Duration::from_secs(1);
 
 impl Error {
-    /// Invalid specs wait for a change instead of hot-looping; everything else backs off.
+    /// Invalid specs wait for a change instead of hot-looping, conflicts retry at once,
+    /// everything else backs off.
     pub fn retry(&self) -> Retry {
         match self {
             Error::InvalidSpec(_) | Error::InvalidSwitchover(_) => Retry::WaitForChange,
+            Error::Kube { source, .. } if crate::runtime::conventions::is_conflict(source) => Retry::AtOnce,
             Error::Kube { .. }
             | Error::Postgres { .. }
             | Error::Missing { .. }
+            | Error::CacheNotSynced { .. }
             | Error::Randomness(_)
             | Error::Pgbackrest { .. }
             | Error::Lease(_)
@@ -112,6 +125,7 @@ impl Error {
             Error::Kube { .. } => "kube",
             Error::Postgres { .. } => "postgres",
             Error::Missing { .. } => "missing",
+            Error::CacheNotSynced { .. } => "cache",
             Error::Randomness(_) => "randomness",
             Error::Pgbackrest { .. } => "pgbackrest",
             Error::Lease(_) => "lease",
@@ -151,6 +165,17 @@ mod tests {
         let missing = Error::Missing { kind: "Secret", name: "demo-superuser".into() };
         assert_eq!(missing.retry(), Retry::After(TRANSIENT_BACKOFF));
         assert_eq!(missing.metric_label(), "missing");
+    }
+
+    #[test]
+    fn conflicts_retry_at_once_and_other_api_errors_back_off() {
+        let api = |code: u16| Error::Kube {
+            action: "writing the PgCluster status",
+            source: kube::Error::Api(kube::core::Status::failure("test", "Test").with_code(code).boxed()),
+        };
+        assert_eq!(api(409).retry(), Retry::AtOnce);
+        assert_eq!(api(500).retry(), Retry::After(TRANSIENT_BACKOFF));
+        assert_eq!(api(403).retry(), Retry::After(TRANSIENT_BACKOFF));
     }
 
     #[test]

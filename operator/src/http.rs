@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
-use crate::context::Readiness;
+use crate::runtime::context::Readiness;
 
 #[derive(Clone)]
 struct AppState {

@@ -6,7 +6,6 @@
 pub mod backup;
 pub mod cli;
 pub mod config;
-pub mod context;
 pub mod crd;
 pub mod duration;
 pub mod error;
@@ -21,6 +20,7 @@ pub mod pki;
 pub mod postgres;
 pub mod rebuild;
 pub mod repohost;
+pub mod runtime;
 pub mod switchover;
 #[cfg(test)]
 pub mod test_pg;

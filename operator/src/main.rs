@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         Command::Instance(args) => {
-            let status = relevo::instance::exec::run(&args).context("relevo instance")?;
+            let status = relevo::instance::run(&args).context("relevo instance")?;
             // PostgreSQL's own exit code becomes the container's.
             std::process::exit(status.code().unwrap_or(1));
         }

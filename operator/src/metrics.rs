@@ -1,7 +1,9 @@
 //! Prometheus metrics, all under the `relevo_` prefix. Labels are bounded: controller names
 //! and error kinds are fixed sets; instance series exist only for instances that exist, and
-//! are removed when an instance goes away.
+//! are removed when an instance goes away or its cluster is deleted.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -44,6 +46,33 @@ pub struct SwitchoverLabels {
     pub outcome: &'static str,
 }
 
+/// One request of the operator to the Kubernetes API: its verb, a fixed set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete` or `other`.
+    pub verb: &'static str,
+}
+
+impl ApiRequestLabels {
+    /// The verb of a request, as the apiserver would name it.
+    pub fn of<B>(request: &http::Request<B>) -> Self {
+        let query = request.uri().query().unwrap_or_default();
+        let watch = query.split('&').any(|pair| pair == "watch=true" || pair == "watch=1");
+        let verb = match *request.method() {
+            http::Method::GET if watch => "watch",
+            // A collection GET (no name after the resource) is a list; telling them apart
+            // needs the path's shape, so both count as reads of the same kind here.
+            http::Method::GET => "get",
+            http::Method::POST => "create",
+            http::Method::PUT => "update",
+            http::Method::PATCH => "patch",
+            http::Method::DELETE => "delete",
+            _ => "other",
+        };
+        Self { verb }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InstanceLabels {
     pub namespace: String,
@@ -61,6 +90,18 @@ pub struct Metrics {
     replay_lag_bytes: Family<InstanceLabels, Gauge>,
     switchover_duration: Family<SwitchoverLabels, Histogram>,
     failovers: Counter,
+    api_requests: Family<ApiRequestLabels, Counter>,
+    /// The instance series that exist, so that a cluster's can all be removed.
+    instances: Arc<Mutex<HashSet<InstanceLabels>>>,
+    /// The clusters a re-list of PgClusters has shown so far (`Some` while one runs).
+    relist: Arc<Mutex<Option<HashSet<ClusterKey>>>>,
+}
+
+/// `(namespace, name)` of a PgCluster.
+type ClusterKey = (String, String);
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Metrics {
@@ -80,6 +121,9 @@ impl Metrics {
                 Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.25, 2.0, 11))
             }),
             failovers: Counter::default(),
+            api_requests: Family::default(),
+            instances: Arc::default(),
+            relist: Arc::default(),
         };
         registry.register("reconciles", "Reconciles by controller and outcome", metrics.reconciles.clone());
         registry.register(
@@ -112,7 +156,17 @@ impl Metrics {
             "Automatic failovers started (Switchovers of mode Failover created by the operator)",
             metrics.failovers.clone(),
         );
+        registry.register(
+            "api_requests",
+            "Requests of the operator to the Kubernetes API, by verb (a watch counts once, when it starts)",
+            metrics.api_requests.clone(),
+        );
         metrics
+    }
+
+    /// Counts one request to the Kubernetes API ([`crate::operator`]'s client layer).
+    pub fn api_request<B>(&self, request: &http::Request<B>) {
+        self.api_requests.get_or_create(&ApiRequestLabels::of(request)).inc();
     }
 
     pub fn switchover_finished(&self, failover: bool, completed: bool, seconds: f64) {
@@ -154,19 +208,53 @@ impl Metrics {
                 self.replay_lag_bytes.remove(&labels);
             }
         }
+        let mut instances = locked(&self.instances);
+        if is_primary.is_none() && replay_lag_bytes.is_none() {
+            instances.remove(&labels);
+        } else {
+            instances.insert(labels);
+        }
     }
 
     /// Removes every instance series of a cluster except `keep`, after a scale-down.
     pub fn retain_instances(&self, namespace: &str, cluster: &str, keep: &[String]) {
-        for ordinal in 1..=crate::crd::pgcluster::MAX_INSTANCES {
-            let instance = crate::pgcluster::names::instance(cluster, ordinal);
-            if !keep.contains(&instance) {
-                self.instance(
-                    InstanceLabels { namespace: namespace.into(), cluster: cluster.into(), instance },
-                    None,
-                    None,
-                );
-            }
+        let gone: Vec<InstanceLabels> = locked(&self.instances)
+            .iter()
+            .filter(|l| l.namespace == namespace && l.cluster == cluster && !keep.contains(&l.instance))
+            .cloned()
+            .collect();
+        for labels in gone {
+            self.instance(labels, None, None);
+        }
+    }
+
+    /// Removes every series of a deleted cluster.
+    pub fn forget_cluster(&self, namespace: &str, cluster: &str) {
+        self.retain_instances(namespace, cluster, &[]);
+    }
+
+    /// A re-list of PgClusters starts: a cluster deleted while the watch was broken shows only
+    /// by its absence from it.
+    pub fn relist_started(&self) {
+        *locked(&self.relist) = Some(HashSet::new());
+    }
+
+    pub fn relist_saw(&self, (namespace, cluster): ClusterKey) {
+        if let Some(seen) = locked(&self.relist).as_mut() {
+            seen.insert((namespace, cluster));
+        }
+    }
+
+    /// The re-list is complete: forgets every cluster it did not show.
+    pub fn relist_done(&self) {
+        let Some(seen) = locked(&self.relist).take() else { return };
+        let gone: HashSet<ClusterKey> = locked(&self.instances)
+            .iter()
+            .map(|l| (l.namespace.clone(), l.cluster.clone()))
+            .filter(|key| !seen.contains(key))
+            .collect();
+        for (namespace, cluster) in gone {
+            self.forget_cluster(&namespace, &cluster);
         }
     }
 }
@@ -233,5 +321,62 @@ mod tests {
         assert!(
             text.contains(r#"relevo_instance_is_primary{namespace="db",cluster="demo",instance="demo-1"} 1"#)
         );
+    }
+
+    #[test]
+    fn a_deleted_cluster_leaves_no_series() {
+        let mut registry = Registry::with_prefix("relevo");
+        let metrics = Metrics::register(&mut registry);
+        let labels = |cluster: &str, instance: &str| InstanceLabels {
+            namespace: "db".into(),
+            cluster: cluster.into(),
+            instance: instance.into(),
+        };
+        metrics.instance(labels("gone", "gone-1"), Some(true), None);
+        metrics.instance(labels("gone", "gone-2"), Some(false), Some(0));
+        metrics.instance(labels("kept", "kept-1"), Some(true), None);
+        metrics.forget_cluster("db", "gone");
+        let text = render(&registry);
+        assert!(!text.contains("gone"), "{text}");
+        assert!(text.contains(r#"cluster="kept",instance="kept-1"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn a_relist_forgets_the_clusters_it_no_longer_shows() {
+        let mut registry = Registry::with_prefix("relevo");
+        let metrics = Metrics::register(&mut registry);
+        let labels = |cluster: &str| InstanceLabels {
+            namespace: "db".into(),
+            cluster: cluster.into(),
+            instance: format!("{cluster}-1"),
+        };
+        metrics.instance(labels("a"), Some(true), None);
+        metrics.instance(labels("b"), Some(true), None);
+        metrics.relist_started();
+        metrics.relist_saw(("db".into(), "a".into()));
+        metrics.relist_done();
+        let text = render(&registry);
+        assert!(text.contains(r#"instance="a-1"} 1"#), "{text}");
+        assert!(!text.contains("b-1"), "deleted while the watch was down: {text}");
+    }
+
+    #[test]
+    fn api_requests_are_counted_by_verb() {
+        let mut registry = Registry::with_prefix("relevo");
+        let metrics = Metrics::register(&mut registry);
+        let request = |method: http::Method, uri: &str| {
+            http::Request::builder().method(method).uri(uri).body(()).unwrap()
+        };
+        metrics.api_request(&request(
+            http::Method::GET,
+            "/api/v1/namespaces/db/pods?watch=true&timeoutSeconds=290",
+        ));
+        metrics.api_request(&request(http::Method::GET, "/api/v1/namespaces/db/pods?labelSelector=a%3Db"));
+        metrics.api_request(&request(http::Method::PATCH, "/apis/apps/v1/namespaces/db/statefulsets/pg-1"));
+        metrics.api_request(&request(http::Method::PATCH, "/apis/apps/v1/namespaces/db/statefulsets/pg-2"));
+        let text = render(&registry);
+        assert!(text.contains(r#"relevo_api_requests_total{verb="watch"} 1"#), "{text}");
+        assert!(text.contains(r#"relevo_api_requests_total{verb="get"} 1"#), "{text}");
+        assert!(text.contains(r#"relevo_api_requests_total{verb="patch"} 2"#), "{text}");
     }
 }

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::config::{LogFormat, RunArgs};
-use crate::context::{Context, Readiness};
 use crate::crd::{Backup, BackupSchedule, PgCluster, Switchover};
 use crate::metrics::Metrics;
+use crate::runtime::context::{Context, Readiness};
 
 /// How often a missing CRD is looked for again.
 const CRD_POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -48,9 +48,9 @@ pub fn init_logging(config: &RunArgs) -> Result<(), StartError> {
 }
 
 pub async fn run(config: RunArgs) -> Result<(), StartError> {
-    let client = Client::try_default().await.map_err(StartError::Client)?;
     let mut registry = Registry::with_prefix("relevo");
     let metrics = Metrics::register(&mut registry);
+    let client = counted_client(&metrics).await?;
     let readiness = Readiness::default();
 
     let addr = config.http_addr;
@@ -82,6 +82,20 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
         }
     }
     Ok(())
+}
+
+/// The Kubernetes client (in-cluster, or KUBECONFIG), counting every request it sends
+/// (`relevo_api_requests_total`): the operator's API load, measured where it is made.
+async fn counted_client(metrics: &Metrics) -> Result<Client, StartError> {
+    let config =
+        kube::Config::infer().await.map_err(|error| StartError::Client(kube::Error::InferConfig(error)))?;
+    let metrics = metrics.clone();
+    let count = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        metrics.api_request(&request);
+        request
+    });
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(StartError::Client)?;
+    Ok(builder.with_layer(&count).build())
 }
 
 /// Waits, without giving up, until every relevo CRD is served: the operator may well be
@@ -116,7 +130,7 @@ where
     let api: Api<K> = Api::all(client.clone());
     match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => true,
-        Err(kube::Error::Api(status)) if status.code == 404 => false,
+        Err(error) if crate::runtime::conventions::is_not_found(&error) => false,
         Err(error) => {
             warn!(%error, kind = %K::kind(&()), "could not check for a CRD");
             false

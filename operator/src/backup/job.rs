@@ -128,7 +128,7 @@ fn pod_spec(backup: &Backup, image: &str, retention_full: Option<u32>) -> PodSpe
         // pgBackRest never talks to the Kubernetes API.
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        security_context: Some(crate::pgcluster::builders::statefulset::postgres_pod_security()),
+        security_context: Some(crate::pgcluster::builders::pod::postgres_pod_security()),
         affinity: Some(Affinity {
             pod_affinity: Some(PodAffinity {
                 required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {

@@ -54,7 +54,7 @@ pub enum ClusterView {
 
 /// Everything [`next`] decides on, besides the Backup itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observed {
+pub struct BackupObservation {
     pub cluster: ClusterView,
     /// Another Backup of the cluster that goes first ([`first_in_line`]).
     pub ahead: Option<String>,
@@ -64,9 +64,9 @@ pub struct Observed {
     pub job: JobView,
 }
 
-/// What the controller does after persisting [`Decision::status`].
+/// What the controller does after persisting [`BackupDecision::status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub enum BackupStep {
     /// Nothing but look again after this long.
     Wait(Duration),
     /// Create the Job named in the status.
@@ -78,29 +78,29 @@ pub enum Step {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub struct BackupDecision {
     pub status: BackupStatus,
-    pub step: Step,
+    pub step: BackupStep,
 }
 
-fn decide(status: BackupStatus, step: Step) -> Decision {
-    Decision { status, step }
+fn decide(status: BackupStatus, step: BackupStep) -> BackupDecision {
+    BackupDecision { status, step }
 }
 
 /// The next status and step of `backup`.
-pub fn next(backup: &Backup, observed: &Observed) -> Decision {
+pub fn next(backup: &Backup, observed: &BackupObservation) -> BackupDecision {
     let status = backup.status.clone().unwrap_or_default();
     match status.phase {
         None | Some(BackupPhase::Pending) => pending(backup, status, observed),
         Some(BackupPhase::Running) => running(status, observed),
         Some(BackupPhase::Completed) if !status.redis_recorded => completed(backup, status, observed),
         Some(BackupPhase::Completed | BackupPhase::Failed | BackupPhase::Expired) => {
-            decide(status, Step::Done)
+            decide(status, BackupStep::Done)
         }
     }
 }
 
-fn pending(backup: &Backup, mut status: BackupStatus, observed: &Observed) -> Decision {
+fn pending(backup: &Backup, mut status: BackupStatus, observed: &BackupObservation) -> BackupDecision {
     status.phase = Some(BackupPhase::Pending);
     let cluster = &backup.spec.cluster;
     let job = job_name(&backup.name_any());
@@ -112,7 +112,7 @@ fn pending(backup: &Backup, mut status: BackupStatus, observed: &Observed) -> De
             }
             JobView::Absent => {
                 status.message = Some(format!("creating Job {job}"));
-                decide(status, Step::CreateJob)
+                decide(status, BackupStep::CreateJob)
             }
             JobView::NotOurs => {
                 wait_with(status, format!("Job {job} belongs to another object"), NOT_READY_INTERVAL)
@@ -165,12 +165,12 @@ fn pending(backup: &Backup, mut status: BackupStatus, observed: &Observed) -> De
             status.job = Some(job.clone());
             status.error = None;
             status.message = Some(format!("creating Job {job}; primary {primary}"));
-            decide(status, Step::CreateJob)
+            decide(status, BackupStep::CreateJob)
         }
     }
 }
 
-fn running(mut status: BackupStatus, observed: &Observed) -> Decision {
+fn running(mut status: BackupStatus, observed: &BackupObservation) -> BackupDecision {
     status.phase = Some(BackupPhase::Running);
     let job = status.job.clone().unwrap_or_default();
     match &observed.job {
@@ -187,7 +187,7 @@ fn running(mut status: BackupStatus, observed: &Observed) -> Decision {
         JobView::Succeeded { message } => match decode(message.as_deref().unwrap_or_default()) {
             Ok(JobResult::Completed(done)) => {
                 let status = complete(status, &done);
-                decide(status, Step::Record)
+                decide(status, BackupStep::Record)
             }
             Ok(JobResult::Failed { error }) => fail(status, error),
             Err(error) => fail(status, unreadable(&job, &error)),
@@ -209,7 +209,7 @@ fn unreadable(job: &str, error: &DecodeError) -> String {
     format!("Job {job} succeeded, but its result cannot be read: {error}")
 }
 
-fn completed(backup: &Backup, status: BackupStatus, observed: &Observed) -> Decision {
+fn completed(backup: &Backup, status: BackupStatus, observed: &BackupObservation) -> BackupDecision {
     match observed.cluster {
         ClusterView::Missing => {
             let cluster = &backup.spec.cluster;
@@ -217,9 +217,9 @@ fn completed(backup: &Backup, status: BackupStatus, observed: &Observed) -> Deci
                 format!("in the repository; not recorded in Redis: PgCluster {cluster} no longer exists");
             let mut status = status;
             status.message = Some(message);
-            decide(status, Step::Done)
+            decide(status, BackupStep::Done)
         }
-        ClusterView::Present { .. } => decide(status, Step::Record),
+        ClusterView::Present { .. } => decide(status, BackupStep::Record),
     }
 }
 
@@ -270,16 +270,16 @@ pub fn redis_backoff(attempts: i32) -> Duration {
     REDIS_FIRST_RETRY.saturating_mul(1 << doublings).min(REDIS_MAX_RETRY)
 }
 
-fn wait_with(mut status: BackupStatus, message: String, after: Duration) -> Decision {
+fn wait_with(mut status: BackupStatus, message: String, after: Duration) -> BackupDecision {
     status.message = Some(message);
-    decide(status, Step::Wait(after))
+    decide(status, BackupStep::Wait(after))
 }
 
-fn fail(mut status: BackupStatus, error: String) -> Decision {
+fn fail(mut status: BackupStatus, error: String) -> BackupDecision {
     status.phase = Some(BackupPhase::Failed);
     status.message = None;
     status.error = Some(error);
-    decide(status, Step::Done)
+    decide(status, BackupStep::Done)
 }
 
 /// The Backup of the same cluster that must go before `me`, if any: one that has started

@@ -25,8 +25,8 @@ fn with(phase: BackupPhase, edit: impl FnOnce(&mut BackupStatus)) -> Backup {
     backup("pg-1", "2025-10-07T12:00:00Z", Some(status))
 }
 
-fn ready() -> Observed {
-    Observed {
+fn ready() -> BackupObservation {
+    BackupObservation {
         cluster: ClusterView::Present { current_primary: Some("pg-2".into()), repo_host_ready: true },
         ahead: None,
         switchover: None,
@@ -66,7 +66,7 @@ fn running() -> Backup {
 #[test]
 fn a_new_backup_records_the_primary_and_its_job_before_creating_it() {
     let decision = next(&fresh(), &ready());
-    assert_eq!(decision.step, Step::CreateJob);
+    assert_eq!(decision.step, BackupStep::CreateJob);
     let status = decision.status;
     assert_eq!(status.phase, Some(BackupPhase::Pending));
     assert_eq!(status.primary.as_deref(), Some("pg-2"));
@@ -76,8 +76,8 @@ fn a_new_backup_records_the_primary_and_its_job_before_creating_it() {
 
 #[test]
 fn a_missing_cluster_fails_a_pending_backup_with_a_reason() {
-    let decision = next(&fresh(), &Observed { cluster: ClusterView::Missing, ..ready() });
-    assert_eq!(decision.step, Step::Done);
+    let decision = next(&fresh(), &BackupObservation { cluster: ClusterView::Missing, ..ready() });
+    assert_eq!(decision.step, BackupStep::Done);
     assert_eq!(decision.status.phase, Some(BackupPhase::Failed));
     assert_eq!(decision.status.error.as_deref(), Some("PgCluster pg does not exist in this namespace"));
     assert_eq!(decision.status.primary, None, "nothing ran");
@@ -87,17 +87,17 @@ fn a_missing_cluster_fails_a_pending_backup_with_a_reason() {
 fn pending_backups_wait_with_a_message_and_never_hot_loop() {
     let cases = [
         (
-            Observed { ahead: Some("pg-0".into()), ..ready() },
+            BackupObservation { ahead: Some("pg-0".into()), ..ready() },
             "waiting for Backup pg-0 of cluster pg to finish",
             QUEUED_INTERVAL,
         ),
         (
-            Observed { switchover: Some("pg-switchover-x".into()), ..ready() },
+            BackupObservation { switchover: Some("pg-switchover-x".into()), ..ready() },
             "waiting for Switchover pg-switchover-x to finish",
             QUEUED_INTERVAL,
         ),
         (
-            Observed {
+            BackupObservation {
                 cluster: ClusterView::Present { current_primary: None, repo_host_ready: true },
                 ..ready()
             },
@@ -105,7 +105,7 @@ fn pending_backups_wait_with_a_message_and_never_hot_loop() {
             NOT_READY_INTERVAL,
         ),
         (
-            Observed {
+            BackupObservation {
                 cluster: ClusterView::Present {
                     current_primary: Some("pg-1".into()),
                     repo_host_ready: false,
@@ -116,14 +116,14 @@ fn pending_backups_wait_with_a_message_and_never_hot_loop() {
             NOT_READY_INTERVAL,
         ),
         (
-            Observed { job: JobView::NotOurs, ..ready() },
+            BackupObservation { job: JobView::NotOurs, ..ready() },
             "Job pg-1 belongs to another object",
             NOT_READY_INTERVAL,
         ),
     ];
     for (observed, message, interval) in cases {
         let decision = next(&fresh(), &observed);
-        assert_eq!(decision.step, Step::Wait(interval), "{message}");
+        assert_eq!(decision.step, BackupStep::Wait(interval), "{message}");
         assert!(interval >= Duration::from_secs(1));
         assert_eq!(decision.status.phase, Some(BackupPhase::Pending));
         assert_eq!(decision.status.message.as_deref(), Some(message));
@@ -142,34 +142,34 @@ fn pending_backups_wait_with_a_message_and_never_hot_loop() {
 fn after_a_restart_the_recorded_job_is_created_again_with_the_recorded_primary() {
     // The status was persisted, then the operator stopped before (or while) creating the Job;
     // meanwhile the primary changed and another backup queued: the Job still goes ahead.
-    let observed = Observed {
+    let observed = BackupObservation {
         cluster: ClusterView::Present { current_primary: Some("pg-1".into()), repo_host_ready: false },
         ahead: Some("pg-0".into()),
         ..ready()
     };
     let decision = next(&started(), &observed);
-    assert_eq!(decision.step, Step::CreateJob);
+    assert_eq!(decision.step, BackupStep::CreateJob);
     assert_eq!(decision.status.primary.as_deref(), Some("pg-2"));
     // Once the Job is seen, the backup is Running.
-    let decision = next(&started(), &Observed { job: JobView::Active, ..ready() });
+    let decision = next(&started(), &BackupObservation { job: JobView::Active, ..ready() });
     assert_eq!(decision.status.phase, Some(BackupPhase::Running));
-    assert_eq!(decision.step, Step::Wait(RUNNING_INTERVAL));
+    assert_eq!(decision.step, BackupStep::Wait(RUNNING_INTERVAL));
     assert_eq!(decision.status.message.as_deref(), Some("pgBackRest is running in Job pg-1 (primary pg-2)"));
 }
 
 #[test]
 fn a_job_that_already_finished_is_taken_straight_to_its_result() {
     let message = Some(encode(&JobResult::Completed(done())));
-    let decision = next(&started(), &Observed { job: JobView::Succeeded { message }, ..ready() });
+    let decision = next(&started(), &BackupObservation { job: JobView::Succeeded { message }, ..ready() });
     assert_eq!(decision.status.phase, Some(BackupPhase::Completed));
-    assert_eq!(decision.step, Step::Record);
+    assert_eq!(decision.step, BackupStep::Record);
 }
 
 #[test]
 fn a_successful_job_completes_the_backup_from_its_result() {
     let message = Some(encode(&JobResult::Completed(done())));
-    let decision = next(&running(), &Observed { job: JobView::Succeeded { message }, ..ready() });
-    assert_eq!(decision.step, Step::Record);
+    let decision = next(&running(), &BackupObservation { job: JobView::Succeeded { message }, ..ready() });
+    assert_eq!(decision.step, BackupStep::Record);
     let status = decision.status;
     assert_eq!(status.phase, Some(BackupPhase::Completed));
     assert_eq!(status.label.as_deref(), Some("20251007-120000F_20251009-120000I"));
@@ -218,8 +218,8 @@ fn failed_jobs_fail_the_backup_with_the_best_reason_available() {
         (JobView::Succeeded { message: Some(encode(&JobResult::Failed { error: "odd".into() })) }, "odd"),
     ];
     for (job, error) in cases {
-        let decision = next(&running(), &Observed { job, ..ready() });
-        assert_eq!(decision.step, Step::Done);
+        let decision = next(&running(), &BackupObservation { job, ..ready() });
+        assert_eq!(decision.step, BackupStep::Done);
         assert_eq!(decision.status.phase, Some(BackupPhase::Failed));
         assert_eq!(decision.status.error.as_deref(), Some(error));
         assert_eq!(decision.status.primary.as_deref(), Some("pg-2"));
@@ -230,7 +230,7 @@ fn failed_jobs_fail_the_backup_with_the_best_reason_available() {
 fn a_completed_backup_is_recorded_until_redis_took_it() {
     let completed =
         backup("pg-1", "2025-10-07T12:00:00Z", Some(complete(running().status.unwrap(), &done())));
-    assert_eq!(next(&completed, &ready()).step, Step::Record);
+    assert_eq!(next(&completed, &ready()).step, BackupStep::Record);
     // Redis down: the phase stays Completed, the attempt is counted, the delay grows.
     let (status, retry) = record_failed(completed.status.clone().unwrap(), "Connection refused");
     assert_eq!(status.phase, Some(BackupPhase::Completed));
@@ -248,15 +248,15 @@ fn a_completed_backup_is_recorded_until_redis_took_it() {
     assert_eq!(status.redis_attempts, 0);
     assert_eq!(status.redis_key.as_deref(), Some("backup:2025-10-09_12-00-00"));
     let done = backup("pg-1", "2025-10-07T12:00:00Z", Some(status.clone()));
-    assert_eq!(next(&done, &ready()), Decision { status, step: Step::Done });
+    assert_eq!(next(&done, &ready()), BackupDecision { status, step: BackupStep::Done });
 }
 
 #[test]
 fn a_completed_backup_of_a_deleted_cluster_is_not_retried_forever() {
     let completed =
         backup("pg-1", "2025-10-07T12:00:00Z", Some(complete(running().status.unwrap(), &done())));
-    let decision = next(&completed, &Observed { cluster: ClusterView::Missing, ..ready() });
-    assert_eq!(decision.step, Step::Done);
+    let decision = next(&completed, &BackupObservation { cluster: ClusterView::Missing, ..ready() });
+    assert_eq!(decision.step, BackupStep::Done);
     assert_eq!(decision.status.phase, Some(BackupPhase::Completed));
     assert!(decision.status.message.unwrap().contains("PgCluster pg no longer exists"));
 }
@@ -273,9 +273,11 @@ fn redis_backoff_is_bounded() {
 fn terminal_backups_do_nothing() {
     for phase in [BackupPhase::Failed, BackupPhase::Expired] {
         let finished = with(phase, |s| s.error = Some("x".into()));
-        let decision =
-            next(&finished, &Observed { job: JobView::Absent, cluster: ClusterView::Missing, ..ready() });
-        assert_eq!(decision, Decision { status: finished.status.unwrap(), step: Step::Done });
+        let decision = next(
+            &finished,
+            &BackupObservation { job: JobView::Absent, cluster: ClusterView::Missing, ..ready() },
+        );
+        assert_eq!(decision, BackupDecision { status: finished.status.unwrap(), step: BackupStep::Done });
     }
 }
 

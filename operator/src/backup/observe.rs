@@ -1,7 +1,9 @@
 //! Gathers what [`super::machine::next`] decides on: the PgCluster, its repo host pod, the
 //! other Backups and Switchovers of the cluster, and the Backup's Job with its pods. Only
-//! reads; every read is fresh from the API (not a cache), so a decision never rests on a
-//! status this operator wrote a moment ago and the cache has not seen yet.
+//! reads. What this controller writes itself (Backups, Jobs) is read fresh from the API, so a
+//! decision never rests on a status it wrote a moment ago that a cache has not seen yet; the
+//! Switchovers come from the shared watch cache ([`crate::runtime::cache`]): a switchover that
+//! starts a moment after that read is no different from one that starts a moment after a LIST.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -9,26 +11,23 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
 use super::job::{JOB_NAME_LABEL, JobView, job_name, job_view};
-use super::machine::{ClusterView, Observed, first_in_line};
-use crate::context::Context;
+use super::machine::{BackupObservation, ClusterView, first_in_line};
 use crate::crd::{Backup, PgCluster, Switchover, SwitchoverPhase};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pgcluster::names;
+use crate::runtime::context::Context;
+use crate::runtime::{is_ready, kube_error};
 
 /// The observation, plus the PgCluster itself (its image, its Redis). Only what the
 /// Backup's phase needs is looked up: the queue, the Switchovers and the repo host only while
 /// it waits for its turn, the Job only until it has finished; the rest is left at its
 /// "nothing to report" value.
-pub struct Snapshot {
+pub struct BackupSnapshot {
     pub cluster: Option<PgCluster>,
-    pub observed: Observed,
+    pub observed: BackupObservation,
 }
 
-fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, source }
-}
-
-pub async fn observe(ctx: &Context, backup: &Backup) -> Result<Snapshot> {
+pub async fn observe(ctx: &Context, backup: &Backup) -> Result<BackupSnapshot> {
     let namespace = backup.namespace().unwrap_or_default();
     let cluster_name = &backup.spec.cluster;
     let clusters: Api<PgCluster> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -58,30 +57,31 @@ pub async fn observe(ctx: &Context, backup: &Backup) -> Result<Snapshot> {
     // A finished backup's Job no longer matters (the Redis record comes from the status).
     let finished = status.and_then(|s| s.phase).is_some_and(crate::crd::BackupPhase::is_terminal);
     let job = if finished { JobView::Absent } else { observe_job(ctx, backup, &namespace).await? };
-    Ok(Snapshot { cluster, observed: Observed { cluster: cluster_view, ahead, switchover, job } })
+    Ok(BackupSnapshot {
+        cluster,
+        observed: BackupObservation { cluster: cluster_view, ahead, switchover, job },
+    })
 }
 
 async fn repo_host_ready(ctx: &Context, namespace: &str, cluster: &str) -> Result<bool> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let pod =
         pods.get_opt(&names::repo_pod(cluster)).await.map_err(kube_error("reading the repo host pod"))?;
-    let conditions = pod.as_ref().and_then(|p| p.status.as_ref()).and_then(|s| s.conditions.as_ref());
-    Ok(conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True"))
+    Ok(pod.as_ref().is_some_and(is_ready))
 }
 
 /// A Switchover of the cluster that is moving the primary (after Promoting the new primary
 /// is in place, and a backup of it is sound).
 async fn moving_switchover(ctx: &Context, namespace: &str, cluster: &str) -> Result<Option<String>> {
-    let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), namespace);
-    let all = api.list(&ListParams::default()).await.map_err(kube_error("listing Switchovers"))?;
-    let moving = |so: &&Switchover| {
+    let all = ctx.caches.switchovers(namespace).await?;
+    let moving = |so: &&std::sync::Arc<Switchover>| {
         so.spec.cluster == cluster
             && matches!(
                 so.status.as_ref().and_then(|s| s.phase),
                 Some(SwitchoverPhase::Fencing | SwitchoverPhase::CatchingUp | SwitchoverPhase::Promoting)
             )
     };
-    Ok(all.items.iter().find(moving).map(ResourceExt::name_any))
+    Ok(all.iter().find(moving).map(|so| so.name_any()))
 }
 
 async fn observe_job(ctx: &Context, backup: &Backup, namespace: &str) -> Result<JobView> {

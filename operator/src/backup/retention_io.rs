@@ -7,12 +7,12 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use tracing::{info, warn};
 
-use super::controller::{publish_transition, write_status};
+use super::persist::{publish_transition, write_status};
 use super::redis_io;
 use super::redis_target::connect_in_cluster;
 use super::retention::{self, RepoView};
-use crate::context::Context;
 use crate::crd::{Backup, PgCluster};
+use crate::runtime::context::Context;
 
 /// One retention pass for `cluster` from `view`.
 pub async fn apply(ctx: &Context, cluster: &PgCluster, view: &RepoView) {

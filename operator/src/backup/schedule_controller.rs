@@ -11,73 +11,42 @@
 //! `spec.schedule`, so a run's second backup is created as soon as its first one finishes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::Event;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
-use tracing::{debug, info, instrument, warn};
+use tracing::info;
 
 use super::schedule::PlannedBackup;
-use super::schedule_machine::{self, Decision, Observed};
-use crate::context::Context;
+use super::schedule_machine::{self, ScheduleDecision, ScheduleObservation};
 use crate::crd::{Backup, BackupSchedule, BackupScheduleStatus, PgCluster};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pgcluster::names::FIELD_MANAGER;
+use crate::runtime::api::apply_status;
+use crate::runtime::context::Context;
+use crate::runtime::conventions::is_conflict;
+use crate::runtime::{self, events, kube_error};
 
 /// Label value of this controller in metrics.
 pub const CONTROLLER: &str = "backupschedule";
-/// After an error (API conflict, apiserver hiccup).
-const ERROR_INTERVAL: Duration = Duration::from_secs(5);
-
-fn scoped<K>(ctx: &Context) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match &ctx.config.watch_namespace {
-        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
-        None => Api::all(ctx.client.clone()),
-    }
-}
 
 pub async fn run(ctx: Arc<Context>) {
-    Controller::new(scoped::<BackupSchedule>(&ctx), watcher::Config::default())
-        .watches(scoped::<Backup>(&ctx), watcher::Config::default(), |backup: Backup| {
+    let controller = Controller::new(ctx.scoped::<BackupSchedule>(), watcher::Config::default()).watches(
+        ctx.scoped::<Backup>(),
+        watcher::Config::default(),
+        |backup: Backup| {
             let namespace = backup.namespace()?;
             backup.spec.schedule.map(|name| ObjectRef::<BackupSchedule>::new(&name).within(&namespace))
-        })
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => debug!(%object, "reconciled"),
-                Err(error) => warn!(error = %error, "backup schedule reconcile failed"),
-            }
-        })
-        .await;
+        },
+    );
+    runtime::run(CONTROLLER, controller, ctx, reconcile).await;
 }
 
-#[instrument(skip(schedule, ctx), fields(namespace = schedule.namespace(), name = schedule.name_any()))]
 pub async fn reconcile(schedule: Arc<BackupSchedule>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let result = reconcile_schedule(&schedule, &ctx).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed(), result.as_ref().err().map(Error::metric_label));
-    result
-}
-
-pub fn error_policy(_schedule: Arc<BackupSchedule>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "backup schedule error");
-    Action::requeue(ERROR_INTERVAL)
-}
-
-fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, source }
+    reconcile_schedule(&schedule, &ctx).await
 }
 
 async fn reconcile_schedule(cached: &BackupSchedule, ctx: &Context) -> Result<Action> {
@@ -103,9 +72,9 @@ async fn reconcile_schedule(cached: &BackupSchedule, ctx: &Context) -> Result<Ac
         .filter(|b| b.spec.schedule.as_deref() == Some(name.as_str()))
         .map(|b| (b.name_any(), b.status.and_then(|s| s.phase)))
         .collect();
-    let observed = Observed { now: Utc::now(), cluster_exists: cluster.is_some(), backups: ours };
+    let observed = ScheduleObservation { now: Utc::now(), cluster_exists: cluster.is_some(), backups: ours };
 
-    let Decision { status, create, requeue } = schedule_machine::decide(&schedule, &observed);
+    let ScheduleDecision { status, create, requeue } = schedule_machine::decide(&schedule, &observed);
     if let (Some(planned), Some(cluster)) = (&create, &cluster) {
         create_backup(&backups, &schedule, cluster, planned).await?;
     }
@@ -134,27 +103,19 @@ async fn create_backup(
             Ok(())
         }
         // Created by an earlier reconcile that stopped before writing the status.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(source) => Err(Error::Kube { action: "creating a scheduled Backup", source }),
+        Err(error) if is_conflict(&error) => Ok(()),
+        Err(source) => Err(kube_error("creating a scheduled Backup")(source)),
     }
 }
 
-/// Server-side apply of the whole status, with the resourceVersion read as a precondition:
-/// two operator pods can never both start a run.
+/// The whole status, with the resourceVersion read as a precondition ([`apply_status`]): two
+/// operator pods can never both start a run.
 async fn write_status(
     api: &Api<BackupSchedule>,
     schedule: &BackupSchedule,
     status: &BackupScheduleStatus,
 ) -> Result<()> {
-    let patch = json!({
-        "apiVersion": BackupSchedule::api_version(&()),
-        "kind": BackupSchedule::kind(&()),
-        "metadata": { "name": schedule.name_any(), "resourceVersion": schedule.metadata.resource_version },
-        "status": status,
-    });
-    api.patch_status(&schedule.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(kube_error("writing the BackupSchedule status"))?;
+    apply_status(api, schedule, status, "writing the BackupSchedule status").await?;
     Ok(())
 }
 
@@ -167,15 +128,7 @@ async fn publish(
 ) {
     for (type_, reason, note) in schedule_machine::events(before, after, created) {
         info!(reason, %note, "backup schedule event");
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "BackupSchedule".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &schedule.object_ref(&())).await {
-            warn!(%error, "could not publish an Event");
-        }
+        let event = events::transition(type_, reason, note, "BackupSchedule");
+        events::publish(ctx, &schedule.object_ref(&()), event).await;
     }
 }

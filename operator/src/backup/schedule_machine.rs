@@ -41,7 +41,7 @@ pub const CLUSTER_POLL: Duration = Duration::from_secs(30);
 
 /// What [`decide`] looks at besides the BackupSchedule.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Observed {
+pub struct ScheduleObservation {
     pub now: DateTime<Utc>,
     /// Whether the PgCluster of `spec.cluster` exists.
     pub cluster_exists: bool,
@@ -52,7 +52,7 @@ pub struct Observed {
 
 /// The next status, and what to do after writing it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub struct ScheduleDecision {
     pub status: BackupScheduleStatus,
     /// Create this Backup (before writing the status).
     pub create: Option<PlannedBackup>,
@@ -105,7 +105,7 @@ pub fn describe_types(types: impl IntoIterator<Item = BackupType>) -> String {
 }
 
 /// The next status and action of `schedule`.
-pub fn decide(schedule: &BackupSchedule, observed: &Observed) -> Decision {
+pub fn decide(schedule: &BackupSchedule, observed: &ScheduleObservation) -> ScheduleDecision {
     let before = schedule.status.clone().unwrap_or_default();
     let mut status = before.clone();
     status.observed_generation = schedule.metadata.generation;
@@ -121,7 +121,7 @@ pub fn decide(schedule: &BackupSchedule, observed: &Observed) -> Decision {
             status.next_run_time = None;
             status.next_cycle_day = None;
             ready(&mut status, false, "InvalidSpec", reason);
-            return Decision { status, create: None, requeue: None };
+            return ScheduleDecision { status, create: None, requeue: None };
         }
     };
     let name = schedule.name_any();
@@ -146,7 +146,7 @@ pub fn decide(schedule: &BackupSchedule, observed: &Observed) -> Decision {
                     status.last_run_backups.push(next.name.clone());
                     let requeue = requeue_while_running(&parsed, now, &mut status);
                     ready(&mut status, true, "Scheduled", format!("creating Backup {}", next.name));
-                    return Decision { status, create: Some(next.clone()), requeue: Some(requeue) };
+                    return ScheduleDecision { status, create: Some(next.clone()), requeue: Some(requeue) };
                 }
                 blocked_by =
                     Some(format!("the run of {} still has Backup {} to create", rfc3339(slot), next.name));
@@ -170,7 +170,7 @@ pub fn decide(schedule: &BackupSchedule, observed: &Observed) -> Decision {
         Ok(due) => due,
         Err(error) => {
             ready(&mut status, false, "InvalidSpec", error.to_string());
-            return Decision { status, create: None, requeue: None };
+            return ScheduleDecision { status, create: None, requeue: None };
         }
     };
     if let Some(slot) = due
@@ -193,12 +193,12 @@ pub fn decide(schedule: &BackupSchedule, observed: &Observed) -> Decision {
                     first.name
                 );
                 ready(&mut status, true, "Scheduled", message);
-                return Decision { status, create: Some(first), requeue: Some(requeue) };
+                return ScheduleDecision { status, create: Some(first), requeue: Some(requeue) };
             }
             Ok(_) => {}
             Err(error) => {
                 ready(&mut status, false, "InvalidSpec", error.to_string());
-                return Decision { status, create: None, requeue: None };
+                return ScheduleDecision { status, create: None, requeue: None };
             }
         }
     }
@@ -208,7 +208,7 @@ pub fn decide(schedule: &BackupSchedule, observed: &Observed) -> Decision {
         status.next_run_time = None;
         status.next_cycle_day = None;
         ready(&mut status, false, "Suspended", "suspended: no Backups are created".to_string());
-        return Decision { status, create: None, requeue: None };
+        return ScheduleDecision { status, create: None, requeue: None };
     }
     let next = match due {
         // Overdue, waiting for the cluster or for the last run to finish.
@@ -219,7 +219,7 @@ pub fn decide(schedule: &BackupSchedule, observed: &Observed) -> Decision {
         Ok(next) => next,
         Err(error) => {
             ready(&mut status, false, "InvalidSpec", error.to_string());
-            return Decision { status, create: None, requeue: None };
+            return ScheduleDecision { status, create: None, requeue: None };
         }
     };
     status.next_run_time = Some(rfc3339(next));
@@ -228,7 +228,7 @@ pub fn decide(schedule: &BackupSchedule, observed: &Observed) -> Decision {
     if !observed.cluster_exists {
         let message = format!("PgCluster {cluster} does not exist in this namespace");
         ready(&mut status, false, "ClusterNotFound", message);
-        return Decision { status, create: None, requeue: Some(CLUSTER_POLL) };
+        return ScheduleDecision { status, create: None, requeue: Some(CLUSTER_POLL) };
     }
     let day = status.next_cycle_day.map(|d| d.to_string()).unwrap_or_else(|| "?".into());
     let types = parsed
@@ -245,11 +245,11 @@ pub fn decide(schedule: &BackupSchedule, observed: &Observed) -> Decision {
                 "Scheduled",
                 format!("day {day} run of {} waits: {reason}", rfc3339(next)),
             );
-            Decision { status, create: None, requeue: Some(IN_PROGRESS_POLL) }
+            ScheduleDecision { status, create: None, requeue: Some(IN_PROGRESS_POLL) }
         }
         None => {
             ready(&mut status, true, "Scheduled", format!("next run {}: day {day}, {types}", rfc3339(next)));
-            Decision { status, create: None, requeue: Some(until_next) }
+            ScheduleDecision { status, create: None, requeue: Some(until_next) }
         }
     }
 }

@@ -34,8 +34,9 @@ impl World {
         Self { schedule, backups: BTreeMap::new(), created: Vec::new(), cluster_exists: true }
     }
 
-    fn tick(&mut self, now: DateTime<Utc>) -> Decision {
-        let observed = Observed { now, cluster_exists: self.cluster_exists, backups: self.backups.clone() };
+    fn tick(&mut self, now: DateTime<Utc>) -> ScheduleDecision {
+        let observed =
+            ScheduleObservation { now, cluster_exists: self.cluster_exists, backups: self.backups.clone() };
         let decision = decide(&self.schedule, &observed);
         if let Some(backup) = &decision.create {
             // The apiserver refuses a second Backup of the same name.
@@ -58,7 +59,7 @@ impl World {
     }
 
     /// Ticks until nothing more is created at `now`, finishing each Backup as it comes.
-    fn run_slot(&mut self, now: DateTime<Utc>) -> Decision {
+    fn run_slot(&mut self, now: DateTime<Utc>) -> ScheduleDecision {
         loop {
             let decision = self.tick(now);
             if decision.create.is_none() {
@@ -155,10 +156,10 @@ fn the_second_backup_of_a_day_waits_for_the_first() {
 fn a_retry_after_a_lost_status_write_creates_the_same_name() {
     let created = utc(2025, 10, 7, 12, 0, 0);
     let schedule = schedule(created, "dayLength: 2m");
-    let observed = Observed { now: created, cluster_exists: true, backups: BTreeMap::new() };
+    let observed = ScheduleObservation { now: created, cluster_exists: true, backups: BTreeMap::new() };
     let first = decide(&schedule, &observed).create.unwrap();
     // The status was never written: the next reconcile plans the same Backup.
-    let later = Observed { now: created + TimeDelta::seconds(5), ..observed };
+    let later = ScheduleObservation { now: created + TimeDelta::seconds(5), ..observed };
     assert_eq!(decide(&schedule, &later).create.unwrap().name, first.name);
 }
 
@@ -373,7 +374,7 @@ fn cluster() -> crate::crd::PgCluster {
 fn a_scheduled_backup_names_its_day_and_schedule_and_belongs_to_the_cluster() {
     let created = utc(2025, 10, 7, 12, 0, 0);
     let schedule = schedule(created, "dayLength: 2m, cycleStart: '2025-10-07T11:50:00Z'");
-    let observed = Observed { now: created, cluster_exists: true, backups: BTreeMap::new() };
+    let observed = ScheduleObservation { now: created, cluster_exists: true, backups: BTreeMap::new() };
     let planned = decide(&schedule, &observed).create.unwrap();
     let backup = backup_of(&schedule, &cluster(), &planned);
     assert_eq!(backup.metadata.name.as_deref(), Some("demo-20251007120000-1"));

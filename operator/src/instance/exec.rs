@@ -144,8 +144,15 @@ pub fn inspect(pgdata: &Path) -> std::io::Result<DataDir> {
     Ok(DataDir::Unrecognised)
 }
 
-/// Runs the entrypoint to the end: returns PostgreSQL's exit status.
-pub fn run(args: &InstanceArgs) -> Result<ExitStatus, ExecError> {
+/// What PostgreSQL starts with once the data directory is ready.
+pub struct Prepared {
+    pub superuser_password: String,
+    /// SQL that sets the passwords once PostgreSQL accepts connections (after a restore).
+    pub set_passwords: Option<String>,
+}
+
+/// Runs the plan up to the start of PostgreSQL, which [`super::supervise`] then runs.
+pub fn prepare(args: &InstanceArgs) -> Result<Prepared, ExecError> {
     let passwords = Passwords::from_env(args.bootstrap)?;
     let data_dir = inspect(&args.pgdata).map_err(io(format!("reading {}", args.pgdata.display())))?;
     let steps = plan::plan(data_dir, args.bootstrap)?;
@@ -184,7 +191,7 @@ pub fn run(args: &InstanceArgs) -> Result<ExitStatus, ExecError> {
                     )),
                     _ => None,
                 };
-                return super::supervise::supervise_postgres(args, &passwords.superuser, set_passwords);
+                return Ok(Prepared { superuser_password: passwords.superuser.clone(), set_passwords });
             }
         }
     }

@@ -15,3 +15,10 @@ pub mod lease_keeper;
 pub mod markers;
 pub mod plan;
 pub mod supervise;
+
+/// Runs the entrypoint to the end: prepares the data directory, then supervises PostgreSQL
+/// until it exits; returns its exit status.
+pub fn run(args: &exec::InstanceArgs) -> Result<std::process::ExitStatus, exec::ExecError> {
+    let prepared = exec::prepare(args)?;
+    supervise::supervise_postgres(args, &prepared.superuser_password, prepared.set_passwords)
+}

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 
 use super::{Holder, LABEL_LEASE, LABEL_LEASE_PRIMARY, TTL};
+use crate::runtime::conventions::is_conflict;
 
 pub fn holder_of(lease: &Lease) -> Option<String> {
     lease.spec.as_ref().and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty())
@@ -36,7 +37,7 @@ pub fn new_lease(mut meta: ObjectMeta, holder: &str) -> Lease {
 pub async fn create_if_missing(api: &Api<Lease>, lease: &Lease) -> Result<bool, kube::Error> {
     match api.create(&PostParams::default(), lease).await {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(error) if is_conflict(&error) => Ok(false),
         Err(error) => Err(error),
     }
 }
@@ -54,7 +55,7 @@ pub async fn renew(api: &Api<Lease>, name: &str, me: &str) -> Result<Holder, kub
         lease.spec.get_or_insert_with(LeaseSpec::default).renew_time = Some(now());
         match api.replace(name, &PostParams::default(), &lease).await {
             Ok(_) => return Ok(Holder::Me),
-            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(error) if is_conflict(&error) => continue,
             Err(error) => return Err(error),
         }
     }
@@ -116,7 +117,7 @@ pub async fn transfer(
     spec.lease_duration_seconds = i32::try_from(TTL.as_secs()).ok();
     match api.replace(name, &PostParams::default(), &lease).await {
         Ok(written) => Ok(written),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
+        Err(error) if is_conflict(&error) => {
             let holder = api.get_opt(name).await?.as_ref().and_then(holder_of);
             Err(TransferError::Changed { holder })
         }

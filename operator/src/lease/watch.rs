@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::{LABEL_LEASE, LABEL_LEASE_PRIMARY, SKEW_MARGIN, STALE_AFTER, TTL, Tracker, api::holder_of};
-use crate::context::Context;
 use crate::crd::PgCluster;
+use crate::runtime::context::Context;
 
 /// How often ages are compared with the stale and expiry thresholds.
 const TICK: Duration = Duration::from_millis(250);
@@ -31,10 +31,7 @@ pub fn cluster_of(key: &str) -> Option<ObjectRef<PgCluster>> {
 
 /// Runs until the operator stops. `wake` receives the clusters to reconcile now.
 pub async fn run(ctx: Arc<Context>, wake: mpsc::Sender<ObjectRef<PgCluster>>) {
-    let api: Api<Lease> = match &ctx.config.watch_namespace {
-        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
-        None => Api::all(ctx.client.clone()),
-    };
+    let api: Api<Lease> = ctx.scoped();
     let config = watcher::Config::default().labels(&format!("{LABEL_LEASE}={LABEL_LEASE_PRIMARY}"));
     let tracker = &ctx.leases;
     let events = watcher(api, config).for_each(|event| async move {

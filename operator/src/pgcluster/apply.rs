@@ -7,17 +7,19 @@ use std::fmt::Debug;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::context::Context;
 use crate::crd::common::Condition;
 use crate::crd::{PgCluster, PgClusterStatus};
 use crate::error::{Error, Result};
+use crate::runtime::context::Context;
+use crate::runtime::conventions::{is_conflict, is_not_found};
+use crate::runtime::{events, kube_error};
 use crate::switchover::markers;
 
 use super::builders::{self, Owner};
@@ -25,10 +27,6 @@ use super::names::{self, FIELD_MANAGER, RoleLabel};
 use super::passwords::Passwords;
 use super::status::{CONDITION_DEGRADED, CONDITION_READY, RoleLabelChange};
 use super::validate::ValidSpec;
-
-fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, source }
-}
 
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
@@ -80,8 +78,8 @@ pub async fn ensure_secrets(
         match api.create(&params, &secret).await {
             Ok(_) => info!(secret = %secret.name_any(), "created credentials"),
             // Another reconcile won the race; its passwords stand.
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(source) => return Err(Error::Kube { action: "creating a Secret", source }),
+            Err(error) if is_conflict(&error) => {}
+            Err(source) => return Err(kube_error("creating a Secret")(source)),
         }
     }
     Ok(())
@@ -108,6 +106,21 @@ pub async fn list_statefulsets(ctx: &Context, namespace: &str, cluster: &str) ->
     Ok(list.items)
 }
 
+/// Pods of the cluster's instances: one LIST, not one GET per instance.
+pub async fn list_instance_pods(ctx: &Context, namespace: &str, cluster: &str) -> Result<Vec<Pod>> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = names::postgres_selector(cluster)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let list = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_error("listing instance pods"))?;
+    Ok(list.items)
+}
+
 /// Deletes a surplus instance's StatefulSet; its volume goes with it (retention policy).
 pub async fn remove_instance(ctx: &Context, owner: &Owner, instance: &str) -> Result<()> {
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &owner.namespace);
@@ -116,8 +129,8 @@ pub async fn remove_instance(ctx: &Context, owner: &Owner, instance: &str) -> Re
             info!(instance, "removed instance (scale-down)");
             Ok(())
         }
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(Error::Kube { action: "deleting a StatefulSet", source }),
+        Err(error) if is_not_found(&error) => Ok(()),
+        Err(source) => Err(kube_error("deleting a StatefulSet")(source)),
     }
 }
 
@@ -168,22 +181,15 @@ pub async fn write_status(ctx: &Context, cluster: &PgCluster, status: &PgCluster
     Ok(())
 }
 
-/// One Event per condition transition. A failed publish is logged, never fatal.
+/// One Event per condition transition.
 pub async fn publish_transitions(ctx: &Context, cluster: &PgCluster, changed: &[&Condition]) {
     for condition in changed {
         let type_ = match (condition.type_.as_str(), condition.status.as_str()) {
             (CONDITION_DEGRADED, "True") | (CONDITION_READY, "False") => EventType::Warning,
             _ => EventType::Normal,
         };
-        let event = Event {
-            type_,
-            reason: condition.reason.clone(),
-            note: Some(format!("{} is {}: {}", condition.type_, condition.status, condition.message)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
-            warn!(%error, "could not publish an Event");
-        }
+        let note = format!("{} is {}: {}", condition.type_, condition.status, condition.message);
+        let event = events::transition(type_, condition.reason.clone(), note, "Reconcile");
+        events::publish(ctx, &cluster.object_ref(&()), event).await;
     }
 }

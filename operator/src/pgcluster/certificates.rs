@@ -9,23 +9,20 @@ use kube::api::{Api, PostParams};
 use rustls::pki_types::{CertificateDer, pem::PemObject as _};
 use tracing::{debug, info, warn};
 
-use crate::context::Context;
 use crate::crd::pgcluster::TlsSpec;
 use crate::error::{Error, Result};
 use crate::pki::{self, CertificateAuthority, CertifiedKey, Renewal};
-use crate::postgres::{self, ClusterCa};
+use crate::postgres::{self, ClusterCa, Connection};
+use crate::runtime::context::Context;
+use crate::runtime::conventions::is_conflict;
+use crate::runtime::kube_error;
 
 use super::apply;
 use super::builders::Owner;
 use super::builders::pgbackrest::{CA_CERT_KEY, CA_KEY_KEY, ca_secret, tls_secret};
 use super::builders::tls::{ServerTls, ca_config_map, server_secret};
 use super::names::{self, FIELD_MANAGER};
-use super::observe::Connection;
-use super::status::SpecProblem;
-
-fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, source }
-}
+use super::status::Problem;
 
 fn certificates(action: &'static str) -> impl FnOnce(pki::PkiError) -> Error {
     move |source| Error::Certificates { action, source }
@@ -52,10 +49,10 @@ pub async fn ensure_ca(ctx: &Context, owner: &Owner) -> Result<CertificateAuthor
             Ok(ca)
         }
         // Another writer won the race: sign with its CA.
-        Err(kube::Error::Api(status)) if status.code == 409 => {
+        Err(error) if is_conflict(&error) => {
             stored_ca(api.get(&ca_name).await.map_err(kube_error("reading a Secret"))?)
         }
-        Err(source) => Err(Error::Kube { action: "creating a Secret", source }),
+        Err(source) => Err(kube_error("creating a Secret")(source)),
     }
 }
 
@@ -82,8 +79,8 @@ pub async fn ensure_pgbackrest_certificates(ctx: &Context, owner: &Owner) -> Res
     let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
     match api.create(&params, &tls_secret(owner, &ca.pem().cert_pem, &leaf)).await {
         Ok(_) => info!(secret = %tls_name, "created the pgBackRest TLS certificate"),
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(source) => return Err(Error::Kube { action: "creating a Secret", source }),
+        Err(error) if is_conflict(&error) => {}
+        Err(source) => return Err(kube_error("creating a Secret")(source)),
     }
     Ok(())
 }
@@ -95,7 +92,7 @@ pub async fn ensure_server_tls(
     ctx: &Context,
     owner: &Owner,
     spec: &TlsSpec,
-) -> Result<std::result::Result<ServerTls, SpecProblem>> {
+) -> Result<std::result::Result<ServerTls, Problem>> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let current = api
         .get_opt(&names::secret_server_tls(&owner.name))
@@ -160,8 +157,8 @@ async fn user_certificate(
     api: &Api<Secret>,
     owner: &Owner,
     name: &str,
-) -> Result<std::result::Result<ServerTls, SpecProblem>> {
-    let problem = |message: String| Ok(Err(SpecProblem { reason: "ServerCertificateInvalid", message }));
+) -> Result<std::result::Result<ServerTls, Problem>> {
+    let problem = |message: String| Ok(Err(Problem { reason: "ServerCertificateInvalid", message }));
     let Some(secret) = api.get_opt(name).await.map_err(kube_error("reading a Secret"))? else {
         return problem(format!("spec.tls.serverSecret: Secret {name} does not exist"));
     };
@@ -226,7 +223,7 @@ pub async fn reload_where_stale(ctx: &Context, owner: &Owner, pods: &[Pod], tls:
             }
         }
         let reload = async {
-            let client = postgres::connect(&connection.target(), &ca).await?;
+            let client = connection.connect().await?;
             client.execute("SELECT pg_reload_conf()", &[]).await?;
             Ok::<_, postgres::PgError>(())
         };

@@ -11,14 +11,16 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use tracing::{info, warn};
 
 use super::builders::Owner;
 use super::names;
-use crate::context::Context;
 use crate::crd::{Switchover, SwitchoverMode, SwitchoverSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::runtime::context::Context;
+use crate::runtime::conventions::is_conflict;
+use crate::runtime::kube_error;
 
 /// The budget that keeps the primary pod from being evicted.
 pub fn primary_budget(owner: &Owner) -> PodDisruptionBudget {
@@ -73,7 +75,7 @@ pub async fn check(ctx: &Context, owner: &Owner, pods: &[Pod], primary: Option<&
                 primary: instance == primary,
                 instance,
                 node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-                ready: crate::switchover::observe::is_ready(pod),
+                ready: crate::runtime::conventions::is_ready(pod),
             })
         })
         .collect();
@@ -83,32 +85,22 @@ pub async fn check(ctx: &Context, owner: &Owner, pods: &[Pod], primary: Option<&
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let unschedulable =
         |node: Option<Node>| node.and_then(|n| n.spec).and_then(|s| s.unschedulable) == Some(true);
-    let primary_cordoned = unschedulable(
-        nodes
-            .get_opt(&primary_node)
-            .await
-            .map_err(|source| Error::Kube { action: "reading a node", source })?,
-    );
+    let primary_cordoned =
+        unschedulable(nodes.get_opt(&primary_node).await.map_err(kube_error("reading a node"))?);
     if !primary_cordoned {
         return Ok(());
     }
     let mut cordoned = BTreeMap::from([(primary_node.clone(), true)]);
     for node in placed.iter().filter_map(|p| p.node.clone()) {
         if let std::collections::btree_map::Entry::Vacant(slot) = cordoned.entry(node) {
-            let read = nodes
-                .get_opt(slot.key())
-                .await
-                .map_err(|source| Error::Kube { action: "reading a node", source })?;
+            let read = nodes.get_opt(slot.key()).await.map_err(kube_error("reading a node"))?;
             slot.insert(unschedulable(read));
         }
     }
     let Some(target) = drain_target(&placed, &cordoned) else { return Ok(()) };
     let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let all = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::Kube { action: "listing Switchovers", source })?;
-    if !crate::switchover::observe::active_of(&all.items, &owner.name).is_empty() {
+    let all = ctx.caches.switchovers(&owner.namespace).await?;
+    if !crate::switchover::observe::active_of(all.iter().map(AsRef::as_ref), &owner.name).is_empty() {
         return Ok(());
     }
     let name = format!("{}-drain-{}", owner.name, chrono::Utc::now().timestamp());
@@ -126,7 +118,7 @@ pub async fn check(ctx: &Context, owner: &Owner, pods: &[Pod], primary: Option<&
         Ok(_) => {
             info!(switchover = %name, node = %primary_node, %target, "primary's node is cordoned: switching over")
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) if is_conflict(&error) => {}
         Err(error) => warn!(%error, "could not create the drain Switchover"),
     }
     Ok(())

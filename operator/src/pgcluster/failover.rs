@@ -3,36 +3,52 @@
 //! Switchover of mode Failover. The Switchover controller does the rest; the Switchover
 //! objects are the audit trail (`kubectl get switchovers`).
 //!
-//! The "unhealthy since" clock lives in memory: after an operator restart it starts again,
-//! which can only delay a failover by at most `failover.delay`, never cause one.
+//! The "unhealthy since" clock lives in memory, the PgCluster controller's own
+//! ([`FAILOVER_CLOCK`]): after an operator restart it starts again, which can only delay a
+//! failover by at most `failover.delay`, never cause one.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kube::ResourceExt;
-use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::events::{Event, EventType};
-use tracing::{info, warn};
+use kube::api::{Api, PostParams};
+use kube::runtime::events::EventType;
+use tracing::info;
 
 use super::builders::Owner;
 use super::status::InstanceObservation;
-use crate::context::Context;
 use crate::crd::{PgCluster, Switchover, SwitchoverMode, SwitchoverSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::runtime::context::Context;
+use crate::runtime::conventions::is_conflict;
+use crate::runtime::{events, kube_error};
 use crate::switchover::model::{InstanceView, Observed};
 use crate::switchover::{FailoverTrigger, failover_decision, observe};
 
 /// How often a cluster whose primary is unhealthy is looked at, so that a failover starts
 /// within this much of `failover.delay`.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long after `failover.delay` a failover that cannot start (no standby to promote) is
+/// still looked at every [`WATCH_INTERVAL`]; after that, every [`STALLED_INTERVAL`]. A standby
+/// that becomes ready wakes the controller through its StatefulSet anyway.
+pub const STALLED_AFTER: Duration = Duration::from_secs(30);
+pub const STALLED_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The PgCluster controller's memory of unhealthy primaries: one per process, like the
+/// controller itself.
+pub static FAILOVER_CLOCK: FailoverClock = FailoverClock(Mutex::new(BTreeMap::new()));
 
 /// Per cluster (`namespace/name`): since when its primary has been unhealthy.
 #[derive(Default)]
-pub struct FailoverClock(Mutex<HashMap<String, DateTime<Utc>>>);
+pub struct FailoverClock(Mutex<BTreeMap<String, DateTime<Utc>>>);
 
 impl FailoverClock {
+    /// Forgets a deleted cluster.
+    pub fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+    }
+
     /// Records this observation and returns the start of the current unhealthy stretch.
     pub fn observe(&self, key: &str, primary_healthy: bool, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -101,9 +117,17 @@ pub fn look_again_after(unhealthy_for: Duration, delay: Duration) -> Duration {
     delay.saturating_sub(unhealthy_for).clamp(Duration::from_millis(50), WATCH_INTERVAL)
 }
 
-/// `Some(when to look again)` while the primary is unhealthy, `None` when it is healthy.
+/// When to look again once the delay has passed and no failover could start.
+pub fn stalled_look_again(unhealthy_for: Duration, delay: Duration) -> Duration {
+    if unhealthy_for < delay + STALLED_AFTER { WATCH_INTERVAL } else { STALLED_INTERVAL }
+}
+
+/// `Some(when to look again)` while a failover decision is pending: the primary is unhealthy,
+/// failover is enabled and no Switchover of the cluster is active. `None` otherwise: with
+/// failover disabled, or a Switchover in charge, the normal cadence is enough.
 pub async fn check(
     ctx: &Context,
+    clock: &FailoverClock,
     cluster: &PgCluster,
     owner: &Owner,
     mut observed: Observed,
@@ -113,31 +137,35 @@ pub async fn check(
     let healthy = primary.is_primary() && primary.ready;
     let key = format!("{}/{}", owner.namespace, owner.name);
     let now = Utc::now();
-    let since = ctx.failover_clock.observe(&key, healthy, now);
+    let since = clock.observe(&key, healthy, now);
     let Some(since) = since else { return Ok(None) };
     let spec = &cluster.spec.failover;
+    if !spec.enabled {
+        return Ok(None);
+    }
     let delay = crate::duration::parse(&spec.delay).unwrap_or(Duration::from_secs(5));
     let unhealthy_for = (now - since).to_std().unwrap_or_default();
-    if !spec.enabled || unhealthy_for < delay {
+    if unhealthy_for < delay {
         return Ok(Some(look_again_after(unhealthy_for, delay)));
     }
-    let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    let all = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::Kube { action: "listing Switchovers", source })?;
-    observed.active_switchovers = observe::active_of(&all.items, &owner.name);
-    if let Some(trigger) = failover_decision(&observed, Some(since), delay, now, spec.enabled) {
-        start(ctx, cluster, owner, &api, &trigger, since).await?;
+    let all = ctx.caches.switchovers(&owner.namespace).await?;
+    observed.active_switchovers = observe::active_of(all.iter().map(AsRef::as_ref), &owner.name);
+    if !observed.active_switchovers.is_empty() {
+        return Ok(None);
     }
-    Ok(Some(WATCH_INTERVAL))
+    match failover_decision(&observed, Some(since), delay, now, spec.enabled) {
+        Some(trigger) => {
+            start(ctx, cluster, owner, &trigger, since).await?;
+            Ok(Some(WATCH_INTERVAL))
+        }
+        None => Ok(Some(stalled_look_again(unhealthy_for, delay))),
+    }
 }
 
 async fn start(
     ctx: &Context,
     cluster: &PgCluster,
     owner: &Owner,
-    api: &Api<Switchover>,
     trigger: &FailoverTrigger,
     since: DateTime<Utc>,
 ) -> Result<()> {
@@ -149,28 +177,22 @@ async fn start(
     switchover.metadata = owner.child_meta(&name, "switchover");
     let params =
         PostParams { field_manager: Some(super::names::FIELD_MANAGER.into()), ..PostParams::default() };
+    let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     match api.create(&params, &switchover).await {
         Ok(_) => {}
         // Created by an earlier reconcile of the same stretch: one failover per stretch.
-        Err(kube::Error::Api(status)) if status.code == 409 => return Ok(()),
-        Err(source) => return Err(Error::Kube { action: "creating a failover Switchover", source }),
+        Err(error) if is_conflict(&error) => return Ok(()),
+        Err(source) => return Err(kube_error("creating a failover Switchover")(source)),
     }
     ctx.metrics.failover_started();
     let secs = trigger.unready_for.as_secs_f64();
     info!(switchover = %name, lost = %trigger.lost_primary, candidate = %trigger.candidate, secs, "failover started");
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "FailoverStarted".into(),
-        note: Some(format!(
-            "primary {} unhealthy for {secs:.1}s; Switchover {name} promotes the most advanced standby ({} now)",
-            trigger.lost_primary, trigger.candidate
-        )),
-        action: "Failover".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &kube::Resource::object_ref(cluster, &())).await {
-        warn!(%error, cluster = %cluster.name_any(), "could not publish an Event");
-    }
+    let note = format!(
+        "primary {} unhealthy for {secs:.1}s; Switchover {name} promotes the most advanced standby ({} now)",
+        trigger.lost_primary, trigger.candidate
+    );
+    let event = events::transition(EventType::Warning, "FailoverStarted", note, "Failover");
+    events::publish(ctx, &kube::Resource::object_ref(cluster, &()), event).await;
     Ok(())
 }
 
@@ -193,6 +215,14 @@ mod tests {
         assert_eq!(look_again_after(ms(0), ms(5_000)), WATCH_INTERVAL);
         assert_eq!(look_again_after(ms(4_990), ms(5_000)), ms(50));
         assert_eq!(look_again_after(ms(9_000), ms(5_000)), ms(50));
+    }
+
+    #[test]
+    fn a_failover_that_cannot_start_is_looked_at_less_often_after_a_while() {
+        let s = Duration::from_secs;
+        assert_eq!(stalled_look_again(s(6), s(5)), WATCH_INTERVAL);
+        assert_eq!(stalled_look_again(s(34), s(5)), WATCH_INTERVAL);
+        assert_eq!(stalled_look_again(s(35), s(5)), STALLED_INTERVAL);
     }
 
     #[test]

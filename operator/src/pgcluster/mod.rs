@@ -1,7 +1,8 @@
 //! The PgCluster: validation, pure builders of its children, and status from the database.
 //!
-//! Reconcile pipeline: validate ([`validate`]) → build ([`builders`]) → apply → observe →
-//! status ([`status`]). Only apply and observe do I/O.
+//! A reconcile validates ([`validate`], pure), then runs the named stages of [`stages`]:
+//! observe → status ([`status`], pure) → failover check ([`failover`]) → apply ([`builders`],
+//! pure; [`apply`] writes), each reported on its own ([`reconcile`] carries them out).
 
 pub mod apply;
 pub mod builders;
@@ -10,9 +11,12 @@ pub mod controller;
 pub mod drain;
 pub mod failover;
 pub mod names;
-pub mod observe;
 pub mod parameters;
 pub mod passwords;
+pub mod reconcile;
+pub mod slots;
+pub mod spec_error;
+pub mod stages;
 pub mod status;
 pub mod topology;
 pub mod validate;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::instance::layout;
 
-use super::validate::SpecError;
+use super::spec_error::SpecError;
+use super::topology::SPARE_WAL_SENDERS;
 
 /// Settings replication, failover, backups or the pod layout depend on. A user value would
 /// break something relevo promises, so each is refused with the reason.
@@ -52,10 +53,6 @@ const OWNED: &[(&str, &str)] = &[
 
 /// Settings whose value must leave room for every standby plus pg_basebackup and backups.
 const PER_STANDBY_CAPACITY: &[&str] = &["max_replication_slots", "max_wal_senders"];
-
-/// WAL senders and slots beyond one per instance: pg_basebackup streams WAL over a second
-/// connection while cloning, and a backup may hold another.
-pub const SPARE_WAL_SENDERS: i64 = 2;
 
 /// Longest value accepted; postgresql.conf has no real limit, but nothing sane needs more.
 const MAX_VALUE_LEN: usize = 4096;

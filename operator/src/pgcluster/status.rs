@@ -40,19 +40,7 @@ pub struct InstanceObservation {
     pub postgres: Option<PostgresState>,
 }
 
-/// The primary's pg_stat_archiver, as the operator read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArchiverState {
-    pub archived_count: i64,
-    pub last_archived_wal: Option<String>,
-    /// RFC 3339.
-    pub last_archived_time: Option<String>,
-    pub failed_count: i64,
-    pub last_failed_wal: Option<String>,
-    pub last_failed_time: Option<String>,
-    /// The last attempt failed after the last success (or nothing ever succeeded).
-    pub failing: bool,
-}
+pub use crate::postgres::probe::ArchiverState;
 
 /// [`ArchiverState`] of one instance that answered as a primary.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +49,10 @@ pub struct ArchiverObservation {
     pub state: ArchiverState,
 }
 
-/// A spec the operator refused, as it appears in the Degraded condition.
+/// A reason for the Degraded condition that the operator itself knows: a spec it refused, or
+/// a reconcile stage that failed ([`super::stages`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecProblem {
+pub struct Problem {
     pub reason: &'static str,
     pub message: String,
 }
@@ -75,7 +64,7 @@ pub struct Observation<'a> {
     pub generation: Option<i64>,
     pub desired_instances: i32,
     pub instances: Vec<InstanceObservation>,
-    pub spec_problem: Option<SpecProblem>,
+    pub problem: Option<Problem>,
     /// pg_stat_archiver of the instances that answered as primaries; only the chosen
     /// primary's counts.
     pub archivers: Vec<ArchiverObservation>,
@@ -195,7 +184,7 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
         (false, "Stable", "every desired instance exists".to_string())
     };
 
-    let degraded = if let Some(problem) = &observation.spec_problem {
+    let degraded = if let Some(problem) = &observation.problem {
         (true, problem.reason, problem.message.clone())
     } else if split_brain {
         (true, "SplitBrain", split_brain_message(&claimants))
@@ -333,6 +322,31 @@ fn condition(
         observed_generation: observation.generation,
         last_transition_time,
     }
+}
+
+/// The previous status with only its Degraded condition set to `problem`: what is written
+/// when nothing could be observed, so the last known figures stay and the cause is shown.
+pub fn with_problem(
+    previous: &PgClusterStatus,
+    generation: Option<i64>,
+    problem: &Problem,
+    now: Time,
+) -> PgClusterStatus {
+    let observation = Observation {
+        cluster: "",
+        generation,
+        desired_instances: 0,
+        instances: Vec::new(),
+        problem: None,
+        archivers: Vec::new(),
+        previous,
+        now,
+    };
+    let degraded = condition(&observation, CONDITION_DEGRADED, true, problem.reason, problem.message.clone());
+    let mut status = previous.clone();
+    status.conditions.retain(|c| c.type_ != CONDITION_DEGRADED);
+    status.conditions.push(degraded);
+    status
 }
 
 /// Conditions whose status or reason changed: the transitions worth an Event. Steady

@@ -41,7 +41,7 @@ fn observe_archiving(
         generation: Some(4),
         desired_instances: desired,
         instances,
-        spec_problem: None,
+        problem: None,
         archivers,
         previous,
         now: at(100),
@@ -209,7 +209,7 @@ fn refused_spec_is_degraded_with_its_reason_while_the_cluster_keeps_serving() {
         desired_instances: 2,
         instances: vec![primary("demo-1", 1, 10), standby("demo-2", 10)],
         archivers: vec![],
-        spec_problem: Some(SpecProblem {
+        problem: Some(Problem {
             reason: "ParameterOwnedByRelevo",
             message: "spec.postgresql.parameters.wal_level: owned by relevo".into(),
         }),

@@ -9,6 +9,10 @@ use crate::instance::plan::Bootstrap;
 
 use super::names;
 
+/// WAL senders and slots beyond one per instance: pg_basebackup streams WAL over a second
+/// connection while cloning, and a backup may hold another.
+pub const SPARE_WAL_SENDERS: i64 = 2;
+
 /// What the controller does about the instance set on this reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {

@@ -9,68 +9,11 @@ use kube::ResourceExt;
 
 use crate::crd::PgCluster;
 use crate::crd::pgcluster::{InitdbSpec, RecoverySpec};
-use crate::duration::{self, DurationError};
+use crate::duration;
 
 use super::parameters;
 
-/// Longest PgCluster name: `<name>-9-0` must fit a 63-character hostname, and StatefulSet
-/// `<name>-9` plus its 11-character controller-revision-hash suffix must fit a label value.
-pub const MAX_CLUSTER_NAME_LEN: usize = 50;
-
-/// A spec relevo refuses. Each variant names the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpecError {
-    #[error("metadata.name: {name:?} is longer than {MAX_CLUSTER_NAME_LEN} characters")]
-    NameTooLong { name: String },
-
-    #[error("spec.postgresql.parameters.{parameter}: owned by relevo ({reason})")]
-    OwnedParameter { parameter: String, reason: &'static str },
-
-    #[error(
-        "spec.postgresql.parameters.{parameter}: not a parameter name (lower-case letters, digits, _ and one optional '.')"
-    )]
-    InvalidParameterName { parameter: String },
-
-    #[error("spec.postgresql.parameters.{parameter}: {reason}")]
-    InvalidParameterValue { parameter: String, reason: &'static str },
-
-    #[error("spec.postgresql.parameters.{parameter}: {value} is below {minimum} (one per instance plus {spare} for cloning and backups)", spare = parameters::SPARE_WAL_SENDERS)]
-    TooSmall { parameter: String, value: i64, minimum: i64 },
-
-    #[error("{field}: {source}")]
-    InvalidDuration {
-        field: &'static str,
-        #[source]
-        source: DurationError,
-    },
-
-    #[error("spec.bootstrap.recovery.source: a cluster cannot be restored from its own backups")]
-    RecoveryFromItself,
-
-    #[error("spec.bootstrap: set exactly one of initdb and recovery")]
-    AmbiguousBootstrap,
-
-    #[error("spec.redis: set exactly one of managed and external")]
-    AmbiguousRedis,
-}
-
-impl SpecError {
-    /// Machine-readable reason for the Degraded condition: bounded, CamelCase.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            SpecError::NameTooLong { .. } => "NameTooLong",
-            SpecError::OwnedParameter { .. } => "ParameterOwnedByRelevo",
-            SpecError::InvalidParameterName { .. } | SpecError::InvalidParameterValue { .. } => {
-                "InvalidParameter"
-            }
-            SpecError::TooSmall { .. } => "ParameterTooSmall",
-            SpecError::InvalidDuration { .. } => "InvalidDuration",
-            SpecError::RecoveryFromItself => "RecoveryFromItself",
-            SpecError::AmbiguousBootstrap => "AmbiguousBootstrap",
-            SpecError::AmbiguousRedis => "AmbiguousRedis",
-        }
-    }
-}
+pub use super::spec_error::{MAX_CLUSTER_NAME_LEN, SpecError};
 
 /// A spec that passed validation, with the values the builders need already parsed.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,10 @@
-//! The operator's way to PostgreSQL: every connection goes through [`connect`], over TLS
-//! verified against the cluster CA and the server's DNS name (libpq's `sslmode=verify-full`).
-//! pg_hba.conf has only `hostssl` rules, so nothing else would be let in anyway.
+//! The operator's PostgreSQL client: every connection goes through [`connect`], over TLS
+//! verified against the cluster CA and the server's DNS name (libpq's `sslmode=verify-full`;
+//! pg_hba.conf has only `hostssl` rules, so nothing else would be let in anyway), and every
+//! observation of an instance is the one [`probe`], shared by the PgCluster status and the
+//! switchover machine.
 
+pub mod probe;
 pub mod tls;
 
 use std::net::IpAddr;
@@ -11,6 +14,8 @@ use tokio_postgres::Client;
 use tokio_postgres::config::SslMode;
 
 pub use tls::{ClusterCa, TlsError};
+
+use crate::instance::layout;
 
 /// An error from PostgreSQL or from the way to it.
 pub type PgError = Box<dyn std::error::Error + Send + Sync>;
@@ -61,6 +66,46 @@ impl Target<'_> {
             .ssl_mode(SslMode::Require)
             .connect_timeout(self.timeout);
         config
+    }
+}
+
+/// One instance of a cluster as the operator reaches it: dialled by its pod IP, verified as
+/// its pod DNS name ([`crate::pgcluster::names::pod_fqdn`]) against the cluster CA, as the
+/// superuser.
+#[derive(Clone)]
+pub struct Connection<'a> {
+    pub host: String,
+    pub server_name: String,
+    pub superuser_password: &'a str,
+    pub ca: &'a ClusterCa,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Connection<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("host", &self.host)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection<'_> {
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            host: &self.host,
+            server_name: Some(&self.server_name),
+            port: layout::POSTGRES_PORT as u16,
+            user: layout::SUPERUSER,
+            password: self.superuser_password,
+            dbname: "postgres",
+            timeout: self.timeout,
+        }
+    }
+
+    /// Opens the connection ([`connect`]).
+    pub async fn connect(&self) -> Result<Client, PgError> {
+        connect(&self.target(), self.ca).await
     }
 }
 

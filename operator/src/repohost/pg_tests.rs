@@ -36,9 +36,9 @@ use crate::pgcluster::builders::pgbackrest::{
     PG_HOST_CONF_KEY, TLS_FILE_MODE, conf_path, instance_pgbackrest, pg_host_config, repo_host_config,
 };
 use crate::pgcluster::names;
-use crate::pgcluster::observe::ARCHIVER_QUERY;
 use crate::pgcluster::parameters::{archive_settings, quote};
 use crate::pki::{self, CertificateAuthority};
+use crate::postgres::probe::ARCHIVER_QUERY;
 use crate::rebuild::process::{Runner, args};
 
 const CLUSTER: &str = "demo";

@@ -7,68 +7,41 @@
 //! measured in reconcile round trips (fence → observe fenced → promote → labels).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::Controller;
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::runtime::watcher;
+use kube::runtime::events::EventType;
+use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, info};
 
 use super::convert::{from_status, request_from, to_status};
 use super::executor::{self, Requester};
 use super::model::{Mode, Params, Phase, Step, SwitchoverState};
 use super::{machine, observe};
-use crate::context::Context;
 use crate::crd::Switchover;
-use crate::error::{Error, Result};
-use crate::pgcluster::names::FIELD_MANAGER;
+use crate::error::Result;
+use crate::runtime::api::apply_status;
+use crate::runtime::context::Context;
+use crate::runtime::{self, events, kube_error};
 
 /// Label value of this controller in metrics.
 pub const CONTROLLER: &str = "switchover";
 /// While a switchover runs: each round trip adds to the write-unavailable window.
 const ACTIVE_INTERVAL: Duration = Duration::from_millis(300);
-/// While it waits for another Switchover of the same cluster.
+/// While it waits for another Switchover of the same cluster (whose phase changes also wake
+/// it up, through the watch).
 const QUEUED_INTERVAL: Duration = Duration::from_secs(2);
-/// After an error (API conflict, an instance restarting): soon, the machine bounds the wait.
-const ERROR_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn run(ctx: Arc<Context>) {
-    let api: Api<Switchover> = match &ctx.config.watch_namespace {
-        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
-        None => Api::all(ctx.client.clone()),
-    };
-    Controller::new(api, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => debug!(%object, "reconciled"),
-                Err(error) => warn!(error = %error, "switchover reconcile failed"),
-            }
-        })
-        .await;
+    let controller = Controller::new(ctx.scoped::<Switchover>(), watcher::Config::default());
+    runtime::run(CONTROLLER, controller, ctx, reconcile).await;
 }
 
-#[instrument(skip(switchover, ctx), fields(namespace = switchover.namespace(), name = switchover.name_any()))]
 pub async fn reconcile(switchover: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let result = reconcile_switchover(&switchover, &ctx).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed(), result.as_ref().err().map(Error::metric_label));
-    result
-}
-
-pub fn error_policy(_switchover: Arc<Switchover>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(error = %error, source = ?std::error::Error::source(error).map(ToString::to_string), "switchover error");
-    match error {
-        Error::InvalidSwitchover(_) => Action::await_change(),
-        _ => Action::requeue(ERROR_INTERVAL),
-    }
+    reconcile_switchover(&switchover, &ctx).await
 }
 
 async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Action> {
@@ -76,10 +49,8 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
     let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &namespace);
     // The cache may not have our own last status write yet; deciding from it would repeat
     // or undo a transition. Read the object itself.
-    let Some(switchover) = api
-        .get_opt(&cached.name_any())
-        .await
-        .map_err(|source| Error::Kube { action: "reading the Switchover", source })?
+    let Some(switchover) =
+        api.get_opt(&cached.name_any()).await.map_err(kube_error("reading the Switchover"))?
     else {
         return Ok(Action::await_change());
     };
@@ -112,22 +83,10 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
     })
 }
 
-/// Server-side apply of the whole status, with the resourceVersion read as a precondition:
-/// two writers (an old and a new operator pod) can never interleave transitions.
+/// The whole status, with the resourceVersion read as a precondition ([`apply_status`]): two
+/// writers (an old and a new operator pod) can never interleave transitions.
 async fn write_status(api: &Api<Switchover>, switchover: &Switchover, state: &SwitchoverState) -> Result<()> {
-    let patch = json!({
-        "apiVersion": Switchover::api_version(&()),
-        "kind": Switchover::kind(&()),
-        "metadata": { "name": switchover.name_any(), "resourceVersion": switchover.metadata.resource_version },
-        "status": to_status(state),
-    });
-    api.patch_status(
-        &switchover.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::Kube { action: "writing the Switchover status", source })?;
+    apply_status(api, switchover, &to_status(state), "writing the Switchover status").await?;
     Ok(())
 }
 
@@ -145,16 +104,8 @@ async fn publish_transition(
         let seconds = after.duration().unwrap_or_default().as_secs_f64();
         ctx.metrics.switchover_finished(mode == Mode::Failover, after.phase == Phase::Completed, seconds);
     }
-    let event = Event {
-        type_,
-        reason: format!("{:?}", after.phase),
-        note: Some(note),
-        action: "Switchover".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &switchover.object_ref(&())).await {
-        warn!(%error, "could not publish an Event");
-    }
+    let event = events::transition(type_, format!("{:?}", after.phase), note, "Switchover");
+    events::publish(ctx, &switchover.object_ref(&()), event).await;
 }
 
 /// The Event's type and text for a phase change. Pure; reasons never contain secrets (they

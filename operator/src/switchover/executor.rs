@@ -17,14 +17,16 @@ use super::model::{Mode, Step, SwitchoverState};
 use super::observe::Snapshot;
 use super::sql;
 use super::{fence_channel, markers};
-use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::lease;
-use crate::pgcluster::builders::statefulset::{self, InstanceInput, SwitchoverState as StsState};
+use crate::pgcluster::builders::statefulset::{self, InstanceInput, SwitchoverOverrides as StsState};
 use crate::pgcluster::builders::{Owner, instance_access};
 use crate::pgcluster::names::{self, FIELD_MANAGER};
-use crate::pgcluster::observe::{Connection, connect};
 use crate::pgcluster::{topology, validate};
+use crate::postgres::Connection;
+use crate::runtime::context::Context;
+use crate::runtime::conventions::{is_conflict, is_not_found};
+use crate::runtime::kube_error;
 
 /// A server-side apply is retried this often when the object changed since it was read
 /// (kubelet updates pod status all the time).
@@ -97,14 +99,6 @@ pub fn sts_change_for(step: &Step, current: &StsState, who: &Requester<'_>) -> O
         _ => return None,
     };
     (next != *current).then(|| (instance.clone(), next))
-}
-
-fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, source }
-}
-
-fn is_conflict(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
 pub async fn execute(ctx: &Context, snap: &Snapshot, step: &Step, who: &Requester<'_>) -> Result<()> {
@@ -209,8 +203,8 @@ async fn force_delete_pod(ctx: &Context, snap: &Snapshot, namespace: &str, insta
             warn!(instance, "force-deleted the pod of a lost instance (its node is not ready)");
             Ok(())
         }
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
-        Err(source) => Err(Error::Kube { action: "force-deleting a lost instance's pod", source }),
+        Err(error) if is_not_found(&error) || is_conflict(&error) => Ok(()),
+        Err(source) => Err(kube_error("force-deleting a lost instance's pod")(source)),
     }
 }
 
@@ -287,7 +281,7 @@ where
         ca,
         timeout: ctx.config.postgres_timeout,
     };
-    let client = connect(&connection).await.map_err(postgres)?;
+    let client = connection.connect().await.map_err(postgres)?;
     let deadline = ctx.config.postgres_timeout + std::time::Duration::from_secs(40);
     match tokio::time::timeout(deadline, work(client)).await {
         Ok(result) => result.map_err(|e| postgres(Box::new(e))),
@@ -374,7 +368,7 @@ async fn update_pod(
         match api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await {
             Ok(_) => return Ok(()),
             Err(error) if is_conflict(&error) && attempt < CONFLICT_ATTEMPTS => continue,
-            Err(source) => return Err(Error::Kube { action: "writing pod markers", source }),
+            Err(source) => return Err(kube_error("writing pod markers")(source)),
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! Gathers the machine's [`Observed`] for one cluster: Kubernetes objects (PgCluster,
-//! StatefulSets, pods, other Switchovers) and, over tokio-postgres, what each instance says.
+//! StatefulSets, pods; other Switchovers from the shared watch cache) and what each instance
+//! answers to the one probe ([`crate::postgres::probe`]), all instances at once.
 //! The mapping from those raw answers to [`InstanceView`]s is pure ([`instance_view`]), so it
 //! is tested without a cluster; only [`observe`] does I/O.
 
@@ -8,20 +9,19 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use tracing::debug;
 
 use super::convert::request_from;
-use super::lsn::Lsn;
 use super::markers;
 use super::model::{ActiveSwitchover, InstanceView, Observed, Role};
-use super::sql;
-use crate::context::Context;
 use crate::crd::{PgCluster, Switchover};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pgcluster::names;
-use crate::pgcluster::observe::{Connection, PgError, connect};
 use crate::postgres::ClusterCa;
+use crate::postgres::probe::{Probe, ProbeTarget, probe_all};
+use crate::runtime::context::Context;
+use crate::runtime::{is_ready, kube_error};
 
 /// Everything read for one decision; the executor needs the objects too.
 pub struct Snapshot {
@@ -51,31 +51,11 @@ impl Snapshot {
     }
 }
 
-/// What one instance answered over SQL.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SqlAnswer {
-    pub in_recovery: bool,
-    pub flush_lsn: Option<Lsn>,
-    pub receive_lsn: Option<Lsn>,
-    pub replay_lsn: Option<Lsn>,
-    pub timeline: Option<u32>,
-    pub checkpoint_timeline: Option<u32>,
-    pub primary_conninfo: String,
-    pub slots: Vec<String>,
-    /// application_name of every standby streaming from this instance.
-    pub streaming_standbys: Vec<String>,
-}
-
-fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, source }
-}
-
 pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Result<Snapshot> {
     let clusters: Api<PgCluster> = Api::namespaced(ctx.client.clone(), namespace);
     let cluster = clusters.get_opt(cluster_name).await.map_err(kube_error("reading the PgCluster"))?;
-    let switchovers: Api<Switchover> = Api::namespaced(ctx.client.clone(), namespace);
-    let all = switchovers.list(&ListParams::default()).await.map_err(kube_error("listing Switchovers"))?;
-    let active_switchovers = active_of(&all.items, cluster_name);
+    let all = ctx.caches.switchovers(namespace).await?;
+    let active_switchovers = active_of(all.iter().map(AsRef::as_ref), cluster_name);
     let Some(cluster) = cluster else {
         let observed = Observed { active_switchovers, ..Observed::default() };
         return Ok(Snapshot {
@@ -88,45 +68,23 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
         });
     };
     let statefulsets = crate::pgcluster::apply::list_statefulsets(ctx, namespace, cluster_name).await?;
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let selector = names::postgres_selector(cluster_name)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let pods = pods_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(kube_error("listing instance pods"))?
-        .items;
+    let pods = crate::pgcluster::apply::list_instance_pods(ctx, namespace, cluster_name).await?;
     let password =
         crate::pgcluster::apply::read_password(ctx, namespace, &names::secret_superuser(cluster_name))
             .await?;
     let ca = crate::pgcluster::certificates::read_cluster_ca(ctx, namespace, cluster_name).await?;
 
-    let mut answers = BTreeMap::new();
-    for sts in &statefulsets {
+    let targets = statefulsets.iter().filter_map(|sts| {
         let instance = sts.name_any();
-        let ip = pods
-            .iter()
-            .find(|p| p.name_any() == names::pod(&instance))
-            .and_then(|p| p.status.as_ref())
-            .and_then(|s| s.pod_ip.clone());
-        let (Some(host), Some(password), Some(ca)) = (ip, password.as_deref(), ca.as_ref()) else { continue };
-        let connection = Connection {
-            host,
-            server_name: names::pod_fqdn(cluster_name, &instance, namespace),
-            superuser_password: password,
-            ca,
-            timeout: ctx.config.postgres_timeout,
-        };
-        match query_instance(&connection).await {
-            Ok(answer) => {
-                answers.insert(instance, answer);
-            }
-            Err(error) => debug!(instance, %error, "PostgreSQL did not answer"),
-        }
-    }
+        let pod = pods.iter().find(|p| p.name_any() == names::pod(&instance))?;
+        let host = pod.status.as_ref().and_then(|s| s.pod_ip.clone())?;
+        let server_name = names::pod_fqdn(cluster_name, &instance, namespace);
+        Some(ProbeTarget { instance, host, server_name })
+    });
+    let answers = match (password.as_deref(), ca.as_ref()) {
+        (Some(password), Some(ca)) => probe_all(targets, password, ca, ctx.config.postgres_timeout).await,
+        _ => BTreeMap::new(),
+    };
     let mut instances: Vec<InstanceView> = statefulsets
         .iter()
         .map(|sts| {
@@ -179,9 +137,12 @@ async fn node_ready(ctx: &Context, node: &str) -> Option<bool> {
 }
 
 /// Non-terminal Switchovers of `cluster`, for the queue.
-pub fn active_of(switchovers: &[Switchover], cluster: &str) -> Vec<ActiveSwitchover> {
+pub fn active_of<'a>(
+    switchovers: impl IntoIterator<Item = &'a Switchover>,
+    cluster: &str,
+) -> Vec<ActiveSwitchover> {
     switchovers
-        .iter()
+        .into_iter()
         .filter(|so| so.spec.cluster == cluster)
         .filter_map(|so| {
             let request = request_from(so).ok()?;
@@ -203,7 +164,7 @@ pub fn instance_view(
     sts: &StatefulSet,
     pod: Option<&Pod>,
     pods: &[Pod],
-    answers: &BTreeMap<String, SqlAnswer>,
+    answers: &BTreeMap<String, Probe>,
 ) -> InstanceView {
     let name = sts.name_any();
     let answer = answers.get(&name);
@@ -247,11 +208,6 @@ pub fn instance_view(
         pod_terminating: pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
         node_ready: None,
     }
-}
-
-pub fn is_ready(pod: &Pod) -> bool {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
-    conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// The instance a `primary_conninfo` points at: `<cluster>-rw` is whichever pod carries the
@@ -298,39 +254,6 @@ pub fn conninfo_host(conninfo: &str) -> Option<String> {
         rest = next.trim_start();
     }
     None
-}
-
-fn parse_lsn(text: Option<String>) -> Result<Option<Lsn>, PgError> {
-    Ok(text.map(|t| t.parse::<Lsn>()).transpose()?)
-}
-
-async fn query_instance(connection: &Connection<'_>) -> Result<SqlAnswer, PgError> {
-    let client = connect(connection).await?;
-    let work = async {
-        let row = client.query_one(sql::INSTANCE_STATUS, &[]).await?;
-        let tl = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok());
-        let conninfo = client.query_one("SHOW primary_conninfo", &[]).await?;
-        let slots = client.query(sql::LIST_SLOTS, &[]).await?.iter().map(|r| r.get(0)).collect();
-        let streaming = client
-            .query(sql::STREAMING_STANDBYS, &[])
-            .await?
-            .iter()
-            .filter(|r| r.get::<_, Option<String>>(1).as_deref() == Some("streaming"))
-            .filter_map(|r| r.get::<_, Option<String>>(0))
-            .collect();
-        Ok::<_, PgError>(SqlAnswer {
-            in_recovery: row.get(0),
-            flush_lsn: parse_lsn(row.get(1))?,
-            receive_lsn: parse_lsn(row.get(2))?,
-            replay_lsn: parse_lsn(row.get(3))?,
-            timeline: tl(row.get(4)),
-            checkpoint_timeline: tl(row.get(5)),
-            primary_conninfo: conninfo.get(0),
-            slots,
-            streaming_standbys: streaming,
-        })
-    };
-    tokio::time::timeout(connection.timeout, work).await?
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
+use crate::switchover::Lsn;
 
 fn pod(instance: &str, role: Option<&str>, annotations: &[(&str, &str)]) -> Pod {
     let mut labels = BTreeMap::from([(names::LABEL_PG_INSTANCE.to_string(), instance.to_string())]);
@@ -57,21 +58,21 @@ fn view_combines_objects_markers_and_sql() {
     let answers = BTreeMap::from([
         (
             "demo-1".to_string(),
-            SqlAnswer {
+            Probe {
                 in_recovery: false,
                 flush_lsn: Some(Lsn(100)),
                 timeline: Some(1),
                 streaming_standbys: vec!["demo-2".into()],
-                ..SqlAnswer::default()
+                ..Probe::default()
             },
         ),
         (
             "demo-2".to_string(),
-            SqlAnswer {
+            Probe {
                 in_recovery: true,
                 replay_lsn: Some(Lsn(90)),
                 primary_conninfo: "host=demo-rw".into(),
-                ..SqlAnswer::default()
+                ..Probe::default()
             },
         ),
     ]);

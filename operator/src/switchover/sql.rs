@@ -6,46 +6,16 @@
 //! parameters, so its values are quoted by [`quote_literal`]. Passwords never appear here:
 //! connection strings carry `passfile=`, never `password=`.
 
-/// Everything the machine needs from one instance, in one round trip (columns: in_recovery,
-/// flush_lsn, receive_lsn, replay_lsn, timeline, checkpoint_timeline, sender_host,
-/// receiver_slot). The current timeline of a primary is the first 8 hex digits of its WAL file
-/// name; a standby's is the newest of what its walreceiver receives, its last restartpoint's
-/// and its minimum recovery point's. All of those can lag what it replayed, never lead it.
-/// `pg_current_wal_*` fail during recovery, so they sit behind `CASE`.
-pub const INSTANCE_STATUS: &str = "\
-SELECT pg_is_in_recovery() AS in_recovery, \
-CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END AS flush_lsn, \
-pg_last_wal_receive_lsn()::text AS receive_lsn, \
-pg_last_wal_replay_lsn()::text AS replay_lsn, \
-CASE WHEN pg_is_in_recovery() \
-THEN greatest((SELECT nullif(received_tli, 0) FROM pg_stat_wal_receiver), \
-(SELECT timeline_id FROM pg_control_checkpoint()), \
-(SELECT nullif(min_recovery_end_timeline, 0) FROM pg_control_recovery())) \
-ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline, \
-(SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline, \
-(SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming') AS sender_host, \
-(SELECT slot_name FROM pg_stat_wal_receiver) AS receiver_slot";
+/// The status SQL lives with the one probe that runs it ([`crate::postgres::probe`]); the
+/// steps below and the rebuild tests use these two as they are.
+pub use crate::postgres::probe::{INSTANCE_STATUS, LIST_SLOTS};
 
 pub const IS_IN_RECOVERY: &str = "SELECT pg_is_in_recovery()";
-pub const CURRENT_WAL_LSN: &str = "SELECT pg_current_wal_lsn()::text";
-pub const CURRENT_WAL_FLUSH_LSN: &str = "SELECT pg_current_wal_flush_lsn()::text";
-pub const LAST_WAL_RECEIVE_LSN: &str = "SELECT pg_last_wal_receive_lsn()::text";
-pub const LAST_WAL_REPLAY_LSN: &str = "SELECT pg_last_wal_replay_lsn()::text";
 /// Timeline of the latest checkpoint: it equals the current timeline once a checkpoint has
 /// completed after promotion, which pgBackRest waits for.
 pub const CHECKPOINT_TIMELINE: &str = "SELECT timeline_id FROM pg_control_checkpoint()";
 pub const CHECKPOINT: &str = "CHECKPOINT";
 pub const RELOAD_CONF: &str = "SELECT pg_reload_conf()";
-
-/// Who streams from this instance (run on a primary): application_name is the instance name,
-/// which relevo puts in every standby's conninfo.
-pub const STREAMING_STANDBYS: &str = "\
-SELECT application_name, state, sent_lsn::text, replay_lsn::text FROM pg_stat_replication ORDER BY application_name";
-
-/// relevo's physical slots on this instance; slots of other tools are never touched.
-pub const LIST_SLOTS: &str = "\
-SELECT slot_name::text FROM pg_replication_slots \
-WHERE slot_type = 'physical' AND slot_name LIKE 'relevo\\_%' ORDER BY slot_name";
 
 /// `$1` = slot name. Creates it only if absent, reserving WAL at once, so running it twice is
 /// harmless. Returns one row when it created the slot, none otherwise.

@@ -30,10 +30,10 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
 use relevo::config::RunArgs;
-use relevo::context::{Context, Readiness};
 use relevo::crd::PgCluster;
 use relevo::metrics::Metrics;
 use relevo::pgcluster::controller::reconcile;
+use relevo::runtime::context::{Context, Readiness};
 
 const OPERATOR_SA: &str = "system:serviceaccount:relevo-system:relevo-operator";
 const WAIT: Duration = Duration::from_secs(30);

@@ -6,6 +6,7 @@ pub mod config_map;
 pub mod instance_access;
 pub mod pgbackrest;
 pub mod placement;
+pub mod pod;
 pub mod redis;
 pub mod repo_host;
 pub mod secrets;

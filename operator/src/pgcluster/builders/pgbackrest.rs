@@ -22,7 +22,7 @@ use crate::pgcluster::names;
 use crate::pki::CertifiedKey;
 
 use super::Owner;
-use super::statefulset::{DATA_VOLUME, container_security, empty_dir};
+use super::pod::{DATA_VOLUME, container_security, empty_dir, mount};
 
 /// Keys of the pgBackRest ConfigMap.
 pub const PG_HOST_CONF_KEY: &str = "pg-host.conf";
@@ -295,15 +295,6 @@ pub fn tls_port() -> ContainerPort {
         container_port: i32::from(TLS_PORT),
         protocol: Some("TCP".into()),
         ..ContainerPort::default()
-    }
-}
-
-pub(super) fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: volume.into(),
-        mount_path: path.into(),
-        read_only: read_only.then_some(true),
-        ..VolumeMount::default()
     }
 }
 

@@ -25,10 +25,10 @@ use crate::repohost;
 
 use super::Owner;
 use super::pgbackrest::{
-    self, REPO_HOST_CONF_KEY, TLS_PORT, conf_path, config_and_tls_mounts, config_and_tls_volumes, mount,
+    self, REPO_HOST_CONF_KEY, TLS_PORT, conf_path, config_and_tls_mounts, config_and_tls_volumes,
 };
 use super::placement;
-use super::statefulset::{container_security, empty_dir, postgres_pod_security};
+use super::pod::{container_security, empty_dir, mount, postgres_pod_security};
 
 /// Value of `app.kubernetes.io/component` on the repo host's objects. The instance
 /// StatefulSets are `postgres`, so listing those never picks up the repo host.

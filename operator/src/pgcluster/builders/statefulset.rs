@@ -15,10 +15,9 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
-    DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeResourceRequirements,
+    ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar,
+    EnvVarSource, ExecAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, SecretKeySelector, Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -32,12 +31,10 @@ use crate::switchover::markers;
 
 use super::Owner;
 use super::instance_access;
-use super::pgbackrest::{self, mount};
+use super::pgbackrest;
 use super::placement;
+use super::pod::{DATA_VOLUME, container_security, empty_dir, mount, postgres_pod_security};
 use super::secrets::PASSWORD_KEY;
-
-/// Name of the volumeClaimTemplate; the PVC is `pgdata-<cluster>-<N>-0`.
-pub const DATA_VOLUME: &str = "pgdata";
 
 /// Seconds PostgreSQL gets to shut down. The entrypoint turns SIGTERM into a fast shutdown,
 /// which finishes in well under this even with a large shared_buffers to flush.
@@ -52,15 +49,15 @@ pub struct InstanceInput {
     /// only for the first instance of a cluster that has never had a primary.
     pub bootstrap: Bootstrap,
     /// What a switchover decided for this instance (see `switchover::markers`).
-    pub switchover: SwitchoverState,
+    pub switchover: SwitchoverOverrides,
 }
 
 /// The part of an instance's StatefulSet that switchovers own. The PgCluster controller
-/// carries it over from the existing object ([`SwitchoverState::carried_over`]), and the
+/// carries it over from the existing object ([`SwitchoverOverrides::carried_over`]), and the
 /// switchover executor changes it; both apply the whole object under the one field manager,
 /// with the resourceVersion they read as a precondition, so neither undoes the other.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SwitchoverState {
+pub struct SwitchoverOverrides {
     /// Replicas set by a switchover (0 = fenced by scale-down); `None` = the normal 1.
     pub replicas: Option<(i32, String)>,
     /// relevo's marker annotations on the pod template (the rebuild request).
@@ -69,13 +66,13 @@ pub struct SwitchoverState {
     pub resource_version: Option<String>,
 }
 
-impl SwitchoverState {
+impl SwitchoverOverrides {
     pub fn carried_over(existing: Option<&StatefulSet>) -> Self {
         let Some(sts) = existing else { return Self::default() };
         let scaled_by = sts.metadata.annotations.as_ref().and_then(|a| a.get(markers::SCALED_BY));
         let replicas = sts.spec.as_ref().and_then(|s| s.replicas);
         let template = sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref());
-        SwitchoverState {
+        SwitchoverOverrides {
             replicas: scaled_by.zip(replicas).map(|(by, n)| (n, by.clone())),
             template_markers: markers::owned(
                 template.and_then(|m| m.annotations.as_ref()),
@@ -298,34 +295,6 @@ fn postgres_container(
     }
 }
 
-/// Every relevo container: non-root, no capabilities, no privilege escalation, and a
-/// read-only root filesystem (writable paths are emptyDirs).
-/// The pod security of every pod that runs the postgres image (instances, repo host, backup
-/// Jobs): uid/gid/fsGroup postgres, seccomp RuntimeDefault. Only chown a volume that is not
-/// already ours: a recursive chown of a large PGDATA on every start would delay failover.
-pub fn postgres_pod_security() -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(layout::POSTGRES_UID),
-        run_as_group: Some(layout::POSTGRES_UID),
-        fs_group: Some(layout::POSTGRES_UID),
-        fs_group_change_policy: Some("OnRootMismatch".into()),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
-        ..PodSecurityContext::default()
-    }
-}
-
-pub(super) fn container_security() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        privileged: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
-        ..SecurityContext::default()
-    }
-}
-
 fn data_claim(owner: &Owner, spec: &PgClusterSpec) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: ObjectMeta {
@@ -366,17 +335,6 @@ fn secret(name: &str, secret_name: &str) -> EnvVar {
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()
-    }
-}
-
-pub(super) fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
-    Volume {
-        name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: medium.map(String::from),
-            ..EmptyDirVolumeSource::default()
-        }),
-        ..Volume::default()
     }
 }
 

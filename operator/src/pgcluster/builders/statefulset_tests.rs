@@ -220,7 +220,7 @@ fn a_switchover_s_replicas_and_rebuild_markers_survive_the_cluster_reconcile() {
         (markers::REBUILD.into(), "so-1".into()),
         ("kubectl.kubernetes.io/restartedAt".into(), "x".into()),
     ]));
-    let carried = SwitchoverState::carried_over(Some(&existing));
+    let carried = SwitchoverOverrides::carried_over(Some(&existing));
     assert_eq!(carried.replicas, Some((0, "so-1".to_string())));
     let input = InstanceInput { ordinal: 2, bootstrap: Bootstrap::Clone, switchover: carried };
     let sts = build(&owner, &cluster.spec, &valid, input);
@@ -231,7 +231,7 @@ fn a_switchover_s_replicas_and_rebuild_markers_survive_the_cluster_reconcile() {
 
     // Without a switchover's record, replicas are the normal 1 whatever the object says.
     existing.metadata.annotations = None;
-    let carried = SwitchoverState::carried_over(Some(&existing));
+    let carried = SwitchoverOverrides::carried_over(Some(&existing));
     assert_eq!(carried.replicas, None);
     let sts = build(
         &owner,

@@ -10,7 +10,8 @@ use crate::instance::layout;
 use crate::pgcluster::names;
 
 use super::Owner;
-use super::pgbackrest::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY, mount};
+use super::pgbackrest::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
+use super::pod::mount;
 
 /// Volume of the server TLS Secret in the instance pods.
 pub const SERVER_TLS_VOLUME: &str = "server-tls";

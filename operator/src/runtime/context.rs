@@ -1,5 +1,8 @@
-//! What every reconcile shares: the client, the parsed configuration, metrics, the Event
-//! recorder and the readiness flag served on /readyz.
+//! What every reconcile shares, infrastructure only: the client, the parsed configuration,
+//! metrics, the Event recorder, the readiness flag served on /readyz, the watch caches and the
+//! primary Leases' ages.
+//! What a controller remembers between reconciles is its own (e.g. the PgCluster
+//! controller's failover clock), never here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,6 +11,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
+use super::cache::Caches;
 use crate::config::RunArgs;
 use crate::crd::PgCluster;
 use crate::metrics::Metrics;
@@ -21,9 +25,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub readiness: Readiness,
-    /// Since when each cluster's primary has been unhealthy (automatic failover).
-    pub failover_clock: crate::pgcluster::failover::FailoverClock,
-    /// The age of every primary Lease on the operator's own clock.
+    pub caches: Caches,
+    /// The age of every primary Lease on the operator's own clock (fed by the Lease watch).
     pub leases: crate::lease::Tracker,
     /// Clusters the Lease watcher wants reconciled now; the PgCluster controller takes the
     /// receiver when it starts.
@@ -53,18 +56,27 @@ impl LeaseWake {
 }
 
 impl Context {
+    /// Also starts the watch caches, on the current tokio runtime.
     pub fn new(client: Client, config: RunArgs, metrics: Metrics, readiness: Readiness) -> Arc<Self> {
         let reporter = Reporter { controller: CONTROLLER_NAME.into(), instance: config.pod_name.clone() };
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter),
+            caches: Caches::start(&client, &config),
             client,
             config,
             metrics,
             readiness,
-            failover_clock: Default::default(),
             leases: Default::default(),
             lease_wake: Default::default(),
         })
+    }
+
+    /// The API of `K` in the watched namespace, or in all ([`crate::runtime::scoped`]).
+    pub fn scoped<K>(&self) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        super::api::scoped(&self.client, &self.config)
     }
 }
 

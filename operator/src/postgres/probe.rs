@@ -1,0 +1,197 @@
+//! One probe per instance: a single query that answers everything the PgCluster status and
+//! the switchover machine need, run against every instance at once with a short timeout, so
+//! that one dead pod costs one timeout per decision, not one per instance.
+//!
+//! One meaning per fact:
+//! - **timeline**: the newest timeline the instance has WAL of. A primary's is its WAL file
+//!   name's; a standby's is the newest of what its walreceiver receives, its last
+//!   restartpoint's and its minimum recovery point's, all of which can lag what it replayed
+//!   but never lead it. (The checkpoint timeline alone lags a standby's until its next
+//!   restartpoint: a standby that replayed timeline 13 could show 8.) The checkpoint timeline
+//!   is reported beside it, for pgBackRest's wait after a promotion.
+//! - **LSN**: the flush LSN of a primary (what a standby can receive) and the replay LSN of a
+//!   standby (what it has applied); [`Probe::lsn`] is the one of its role.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use futures::future::join_all;
+use tokio_postgres::Row;
+
+use super::{ClusterCa, Connection, PgError};
+use crate::switchover::Lsn;
+
+/// Role, LSNs and timelines (columns: in_recovery, flush_lsn, receive_lsn, replay_lsn,
+/// timeline, checkpoint_timeline, sender_host, receiver_slot); see the module doc for the
+/// meaning of each. `pg_current_wal_*` fail during recovery, so they sit behind `CASE`.
+pub const INSTANCE_STATUS: &str = "\
+SELECT pg_is_in_recovery() AS in_recovery, \
+CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END AS flush_lsn, \
+pg_last_wal_receive_lsn()::text AS receive_lsn, \
+pg_last_wal_replay_lsn()::text AS replay_lsn, \
+CASE WHEN pg_is_in_recovery() \
+THEN greatest((SELECT nullif(received_tli, 0) FROM pg_stat_wal_receiver), \
+(SELECT timeline_id FROM pg_control_checkpoint()), \
+(SELECT nullif(min_recovery_end_timeline, 0) FROM pg_control_recovery())) \
+ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline, \
+(SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline, \
+(SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming') AS sender_host, \
+(SELECT slot_name FROM pg_stat_wal_receiver) AS receiver_slot";
+
+/// The archiver: counts, last WAL names and times (RFC 3339, UTC), and whether the last
+/// failure is newer than the last success. Meaningful on a primary only.
+pub const ARCHIVER_QUERY: &str = "SELECT archived_count, last_archived_wal, \
+     to_char(last_archived_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+     failed_count, last_failed_wal, \
+     to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+     last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time) \
+     FROM pg_stat_archiver";
+
+/// relevo's physical slots on this instance; slots of other tools are never touched.
+pub const LIST_SLOTS: &str = "\
+SELECT slot_name::text FROM pg_replication_slots \
+WHERE slot_type = 'physical' AND slot_name LIKE 'relevo\\_%' ORDER BY slot_name";
+
+/// The whole probe in one round trip: [`INSTANCE_STATUS`]'s 8 columns, then primary_conninfo,
+/// relevo's slots, the application_name of every standby streaming from it (relevo puts the
+/// instance name there), then [`ARCHIVER_QUERY`]'s 7 columns.
+pub static PROBE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT s.*, current_setting('primary_conninfo') AS primary_conninfo, \
+         ARRAY({LIST_SLOTS}) AS slots, \
+         ARRAY(SELECT application_name FROM pg_stat_replication \
+               WHERE state = 'streaming' AND application_name <> '' ORDER BY application_name) AS streaming, \
+         a.* FROM ({INSTANCE_STATUS}) s, ({ARCHIVER_QUERY}) a"
+    )
+});
+
+/// What one instance answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    pub in_recovery: bool,
+    pub flush_lsn: Option<Lsn>,
+    pub receive_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+    pub timeline: Option<u32>,
+    pub checkpoint_timeline: Option<u32>,
+    pub primary_conninfo: String,
+    pub slots: Vec<String>,
+    /// application_name of every standby streaming from this instance.
+    pub streaming_standbys: Vec<String>,
+    /// pg_stat_archiver; `None` on a standby (standbys do not archive).
+    pub archiver: Option<ArchiverState>,
+}
+
+impl Probe {
+    /// The LSN of its role: flushed on a primary, replayed on a standby.
+    pub fn lsn(&self) -> Option<Lsn> {
+        if self.in_recovery { self.replay_lsn } else { self.flush_lsn }
+    }
+}
+
+/// pg_stat_archiver of a primary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiverState {
+    pub archived_count: i64,
+    pub last_archived_wal: Option<String>,
+    /// RFC 3339.
+    pub last_archived_time: Option<String>,
+    pub failed_count: i64,
+    pub last_failed_wal: Option<String>,
+    pub last_failed_time: Option<String>,
+    /// The last attempt failed after the last success (or nothing ever succeeded).
+    pub failing: bool,
+}
+
+/// Probes one instance.
+pub async fn probe(connection: &Connection<'_>) -> Result<Probe, PgError> {
+    let work = async {
+        let client = connection.connect().await?;
+        let row = client.query_one(PROBE.as_str(), &[]).await?;
+        from_row(&row)
+    };
+    tokio::time::timeout(connection.timeout, work).await?
+}
+
+/// Where one instance is probed: its pod IP and the DNS name its certificate carries.
+#[derive(Clone, Debug)]
+pub struct ProbeTarget {
+    pub instance: String,
+    pub host: String,
+    pub server_name: String,
+}
+
+/// Probes every target at once; an instance that does not answer within the timeout is
+/// absent from the result (and logged at debug: a restarting pod is normal).
+pub async fn probe_all(
+    targets: impl IntoIterator<Item = ProbeTarget>,
+    superuser_password: &str,
+    ca: &ClusterCa,
+    timeout: std::time::Duration,
+) -> BTreeMap<String, Probe> {
+    let probes = targets.into_iter().map(|target| async move {
+        let ProbeTarget { instance, host, server_name } = target;
+        let connection = Connection { host, server_name, superuser_password, ca, timeout };
+        match probe(&connection).await {
+            Ok(answer) => Some((instance, answer)),
+            Err(error) => {
+                tracing::debug!(instance, %error, "PostgreSQL did not answer");
+                None
+            }
+        }
+    });
+    join_all(probes).await.into_iter().flatten().collect()
+}
+
+fn from_row(row: &Row) -> Result<Probe, PgError> {
+    let lsn = |i: usize| -> Result<Option<Lsn>, PgError> {
+        Ok(row.try_get::<_, Option<String>>(i)?.map(|t| t.parse::<Lsn>()).transpose()?)
+    };
+    let timeline = |i: usize| -> Result<Option<u32>, PgError> {
+        Ok(row.try_get::<_, Option<i32>>(i)?.and_then(|v| u32::try_from(v).ok()))
+    };
+    let in_recovery: bool = row.try_get(0)?;
+    let archiver = ArchiverState {
+        archived_count: row.try_get(11)?,
+        last_archived_wal: row.try_get(12)?,
+        last_archived_time: row.try_get(13)?,
+        failed_count: row.try_get(14)?,
+        last_failed_wal: row.try_get(15)?,
+        last_failed_time: row.try_get(16)?,
+        failing: row.try_get(17)?,
+    };
+    Ok(Probe {
+        in_recovery,
+        flush_lsn: lsn(1)?,
+        receive_lsn: lsn(2)?,
+        replay_lsn: lsn(3)?,
+        timeline: timeline(4)?,
+        checkpoint_timeline: timeline(5)?,
+        primary_conninfo: row.try_get(8)?,
+        slots: row.try_get(9)?,
+        streaming_standbys: row.try_get(10)?,
+        archiver: (!in_recovery).then_some(archiver),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_is_one_statement_with_every_part() {
+        let sql = PROBE.as_str();
+        assert_eq!(sql.matches("pg_is_in_recovery() AS in_recovery").count(), 1);
+        assert!(sql.contains("FROM pg_stat_archiver"), "{sql}");
+        assert!(sql.contains("relevo\\_%"), "underscore escaped in LIKE: {sql}");
+        assert!(!sql.contains(';'), "a single statement: {sql}");
+    }
+
+    #[test]
+    fn the_lsn_of_a_role() {
+        let mut probe = Probe { flush_lsn: Some(Lsn(10)), replay_lsn: Some(Lsn(7)), ..Probe::default() };
+        assert_eq!(probe.lsn(), Some(Lsn(10)), "a primary: flushed");
+        probe.in_recovery = true;
+        assert_eq!(probe.lsn(), Some(Lsn(7)), "a standby: replayed");
+    }
+}
