@@ -9,6 +9,7 @@ pub mod config;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod hash;
 pub mod http;
 pub mod instance;
 pub mod lease;

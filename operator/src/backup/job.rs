@@ -21,8 +21,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::{Resource, ResourceExt};
 
 use super::result::TERMINATION_LOG;
-use super::schedule::{MAX_NAME_LEN, fnv1a32};
+use super::schedule::MAX_NAME_LEN;
 use crate::crd::Backup;
+use crate::hash::fnv1a32;
 use crate::instance::layout;
 use crate::pgcluster::names;
 

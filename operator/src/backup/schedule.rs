@@ -27,6 +27,7 @@ use croner::parser::{CronParser, Seconds, Year};
 
 use super::cycle::{Cycle, CycleClock, CycleError};
 use crate::crd::BackupType;
+use crate::hash::fnv1a32;
 
 /// Longest Kubernetes object name we produce (a DNS label, so it also fits Job labels).
 pub const MAX_NAME_LEN: usize = 63;
@@ -235,12 +236,6 @@ pub fn backup_name(schedule: &str, scheduled: DateTime<Utc>, index: usize) -> St
     let mut prefix = if sanitized.is_empty() { "backup".to_string() } else { sanitized };
     prefix.truncate(room);
     format!("{}-{hash}{suffix}", prefix.trim_end_matches('-'))
-}
-
-/// FNV-1a, 32 bits: tiny, stable across Rust versions (names must never change), and enough
-/// to tell apart schedule names that share a 37-character prefix.
-pub(crate) fn fnv1a32(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
 /// What is known of one planned Backup object.

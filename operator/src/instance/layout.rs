@@ -79,15 +79,49 @@ pub mod env {
 /// Path of the relevo binary in the postgres image.
 pub const RELEVO_BINARY: &str = "/usr/local/bin/relevo";
 
-/// Physical replication slot of an instance on the primary. Slot names allow only
-/// lower-case letters, digits and underscores, so dashes become underscores.
+/// The physical replication slot a standby uses on its primary: `relevo_` + the instance name,
+/// lower-cased, with anything outside `[a-z0-9_]` turned into `_` (instance names are DNS
+/// labels, so only `-` changes and the mapping is one-to-one). Names that would pass
+/// PostgreSQL's 63-byte limit are cut and suffixed with a hash of the full name, so two long
+/// names still get two slots.
 pub fn slot_name(instance: &str) -> String {
-    format!("relevo_{}", instance.replace('-', "_"))
+    const PREFIX: &str = "relevo_";
+    const MAX: usize = 63;
+    let cleaned: String = instance
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' })
+        .collect();
+    let full = format!("{PREFIX}{cleaned}");
+    if full.len() <= MAX {
+        return full;
+    }
+    let hash = format!("{:08x}", crate::hash::fnv1a32(instance.as_bytes()));
+    format!("{}_{hash}", &full[..MAX - hash.len() - 1])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_names_follow_postgres_rules() {
+        assert_eq!(slot_name("pg-1"), "relevo_pg_1");
+        assert_eq!(slot_name("Main-DB-2"), "relevo_main_db_2");
+        assert_eq!(slot_name("a.b c"), "relevo_a_b_c");
+        let valid = |s: &str| {
+            s.len() <= 63 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        let long_a = "a".repeat(63);
+        let long_b = format!("{}b", "a".repeat(62));
+        for name in [long_a.as_str(), long_b.as_str(), "pg-1", "x"] {
+            assert!(valid(&slot_name(name)), "{}", slot_name(name));
+        }
+        assert_eq!(slot_name(&long_a).len(), 63);
+        assert_ne!(slot_name(&long_a), slot_name(&long_b), "long names must not collide");
+        assert_eq!(slot_name(&long_a), slot_name(&long_a), "deterministic");
+        assert_eq!(slot_name(&"a".repeat(56)), format!("relevo_{}", "a".repeat(56)), "63 bytes exactly fits");
+    }
 
     #[test]
     fn slot_names_are_valid_postgres_slot_names() {

@@ -121,6 +121,7 @@ pub async fn reconcile(cluster: Arc<PgCluster>, ctx: Arc<Context>) -> Result<Act
         problem,
         password: None,
         ca: None,
+        switchover_active: false,
         apply_problem: None,
         written: None,
     };

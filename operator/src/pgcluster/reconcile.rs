@@ -16,9 +16,10 @@ use crate::instance::plan::Bootstrap;
 use crate::metrics::InstanceLabels;
 use crate::pgcluster::validate::SpecError;
 use crate::postgres::probe::{ProbeTarget, probe_all};
-use crate::postgres::{ClusterCa, Connection};
+use crate::postgres::{ClusterCa, Connection, PgError};
 use crate::runtime::context::Context;
 use crate::runtime::{is_ready, kube_error};
+use crate::switchover::observe::active_of;
 
 use super::apply;
 use super::builders::statefulset::{InstanceInput, SwitchoverOverrides};
@@ -60,6 +61,9 @@ pub struct ClusterStages<'a> {
     pub password: Option<String>,
     /// The CA the instances' server certificates chain to; set by the observe stage.
     pub ca: Option<ClusterCa>,
+    /// A Switchover of the cluster is active (or the Switchover cache cannot tell): it is
+    /// then the only writer of role labels and slots; set by the observe stage.
+    pub switchover_active: bool,
     /// What the apply stage found wrong with what the spec refers to (the server
     /// certificate, a name taken by another owner, the Redis password Secret): Degraded,
     /// but not a failure to retry.
@@ -105,6 +109,11 @@ impl Stages for ClusterStages<'_> {
         let secret = names::secret_superuser(&self.owner.name);
         self.password = apply::read_password(self.ctx, &self.owner.namespace, &secret).await?;
         self.ca = certificates::read_cluster_ca(self.ctx, &self.owner.namespace, &self.owner.name).await?;
+        self.switchover_active = match self.ctx.caches.switchovers(&self.owner.namespace).await {
+            Ok(all) => !active_of(all.iter().map(AsRef::as_ref), &self.owner.name).is_empty(),
+            // The failover stage reads the same cache and reports why.
+            Err(_) => true,
+        };
         let (password, ca) = (self.password.as_deref(), self.ca.as_ref());
         observe_instances(self.ctx, self.owner, &self.instances, password, ca).await
     }
@@ -113,7 +122,8 @@ impl Stages for ClusterStages<'_> {
         let computed = self.compute(&observed, self.problem.clone());
         record_instance_metrics(self.ctx, self.owner, &computed.status);
         let mut labelled = Ok(());
-        for (instance, change) in &computed.role_labels {
+        let role_labels = if self.switchover_active { &[][..] } else { &computed.role_labels[..] };
+        for (instance, change) in role_labels {
             let Some(pod) = observed.pods.iter().find(|pod| pod.name_any() == names::pod(instance)) else {
                 continue;
             };
@@ -173,7 +183,9 @@ impl Stages for ClusterStages<'_> {
         }
         // The CA just ensured, or (with no TLS this time) the one observed.
         let fresh_ca = server_tls.as_ref().and_then(|tls| ClusterCa::from_pem(&tls.ca_pem).ok());
-        if let Some(ca) = fresh_ca.as_ref().or(self.ca.as_ref()) {
+        if let Some(ca) = fresh_ca.as_ref().or(self.ca.as_ref())
+            && !self.switchover_active
+        {
             let status = &status.computed.status;
             maintain_slots(self.ctx, self.owner, self.cluster, status, pods, password, ca).await;
         }
@@ -388,7 +400,11 @@ async fn maintain_slots(
         ca,
         timeout: ctx.config.postgres_timeout,
     };
-    if let Err(error) = slots::reconcile_slots(&connection, &wanted, &owner.name).await {
+    let converged = match connection.connect().await {
+        Ok(client) => slots::converge(&client, &wanted, &owner.name).await.map_err(PgError::from),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = converged {
         tracing::warn!(primary = %primary.name, %error, "could not reconcile replication slots");
     }
 }

@@ -1,9 +1,9 @@
 //! The rebuild executor: inspects the data directory, asks `plan` what to do, and does it
 //! with PostgreSQL's own tools, falling back to pg_basebackup when pg_rewind fails.
 //!
-//! It runs where the data volume is (an init step of the instance pod, or a Job on its PVC),
-//! before PostgreSQL starts, and it is synchronous on purpose: there is nothing else for that
-//! process to do meanwhile, and `std::process` needs no runtime.
+//! It runs where the data volume is (the instance manager of the pod, while PostgreSQL is
+//! stopped; see `instance::supervise`), and it is synchronous: `std::process` needs no
+//! runtime.
 //!
 //! Credentials: the executor never sees a password. The caller points `PGPASSFILE` (in
 //! `Runner::env`) at a password file mounted from a Secret (mode 0600, owned by the postgres
@@ -258,7 +258,7 @@ impl Executor {
     }
 
     /// Files we create belong to the data directory's owner, with private permissions, even
-    /// when the executor runs as root (tests, or a root init step).
+    /// when the executor runs as root (tests).
     fn give_to_owner(&self, path: &Path, owner: &fs::Metadata) -> Result<(), ExecError> {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(self.io("chmod", path))?;

@@ -7,8 +7,8 @@
 //! - `exec`: the executor that inspects, plans and runs.
 //!
 //! The switchover machine requests a rebuild (`Step::Rebuild`) by setting a marker on the
-//! instance; the instance's init step runs [`exec::Executor::rebuild`] before PostgreSQL
-//! starts. The integration test in `pg_tests` runs all of it against real PostgreSQL 15.
+//! instance; the instance manager (`instance::supervise`) stops PostgreSQL, runs
+//! [`exec::Executor::rebuild`] and starts it again as a standby. The integration test in `pg_tests` runs all of it against real PostgreSQL 15.
 
 pub mod controldata;
 pub mod exec;

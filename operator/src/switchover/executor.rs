@@ -3,7 +3,7 @@
 //! they must have, SQL steps are guarded. What a pod or StatefulSet must look like is
 //! computed purely ([`pod_markers_for`], [`sts_change_for`]); this file only writes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -19,10 +19,10 @@ use super::sql;
 use super::{fence_channel, markers};
 use crate::error::{Error, Result};
 use crate::lease;
-use crate::pgcluster::builders::statefulset::{self, InstanceInput, SwitchoverOverrides as StsState};
+use crate::pgcluster::builders::statefulset::SwitchoverOverrides as StsState;
 use crate::pgcluster::builders::{Owner, instance_access};
 use crate::pgcluster::names::{self, FIELD_MANAGER};
-use crate::pgcluster::{topology, validate};
+use crate::pgcluster::slots;
 use crate::postgres::Connection;
 use crate::runtime::context::Context;
 use crate::runtime::conventions::{is_conflict, is_not_found};
@@ -110,7 +110,7 @@ pub async fn execute(ctx: &Context, snap: &Snapshot, step: &Step, who: &Requeste
         let current = snap.statefulsets.iter().find(|s| s.name_any() == instance);
         let carried = StsState::carried_over(current);
         if let Some((instance, next)) = sts_change_for(step, &carried, who) {
-            apply_statefulset(ctx, snap, &instance, next).await?;
+            patch_statefulset(ctx, who.namespace, &instance, next).await?;
         }
     }
     match step {
@@ -289,23 +289,13 @@ where
     }
 }
 
+/// The machine's slots, through the one slot writer ([`slots::converge`]); an active slot
+/// that should go is dropped when the machine asks again.
 async fn fix_slots(ctx: &Context, snap: &Snapshot, instance: &str, wanted: &[String]) -> Result<()> {
-    let wanted = wanted.to_vec();
-    sql_step(ctx, snap, instance, |client| async move {
-        let present: Vec<String> =
-            client.query(sql::LIST_SLOTS, &[]).await?.iter().map(|r| r.get(0)).collect();
-        for slot in wanted.iter().filter(|s| !present.contains(s)) {
-            client.query(sql::CREATE_SLOT_IF_ABSENT, &[slot]).await?;
-        }
-        for slot in present.iter().filter(|s| !wanted.contains(s)) {
-            // An active slot cannot be dropped; the machine asks again next time.
-            if let Err(error) = client.query(sql::DROP_SLOT_IF_PRESENT, &[slot]).await {
-                warn!(slot, %error, "could not drop a replication slot yet");
-            }
-        }
-        Ok(())
-    })
-    .await
+    let cluster = snap.cluster.as_ref().map(ResourceExt::name_any).unwrap_or_default();
+    let wanted: BTreeSet<String> = wanted.iter().cloned().collect();
+    sql_step(ctx, snap, instance, |client| async move { slots::converge(&client, &wanted, &cluster).await })
+        .await
 }
 
 /// Applies relevo's pod metadata (role label as it is, markers changed), re-reading on a
@@ -374,31 +364,38 @@ async fn update_pod(
     Ok(())
 }
 
-/// Applies the instance's whole StatefulSet (the same builder as the PgCluster controller),
-/// with the switchover's part changed and the resourceVersion read as a precondition.
-async fn apply_statefulset(ctx: &Context, snap: &Snapshot, instance: &str, next: StsState) -> Result<()> {
-    let cluster =
-        snap.cluster.as_ref().ok_or_else(|| Error::Missing { kind: "PgCluster", name: instance.into() })?;
-    let owner = Owner::of(cluster)
-        .ok_or_else(|| Error::Missing { kind: "PgCluster uid", name: cluster.name_any() })?;
-    let valid = validate::validate(cluster)?;
-    let ordinal = names::ordinal(&owner.name, instance)
-        .ok_or_else(|| Error::Missing { kind: "instance ordinal", name: instance.into() })?;
-    let current_primary = cluster.status.as_ref().and_then(|s| s.current_primary.as_deref());
-    let first = topology::first_bootstrap(&cluster.spec);
-    let plan = topology::plan(&owner.name, cluster.spec.instances.max(ordinal), &[], current_primary, first);
-    let bootstrap = plan
-        .apply
-        .iter()
-        .find(|(n, _)| *n == ordinal)
-        .map_or(crate::instance::plan::Bootstrap::Clone, |(_, b)| *b);
-    let input = InstanceInput { ordinal, bootstrap, switchover: next };
-    let sts: StatefulSet = statefulset::build(&owner, &cluster.spec, &valid, input);
-    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    api.patch(instance, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&sts))
+/// Writes only the switchover's part of the instance's StatefulSet: replicas with the
+/// annotation that says who scaled it, and the template's rebuild markers. A merge patch, with
+/// the resourceVersion read as a precondition, so a fence never depends on the PgCluster spec
+/// being valid, and the PgCluster controller carries the values over when it applies the
+/// whole object ([`StsState::carried_over`]).
+async fn patch_statefulset(ctx: &Context, namespace: &str, instance: &str, next: StsState) -> Result<()> {
+    let resource_version = next
+        .resource_version
+        .as_deref()
+        .ok_or_else(|| Error::Missing { kind: "StatefulSet", name: instance.into() })?;
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
+    api.patch(instance, &params, &Patch::Merge(&statefulset_patch(&next, resource_version)))
         .await
-        .map_err(kube_error("applying a StatefulSet for a switchover"))?;
+        .map_err(kube_error("patching a StatefulSet for a switchover"))?;
     Ok(())
+}
+
+/// The merge patch of [`patch_statefulset`]: absent markers are removed (`null`).
+fn statefulset_patch(next: &StsState, resource_version: &str) -> serde_json::Value {
+    let (replicas, scaled_by) = match &next.replicas {
+        Some((replicas, by)) => (*replicas, Some(by.as_str())),
+        None => (1, None),
+    };
+    let template: serde_json::Map<String, serde_json::Value> = markers::TEMPLATE_MARKERS
+        .iter()
+        .map(|key| (key.to_string(), json!(next.template_markers.get(*key))))
+        .collect();
+    json!({
+        "metadata": { "resourceVersion": resource_version, "annotations": { markers::SCALED_BY: scaled_by } },
+        "spec": { "replicas": replicas, "template": { "metadata": { "annotations": template } } },
+    })
 }
 
 #[cfg(test)]

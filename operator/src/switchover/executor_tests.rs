@@ -67,3 +67,24 @@ fn scale_to_zero_records_who_scaled() {
     assert!(pod_markers_for(&step, &who(Mode::Failover, &s)).is_none());
     assert!(sts_change_for(&Step::Complete, &next, &who(Mode::Failover, &s)).is_none());
 }
+
+#[test]
+fn the_statefulset_patch_carries_only_the_switchover_part() {
+    let fenced = StsState {
+        replicas: Some((0, "so-1".into())),
+        template_markers: BTreeMap::from([(markers::REBUILD.to_string(), "t1".to_string())]),
+        resource_version: Some("42".into()),
+    };
+    let patch = statefulset_patch(&fenced, "42");
+    assert_eq!(patch["metadata"]["resourceVersion"], "42", "a stale read fails instead of undoing");
+    assert_eq!(patch["metadata"]["annotations"][markers::SCALED_BY], "so-1");
+    assert_eq!(patch["spec"]["replicas"], 0);
+    let template = &patch["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(template[markers::REBUILD], "t1");
+    assert!(template[markers::REBUILD_SOURCE].is_null(), "an absent marker is removed");
+    assert_eq!(patch["spec"].as_object().map(|spec| spec.len()), Some(2), "nothing else of the spec");
+
+    let normal = statefulset_patch(&StsState::default(), "43");
+    assert_eq!(normal["spec"]["replicas"], 1);
+    assert!(normal["metadata"]["annotations"][markers::SCALED_BY].is_null());
+}

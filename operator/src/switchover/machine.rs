@@ -13,11 +13,11 @@
 //! |---|---|
 //! | Checkpoint | `CHECKPOINT` twice is two checkpoints; the second is cheap |
 //! | Fence | server-side apply of the fence marker (same content = no-op); the instance manager acts on the marker's presence, not on the write |
-//! | ScaleToZero, Unfence, Rebuild | server-side apply of replicas / markers on the StatefulSet; Rebuild's token (the Switchover name) makes the init step rebuild once per switchover |
+//! | ScaleToZero, Unfence, Rebuild | a merge patch of replicas / markers on the StatefulSet (the same values = no change); Rebuild's token (the Switchover name) makes the instance manager rebuild once per switchover |
 //! | Promote | `SELECT CASE WHEN pg_is_in_recovery() THEN pg_promote(...) ELSE true END` |
 //! | MoveRoleLabels | server-side apply of labels |
 //! | FixSlots | create only if absent, drop only if present (see `sql.rs`) |
-//! | RepointStandby | `ALTER SYSTEM SET` to the same value + `pg_reload_conf()` |
+//! | RepointStandby | removal of the fence markers (absent = no-op); the instance manager then restarts the standby following `<cluster>-rw` |
 //! | Reject, Fail, Complete, Done, Wait* | no side effect but an Event, emitted only on a phase change |
 //!
 //! # Planned switchover and its fence

@@ -348,7 +348,8 @@ pub enum Step {
         instance: String,
         wanted: Vec<String>,
     },
-    /// `ALTER SYSTEM SET primary_conninfo/primary_slot_name` + reload on a running standby.
+    /// Make a fenced standby follow the new primary: its fence markers are removed, and its
+    /// instance manager restarts it with `<cluster>-rw` as upstream.
     RepointStandby {
         instance: String,
         new_primary: String,

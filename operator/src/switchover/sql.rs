@@ -8,6 +8,7 @@
 
 /// The status SQL lives with the one probe that runs it ([`crate::postgres::probe`]); the
 /// steps below and the rebuild tests use these two as they are.
+pub use crate::instance::layout::slot_name;
 pub use crate::postgres::probe::{INSTANCE_STATUS, LIST_SLOTS};
 
 pub const IS_IN_RECOVERY: &str = "SELECT pg_is_in_recovery()";
@@ -15,7 +16,6 @@ pub const IS_IN_RECOVERY: &str = "SELECT pg_is_in_recovery()";
 /// completed after promotion, which pgBackRest waits for.
 pub const CHECKPOINT_TIMELINE: &str = "SELECT timeline_id FROM pg_control_checkpoint()";
 pub const CHECKPOINT: &str = "CHECKPOINT";
-pub const RELOAD_CONF: &str = "SELECT pg_reload_conf()";
 
 /// `$1` = slot name. Creates it only if absent, reserving WAL at once, so running it twice is
 /// harmless. Returns one row when it created the slot, none otherwise.
@@ -23,10 +23,10 @@ pub const CREATE_SLOT_IF_ABSENT: &str = "\
 SELECT pg_create_physical_replication_slot($1, true) \
 WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)";
 
-/// `$1` = slot name. Drops it only if present; an active slot is kept (the call errors) so a
-/// standby streaming through it is not cut off.
+/// `$1` = slot name. Drops it only if present and inactive, so a standby streaming through it
+/// is not cut off (it is dropped on a later round). Returns one row when it dropped the slot.
 pub const DROP_SLOT_IF_PRESENT: &str = "\
-SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1";
+SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active";
 
 /// Promotes if still in recovery, so a repeated step is a no-op returning true. pg_promote
 /// returns false if promotion did not finish within `wait_seconds`.
@@ -36,7 +36,7 @@ pub fn promote(wait_seconds: u32) -> String {
     )
 }
 
-/// `ALTER SYSTEM SET primary_conninfo = ...`; run it, then [`RELOAD_CONF`] (PostgreSQL 13+
+/// `ALTER SYSTEM SET primary_conninfo = ...`; run it, then `pg_reload_conf()` (PostgreSQL 13+
 /// restarts the walreceiver on reload when this changes). Not inside a transaction block.
 pub fn set_primary_conninfo(conninfo: &str) -> String {
     format!("ALTER SYSTEM SET primary_conninfo = {}", quote_literal(conninfo))
@@ -103,53 +103,9 @@ pub fn redact_conninfo(conninfo: &str) -> String {
     out
 }
 
-/// The physical replication slot a standby uses on its primary: `relevo_` + the instance name,
-/// lower-cased, with anything outside `[a-z0-9_]` turned into `_` (instance names are DNS
-/// labels, so only `-` changes and the mapping is one-to-one). Names that would pass
-/// PostgreSQL's 63-byte limit are cut and suffixed with a hash of the full name, so two long
-/// names still get two slots.
-pub fn slot_name(instance: &str) -> String {
-    const PREFIX: &str = "relevo_";
-    const MAX: usize = 63;
-    let cleaned: String = instance
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' })
-        .collect();
-    let full = format!("{PREFIX}{cleaned}");
-    if full.len() <= MAX {
-        return full;
-    }
-    let hash = format!("{:08x}", fnv1a32(instance.as_bytes()));
-    format!("{}_{hash}", &full[..MAX - hash.len() - 1])
-}
-
-fn fnv1a32(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slot_names_follow_postgres_rules() {
-        assert_eq!(slot_name("pg-1"), "relevo_pg_1");
-        assert_eq!(slot_name("Main-DB-2"), "relevo_main_db_2");
-        assert_eq!(slot_name("a.b c"), "relevo_a_b_c");
-        let valid = |s: &str| {
-            s.len() <= 63 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        };
-        let long_a = "a".repeat(63);
-        let long_b = format!("{}b", "a".repeat(62));
-        for name in [long_a.as_str(), long_b.as_str(), "pg-1", "x"] {
-            assert!(valid(&slot_name(name)), "{}", slot_name(name));
-        }
-        assert_eq!(slot_name(&long_a).len(), 63);
-        assert_ne!(slot_name(&long_a), slot_name(&long_b), "long names must not collide");
-        assert_eq!(slot_name(&long_a), slot_name(&long_a), "deterministic");
-        assert_eq!(slot_name(&"a".repeat(56)), format!("relevo_{}", "a".repeat(56)), "63 bytes exactly fits");
-    }
 
     #[test]
     fn promote_is_guarded_and_bounded() {
