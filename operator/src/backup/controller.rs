@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use serde_json::json;
@@ -24,7 +24,7 @@ use super::persist::{publish_transition, write_status};
 use super::redis_target::connect_in_cluster;
 use super::retention::{self, RepoView};
 use super::{job, record, redis_io, retention_io};
-use crate::crd::{Backup, BackupPhase, BackupSchedule, PgCluster};
+use crate::crd::{Backup, BackupPhase, PgCluster};
 use crate::error::{Error, Result};
 use crate::pgcluster::names::{self, FIELD_MANAGER};
 use crate::runtime::context::Context;
@@ -97,10 +97,8 @@ async fn reconcile_backup(cached: &Backup, ctx: &Context) -> Result<Action> {
 
 async fn create_job(ctx: &Context, backup: &Backup, image: &str) -> Result<()> {
     let namespace = backup.namespace().unwrap_or_default();
-    let schedules: Api<BackupSchedule> = Api::namespaced(ctx.client.clone(), &namespace);
-    let schedules =
-        schedules.list(&ListParams::default()).await.map_err(kube_error("listing BackupSchedules"))?;
-    let retention_full = retention::retention_full_for(&backup.spec.cluster, &schedules.items);
+    let schedules = owned(ctx.caches.backup_schedules(&namespace).await?);
+    let retention_full = retention::retention_full_for(&backup.spec.cluster, &schedules);
     let Some(job) = job::build_with_retention(backup, image, retention_full) else {
         return Err(Error::Missing { kind: "Backup uid", name: backup.name_any() });
     };
@@ -126,11 +124,8 @@ async fn record(ctx: &Context, api: &Api<Backup>, backup: &Backup, cluster: &PgC
         warn!("a Completed Backup without label or start time cannot be recorded");
         return Ok(Action::await_change());
     };
-    let schedules: Api<BackupSchedule> =
-        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
-    let schedules =
-        schedules.list(&ListParams::default()).await.map_err(kube_error("listing BackupSchedules"))?;
-    let tz = record::record_time_zone(backup, &schedules.items);
+    let schedules = owned(ctx.caches.backup_schedules(&backup.namespace().unwrap_or_default()).await?);
+    let tz = record::record_time_zone(backup, &schedules);
 
     let written = async {
         let mut conn = connect_in_cluster(&ctx.client, cluster).await.map_err(|e| error_chain(&e))?;
@@ -182,6 +177,11 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Objects read from a watch cache, owned, for the pure functions that take slices.
+fn owned<K: Clone>(cached: Vec<std::sync::Arc<K>>) -> Vec<K> {
+    cached.iter().map(|object| K::clone(object)).collect()
 }
 
 #[cfg(test)]

@@ -46,9 +46,9 @@ pub async fn observe(ctx: &Context, backup: &Backup) -> Result<BackupSnapshot> {
         },
     };
     let ahead = if queue_matters {
-        let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
-        let all = backups.list(&ListParams::default()).await.map_err(kube_error("listing Backups"))?;
-        first_in_line(backup, &all.items)
+        let all: Vec<Backup> =
+            ctx.caches.backups(&namespace).await?.iter().map(|b| Backup::clone(b)).collect();
+        first_in_line(backup, &all)
     } else {
         None
     };

@@ -4,7 +4,7 @@
 //! half-way is only logged: every later backup's view covers what it left behind.
 
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use tracing::{info, warn};
 
 use super::persist::{publish_transition, write_status};
@@ -37,10 +37,10 @@ pub async fn apply(ctx: &Context, cluster: &PgCluster, view: &RepoView) {
     };
 
     let api: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
-    let backups = match api.list(&ListParams::default()).await {
-        Ok(list) => list.items,
+    let backups: Vec<Backup> = match ctx.caches.backups(&namespace).await {
+        Ok(cached) => cached.iter().map(|b| Backup::clone(b)).collect(),
         Err(error) => {
-            warn!(cluster = %name, %error, "could not list Backups to mark the expired ones");
+            warn!(cluster = %name, %error, "could not read Backups to mark the expired ones");
             return;
         }
     };

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
@@ -63,14 +63,13 @@ async fn reconcile_schedule(cached: &BackupSchedule, ctx: &Context) -> Result<Ac
         clusters.get_opt(&schedule.spec.cluster).await.map_err(kube_error("reading the PgCluster"))?;
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = schedule.name_any();
-    let ours = backups
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_error("listing Backups"))?
-        .items
+    let ours = ctx
+        .caches
+        .backups(&namespace)
+        .await?
         .into_iter()
         .filter(|b| b.spec.schedule.as_deref() == Some(name.as_str()))
-        .map(|b| (b.name_any(), b.status.and_then(|s| s.phase)))
+        .map(|b| (b.name_any(), b.status.as_ref().and_then(|s| s.phase)))
         .collect();
     let observed = ScheduleObservation { now: Utc::now(), cluster_exists: cluster.is_some(), backups: ours };
 

@@ -1,20 +1,23 @@
 //! Watch caches the controllers share, so that no decision LISTs a whole namespace on a timer:
-//! one reflector per kind, started with the [`Context`](crate::runtime::context::Context), read through
-//! [`Caches`]. A reader waits (bounded) for the first full list, so an empty cache is never
-//! mistaken for "nothing there".
+//! one reflector per kind a decision reads beside its own object (Switchovers, Backups,
+//! BackupSchedules), started with the [`Context`](crate::runtime::context::Context), read
+//! through [`Caches`]. A reader waits (bounded) for the first full list, so an empty cache is
+//! never mistaken for "nothing there".
 
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::Client;
-use kube::ResourceExt;
+use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::config::RunArgs;
-use crate::crd::Switchover;
+use crate::crd::{Backup, BackupSchedule, Switchover};
 use crate::error::{Error, Result};
 
 /// How long a reader waits for a cache's first full list before the reconcile fails (and is
@@ -23,35 +26,77 @@ const SYNC_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct Caches {
-    switchovers: Store<Switchover>,
+    switchovers: Cache<Switchover>,
+    backups: Cache<Backup>,
+    backup_schedules: Cache<BackupSchedule>,
 }
 
 impl Caches {
     /// Starts the reflectors on the current tokio runtime; they run as long as it does,
     /// re-listing with backoff after a broken watch.
     pub fn start(client: &Client, config: &RunArgs) -> Self {
-        let (switchovers, writer) = reflector::store();
-        let api = super::scoped::<Switchover>(client, config);
-        let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
-        tokio::spawn(stream.for_each(|event| async move {
-            if let Err(error) = event {
-                warn!(%error, "Switchover watch failed; retrying");
-            }
-        }));
-        Self { switchovers }
+        Self {
+            switchovers: Cache::start(client, config, "Switchover"),
+            backups: Cache::start(client, config, "Backup"),
+            backup_schedules: Cache::start(client, config, "BackupSchedule"),
+        }
     }
 
     /// The Switchovers of `namespace`, from the cache.
     pub async fn switchovers(&self, namespace: &str) -> Result<Vec<Arc<Switchover>>> {
-        match tokio::time::timeout(SYNC_WAIT, self.switchovers.wait_until_ready()).await {
+        self.switchovers.in_namespace(namespace).await
+    }
+
+    /// The Backups of `namespace`, from the cache.
+    pub async fn backups(&self, namespace: &str) -> Result<Vec<Arc<Backup>>> {
+        self.backups.in_namespace(namespace).await
+    }
+
+    /// The BackupSchedules of `namespace`, from the cache.
+    pub async fn backup_schedules(&self, namespace: &str) -> Result<Vec<Arc<BackupSchedule>>> {
+        self.backup_schedules.in_namespace(namespace).await
+    }
+}
+
+/// One kind's reflector.
+#[derive(Clone)]
+struct Cache<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    kind: &'static str,
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    fn start(client: &Client, config: &RunArgs, kind: &'static str) -> Self {
+        let (store, writer) = reflector::store();
+        let api = super::scoped::<K>(client, config);
+        let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
+        tokio::spawn(stream.for_each(move |event| async move {
+            if let Err(error) = event {
+                warn!(%error, kind, "watch failed; retrying");
+            }
+        }));
+        Self { store, kind }
+    }
+
+    async fn in_namespace(&self, namespace: &str) -> Result<Vec<Arc<K>>> {
+        match tokio::time::timeout(SYNC_WAIT, self.store.wait_until_ready()).await {
             Ok(Ok(())) => {}
-            _ => return Err(Error::CacheNotSynced { kind: "Switchover" }),
+            _ => return Err(Error::CacheNotSynced { kind: self.kind }),
         }
         Ok(self
-            .switchovers
+            .store
             .state()
             .into_iter()
-            .filter(|so| so.namespace().as_deref() == Some(namespace))
+            .filter(|object| object.namespace().as_deref() == Some(namespace))
             .collect())
     }
 }
