@@ -5,14 +5,14 @@
 //!
 //! [`plan`] decides, purely, what to do; [`exec`] does it; [`conf`] renders the files.
 //! [`supervise`] runs PostgreSQL and obeys the operator's fence and rebuild markers, as
-//! [`markers`] decides.
+//! [`marker_decision`] decides.
 
 pub mod conf;
 pub mod control;
 pub mod exec;
 pub mod layout;
 pub mod lease_keeper;
-pub mod markers;
+pub mod marker_decision;
 pub mod plan;
 pub mod supervise;
 

@@ -1,5 +1,5 @@
 //! Runs PostgreSQL until the pod stops, and carries out the operator's markers meanwhile
-//! (decided in [`super::markers`]): fence = fast shutdown and restart in recovery with no
+//! (decided in [`super::marker_decision`]): fence = fast shutdown and restart in recovery with no
 //! upstream; lifting it = follow `-rw` (reload) or, when asked, restart as the primary;
 //! rebuild = stop, pg_rewind (pg_basebackup fallback), start as a standby.
 //!
@@ -24,7 +24,7 @@ use super::control;
 use super::exec::{ExecError, InstanceArgs, clone_from_primary, io, log, wipe, write_private};
 use super::layout;
 use super::lease_keeper::{self, Inputs, LeaseClient};
-use super::markers::{Action, Local, decide};
+use super::marker_decision::{Action, Local, decide};
 use crate::lease::{Holder, SELF_FENCE_TOKEN};
 use crate::pgcluster::names;
 use crate::rebuild::{self, RebuildSource, StartMode};

@@ -2,7 +2,7 @@
 //! validates (pure), then runs the named stages of [`super::stages`]: observe → status →
 //! failover check → apply, and reports. Validation, the builders and the status are pure
 //! ([`super::validate`], [`super::builders`], [`super::topology`], [`super::status`]); the
-//! I/O is in [`super::apply`], [`super::failover`] and [`crate::postgres`].
+//! I/O is in [`super::apply`], [`super::failover_check`] and [`crate::postgres`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use crate::runtime::context::Context;
 
 use super::apply;
 use super::builders::Owner;
-use super::failover::FAILOVER_CLOCK;
+use super::failover_check::FAILOVER_CLOCK;
 use super::names;
 use super::reconcile::ClusterStages;
 use super::stages;

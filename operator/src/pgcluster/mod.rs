@@ -1,7 +1,7 @@
 //! The PgCluster: validation, pure builders of its children, and status from the database.
 //!
 //! A reconcile validates ([`validate`], pure), then runs the named stages of [`stages`]:
-//! observe → status ([`status`], pure) → failover check ([`failover`]) → apply ([`builders`],
+//! observe → status ([`status`], pure) → failover check ([`failover_check`]) → apply ([`builders`],
 //! pure; [`apply`] writes), each reported on its own ([`reconcile`] carries them out).
 
 pub mod apply;
@@ -9,7 +9,7 @@ pub mod builders;
 pub mod certificates;
 pub mod controller;
 pub mod drain;
-pub mod failover;
+pub mod failover_check;
 pub mod names;
 pub mod parameters;
 pub mod passwords;

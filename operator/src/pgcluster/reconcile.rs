@@ -26,7 +26,7 @@ use super::builders::statefulset::{InstanceInput, SwitchoverOverrides};
 use super::builders::tls::ServerTls;
 use super::builders::{self, Owner};
 use super::certificates;
-use super::failover::{self, FailoverClock};
+use super::failover_check::{self, FailoverClock};
 use super::names;
 use super::slots;
 use super::stages::{StageFailure, Stages};
@@ -143,8 +143,8 @@ impl Stages for ClusterStages<'_> {
         let pods = &status.instances.pods;
         let has_pod = |instance: &str| pods.iter().any(|pod| pod.name_any() == names::pod(instance));
         let current = status.computed.status.current_primary.as_deref();
-        let view = failover::observed_from(current, &status.instances.observations, has_pod);
-        let look_again = failover::check(self.ctx, self.clock, self.cluster, self.owner, view).await?;
+        let view = failover_check::observed_from(current, &status.instances.observations, has_pod);
+        let look_again = failover_check::check(self.ctx, self.clock, self.cluster, self.owner, view).await?;
         // A cordoned primary node (a drain): switch over first, while the budget holds it.
         if look_again.is_none()
             && let Err(error) = super::drain::check(self.ctx, self.owner, pods, current).await
