@@ -32,6 +32,7 @@ use super::slots;
 use super::stages::{StageFailure, Stages};
 use super::status::{
     self, ArchiverObservation, ComputedStatus, InstanceObservation, Observation, PostgresState, Problem,
+    SenderObservation,
 };
 use super::topology::{self, Topology};
 use super::validate::ValidSpec;
@@ -40,6 +41,7 @@ use super::validate::ValidSpec;
 pub struct Instances {
     pub observations: Vec<InstanceObservation>,
     pub archivers: Vec<ArchiverObservation>,
+    pub senders: Vec<SenderObservation>,
     pub pods: Vec<Pod>,
 }
 
@@ -87,6 +89,7 @@ impl ClusterStages<'_> {
             instances: instances.observations.clone(),
             problem,
             archivers: instances.archivers.clone(),
+            senders: instances.senders.clone(),
             previous: self.previous,
             now: now(),
         })
@@ -243,8 +246,13 @@ async fn observe_instances(
     };
     let mut observations = Vec::new();
     let mut archivers = Vec::new();
+    let mut senders = Vec::new();
     for instance in instances {
         let probe = probes.get(instance);
+        if let Some(primary) = probe.filter(|p| !p.in_recovery) {
+            let streaming = primary.streaming_standbys.clone();
+            senders.push(SenderObservation { instance: instance.clone(), streaming });
+        }
         if let Some(state) = probe.and_then(|p| p.archiver.clone()) {
             archivers.push(ArchiverObservation { instance: instance.clone(), state });
         }
@@ -258,7 +266,7 @@ async fn observe_instances(
             }),
         });
     }
-    Ok(Instances { observations, archivers, pods })
+    Ok(Instances { observations, archivers, senders, pods })
 }
 
 /// "Now" for the status's transition times.

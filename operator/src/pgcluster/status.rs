@@ -25,7 +25,7 @@ pub struct PostgresState {
     /// pg_is_in_recovery().
     pub in_recovery: bool,
     pub timeline: Option<i64>,
-    /// pg_current_wal_lsn() on a primary, pg_last_wal_replay_lsn() on a standby.
+    /// The flush LSN of a primary, the replay LSN of a standby ([`crate::postgres::probe`]).
     pub lsn: Option<Lsn>,
 }
 
@@ -57,6 +57,14 @@ pub struct Problem {
     pub message: String,
 }
 
+/// The standbys streaming from one instance that answered as a primary: pg_stat_replication
+/// in state `streaming` (relevo puts the instance name in each standby's application_name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderObservation {
+    pub instance: String,
+    pub streaming: Vec<String>,
+}
+
 /// Everything the status is computed from.
 #[derive(Debug, Clone)]
 pub struct Observation<'a> {
@@ -68,6 +76,9 @@ pub struct Observation<'a> {
     /// pg_stat_archiver of the instances that answered as primaries; only the chosen
     /// primary's counts.
     pub archivers: Vec<ArchiverObservation>,
+    /// pg_stat_replication of the instances that answered as primaries; only the chosen
+    /// primary's counts. Without it, streaming is not judged.
+    pub senders: Vec<SenderObservation>,
     pub previous: &'a PgClusterStatus,
     pub now: Time,
 }
@@ -146,7 +157,22 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
     let not_ready: Vec<&str> =
         instance_statuses.iter().filter(|i| !i.ready).map(|i| i.name.as_str()).collect();
     let count_matches = usize::try_from(observation.desired_instances).ok() == Some(instances.len());
-    let all_ready = primary_ready && !split_brain && count_matches && not_ready.is_empty();
+    // Ready means every standby streams from the primary, as the primary itself reports it.
+    let sender = primary.and_then(|p| observation.senders.iter().find(|s| s.instance == p.name));
+    let not_streaming: Vec<&str> = match sender {
+        Some(sender) => instance_statuses
+            .iter()
+            .filter(|i| i.ready && i.role == InstanceRole::Standby && !sender.streaming.contains(&i.name))
+            .map(|i| i.name.as_str())
+            .collect(),
+        None => Vec::new(),
+    };
+    let all_present = count_matches && not_ready.is_empty();
+    let all_ready = primary_ready && !split_brain && all_present && not_streaming.is_empty();
+    let not_streaming_message = || {
+        let primary = primary.map_or("the primary", |p| p.name.as_str());
+        format!("not streaming from {primary}: {}", not_streaming.join(", "))
+    };
 
     let ready = if all_ready {
         (true, "AllInstancesReady", "the primary and every standby are ready".to_string())
@@ -154,6 +180,8 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
         (false, "SplitBrain", split_brain_message(&claimants))
     } else if !primary_ready {
         (false, "PrimaryUnavailable", "no ready instance accepts writes".to_string())
+    } else if all_present {
+        (false, "StandbysNotStreaming", not_streaming_message())
     } else {
         (false, "InstancesNotReady", format!("not ready: {}", describe_missing(&not_ready, count_matches)))
     };
@@ -172,8 +200,10 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
     let progressing = if !bootstrapped {
         (true, "Bootstrapping", "waiting for the first primary".to_string())
     } else if creating {
-        let waiting = if !all_ready {
+        let waiting = if !all_present || !primary_ready {
             format!("not ready yet: {}", describe_missing(&not_ready, count_matches))
+        } else if !not_streaming.is_empty() {
+            not_streaming_message()
         } else {
             "waiting for the first WAL segment to be archived".to_string()
         };
@@ -194,6 +224,8 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
         (true, "PrimaryUnavailable", "no ready instance accepts writes".to_string())
     } else if bootstrapped && !not_ready.is_empty() {
         (true, "InstancesNotReady", format!("not ready: {}", not_ready.join(", ")))
+    } else if bootstrapped && !not_streaming.is_empty() {
+        (true, "StandbysNotStreaming", not_streaming_message())
     } else if let Some(archiver) = archiver.filter(|a| a.state.failing) {
         (true, "ArchivingFailing", archiving_failure_message(archiver))
     } else {
@@ -339,6 +371,7 @@ pub fn with_problem(
         instances: Vec::new(),
         problem: None,
         archivers: Vec::new(),
+        senders: Vec::new(),
         previous,
         now,
     };

@@ -43,6 +43,7 @@ fn observe_archiving(
         instances,
         problem: None,
         archivers,
+        senders: vec![],
         previous,
         now: at(100),
     })
@@ -209,6 +210,7 @@ fn refused_spec_is_degraded_with_its_reason_while_the_cluster_keeps_serving() {
         desired_instances: 2,
         instances: vec![primary("demo-1", 1, 10), standby("demo-2", 10)],
         archivers: vec![],
+        senders: vec![],
         problem: Some(Problem {
             reason: "ParameterOwnedByRelevo",
             message: "spec.postgresql.parameters.wal_level: owned by relevo".into(),
@@ -297,4 +299,59 @@ fn only_the_chosen_primary_reports_archiving_and_a_silent_one_keeps_the_last_fig
     let previous = computed.status;
     let computed = observe_archiving(&previous, 2, vec![unreachable("demo-1"), standby("demo-2", 1)], vec![]);
     assert_eq!(computed.status.archiving, previous.archiving);
+}
+
+/// A pair whose primary reports `streaming` in pg_stat_replication.
+fn observe_streaming(previous: &PgClusterStatus, streaming: &[&str]) -> ComputedStatus {
+    compute(&Observation {
+        cluster: "demo",
+        generation: Some(4),
+        desired_instances: 3,
+        instances: vec![primary("demo-1", 1, 1000), standby("demo-2", 900), standby("demo-3", 1000)],
+        problem: None,
+        archivers: vec![],
+        senders: vec![SenderObservation {
+            instance: "demo-1".into(),
+            streaming: streaming.iter().map(|s| s.to_string()).collect(),
+        }],
+        previous,
+        now: at(100),
+    })
+}
+
+#[test]
+fn ready_means_every_standby_streams_from_the_primary() {
+    let computed = observe_streaming(&with_primary("demo-1"), &["demo-2", "demo-3"]);
+    assert_eq!(condition(&computed.status, "Ready").status, "True");
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Ready));
+    assert_eq!(computed.status.instances[1].replay_lag_bytes, Some(100), "lag reported beside it");
+}
+
+#[test]
+fn a_ready_standby_that_does_not_stream_is_not_ready_and_degraded() {
+    let computed = observe_streaming(&with_primary("demo-1"), &["demo-3"]);
+    let ready = condition(&computed.status, "Ready");
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "StandbysNotStreaming"));
+    assert!(ready.message.contains("demo-1") && ready.message.contains("demo-2"), "{}", ready.message);
+    assert!(!ready.message.contains("demo-3"), "{}", ready.message);
+    let degraded = condition(&computed.status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "StandbysNotStreaming"));
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Degraded));
+    assert_eq!(label(&computed, "demo-2"), RoleLabelChange::Set(RoleLabel::Standby), "still a standby");
+}
+
+#[test]
+fn a_new_cluster_waits_for_its_standbys_to_stream() {
+    let computed = observe_streaming(&PgClusterStatus::default(), &[]);
+    let progressing = condition(&computed.status, "Progressing");
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("True", "Bootstrapping"));
+    assert!(progressing.message.contains("not streaming from demo-1"), "{}", progressing.message);
+    assert_eq!(condition(&computed.status, "Degraded").status, "False");
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Initializing));
+}
+
+#[test]
+fn without_the_primary_s_replication_view_streaming_is_not_judged() {
+    let computed = observe(&with_primary("demo-1"), 2, vec![primary("demo-1", 1, 10), standby("demo-2", 10)]);
+    assert_eq!(condition(&computed.status, "Ready").status, "True");
 }
