@@ -120,9 +120,9 @@ for count in $counts; do
     k apply -f - >/dev/null
   cluster failing | k apply -f - >/dev/null
   measure "$count clusters + 1 failing"
-  k -n "$ns" get pgcluster failing -o jsonpath='{.status.conditions[?(@.type=="Degraded")].reason}' |
+  k -n "$ns" get pgclusters.relevo.dev failing -o jsonpath='{.status.conditions[?(@.type=="Degraded")].reason}' |
     xargs -r printf '  (the failing cluster was Degraded: %s)\n'
-  k -n "$ns" delete pgcluster failing --wait=false >/dev/null
+  k -n "$ns" delete pgclusters.relevo.dev failing --wait=false >/dev/null
   k -n "$ns" delete configmap failing-config >/dev/null
 done
 grep -c 'reconcile failed' "$work/operator.log" | xargs printf 'operator log: %s "reconcile failed" warnings\n'
