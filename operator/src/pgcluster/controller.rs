@@ -2,7 +2,8 @@
 //! validates (pure), then runs the named stages of [`super::stages`]: observe → status →
 //! failover check → apply, and reports. Validation, the builders and the status are pure
 //! ([`super::validate`], [`super::builders`], [`super::topology`], [`super::status`]); the
-//! I/O is in [`super::apply`], [`super::failover_check`] and [`crate::postgres`].
+//! I/O is in [`super::reconcile`], [`super::apply`], [`super::certificates`],
+//! [`super::slots`], [`super::failover_check`], [`super::drain`] and [`crate::postgres`].
 
 use std::sync::Arc;
 use std::time::Duration;

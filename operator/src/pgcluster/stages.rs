@@ -2,16 +2,22 @@
 //!
 //! 1. **observe**: pods and what PostgreSQL reports (the one probe per instance);
 //! 2. **status**: the status computed from it, and the pod role labels it implies;
-//! 3. **failover**: whether the recorded primary has been lost long enough to fail over;
-//! 4. **apply**: the children built from a valid spec, and the primary's replication slots.
+//! 3. **failover**: whether the recorded primary has been lost long enough to fail over (and,
+//!    if not, whether its node is being drained);
+//! 4. **apply**: the children built from a valid spec (certificates, the Lease and the
+//!    instances' access to it, the PodDisruptionBudget, StatefulSets…), the certificate
+//!    reload, and the primary's replication slots.
+//!
+//! While a Switchover of the cluster is active, it is the only writer of role labels and
+//! slots: the status and apply stages leave them to it.
 //!
 //! Each stage has its own error, and a failing stage never stops the others: the status and
 //! the failover check judge what runs, so they do not wait for the children to be applied,
 //! and an apply error is no reason to stop watching the primary. What a stage needs from an
 //! earlier one it cannot do without: with no observation there is no status to compute and
 //! no primary to judge, so those two are skipped (the report says why). The status itself is
-//! pure and always computed; the status stage's own error is that of the role labels. The report that ends every
-//! reconcile writes the status with the first failure as its Degraded condition, and its
+//! pure and always computed; the status stage's own error is that of the role labels. The
+//! report that ends every reconcile writes the status with the first failure as its Degraded condition, and its
 //! Event comes with the condition's transition.
 
 use std::time::Duration;

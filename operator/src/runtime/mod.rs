@@ -2,7 +2,8 @@
 //! kube-rs `Controller` with shutdown on SIGTERM, a tracing span and the reconcile metrics
 //! around each reconcile, and one error policy driven by [`crate::error::Error::retry`]
 //! ([`backoff`]); plus the helpers every controller needs, each written once: the Event
-//! publisher ([`events`]), the Kubernetes API helpers ([`api`]), the watch caches the
+//! publisher ([`events`]), the Kubernetes API helpers ([`api`]) and conventions
+//! ([`conventions`]: the field manager, 409/404, `is_ready`), the watch caches the
 //! controllers share ([`cache`]), and the [`context::Context`] every reconcile gets.
 
 pub mod api;
