@@ -12,6 +12,7 @@ pub mod duration;
 pub mod error;
 pub mod http;
 pub mod instance;
+pub mod leader;
 pub mod lease;
 pub mod metrics;
 pub mod operator;
