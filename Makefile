@@ -1,8 +1,9 @@
 # relevo's one front door. `make up` for a local demo, `make test` for every
-# test tier. RELEVO_CLUSTER=local (default, the offline test bed) or kind.
+# test tier. RELEVO_CLUSTER=kind (default: three kind nodes, built offline) or
+# local (the single-node host-mode test bed).
 
 SHELL := /bin/bash
-export RELEVO_CLUSTER ?= local
+export RELEVO_CLUSTER ?= kind
 export RELEVO_CACHE ?= /var/cache/relevo
 export CARGO_TARGET_DIR ?= $(RELEVO_CACHE)/cargo-target
 

@@ -91,6 +91,8 @@ if [[ $only == all || $only == backup ]]; then
 fi
 [[ $only == all || $only == switchover ]] || exit 0
 
+# On kind, failovers and partitions are real node faults on workers.
+[[ $RELEVO_CLUSTER != kind ]] || source "$E2E_DIR/faults.sh"
 source "$E2E_DIR/switchover-lib.sh"
 so_init relevo-bench-switchover
 gap=(); writable=(); completed=(); streaming=()
@@ -119,24 +121,37 @@ stats 'planned: fence (Fencing -> CatchingUp, the direct channel)' s "${fence[@]
 
 gap=(); writable=(); completed=(); streaming=()
 delay=$(k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.spec.failover.delay}')
+so_allow_loss=1
+lost=()
 for i in $(seq 1 "${BENCH_FAILOVERS:-3}"); do
-  run_scenario "failover #$i" node_loss
+  if [[ $RELEVO_CLUSTER == kind ]]; then
+    ready_for_fault
+    run_scenario "failover #$i" kill_primary_node
+  else
+    run_scenario "failover #$i" node_loss
+  fi
   record "failover #$i ($switchover)"
+  lost+=("$FIG_LOST")
 done
 stats "failover (delay $delay): write gap" s "${gap[@]}"
 stats "failover (delay $delay): writable after losing the primary" s "${writable[@]}"
 stats 'failover: Completed (lost instance rebuilt)' s "${completed[@]}"
+stats 'failover: acknowledged rows lost (asynchronous replication)' ' rows' "${lost[@]}"
 
-# Partitions (local bed): the primary's pod cut off while it keeps running.
-if [[ ${RELEVO_CLUSTER:-local} == local ]]; then
-  gap=(); writable=(); completed=(); streaming=(); last_ack=()
-  for i in $(seq 1 "${BENCH_PARTITIONS:-2}"); do
+# Partitions: on kind the primary's node is cut off, on the local bed its pod;
+# either way it keeps running.
+gap=(); writable=(); completed=(); streaming=(); last_ack=()
+for i in $(seq 1 "${BENCH_PARTITIONS:-2}"); do
+  if [[ $RELEVO_CLUSTER == kind ]]; then
+    ready_for_fault
+    run_scenario "partition #$i" partition_primary_node "${PARTITION_SECONDS:-30}"
+  else
     run_scenario "partition #$i" partition_primary "${PARTITION_SECONDS:-30}"
-    check_no_write_after_promotion "partition #$i"
-    record "partition #$i ($switchover)"
-    last_ack+=("$FIG_LAST_OLD_ACK")
-  done
-  stats "partition (delay $delay): writable after the cut" s "${writable[@]}"
-  stats 'partition: cut-off primary last acknowledged a write after the cut' s "${last_ack[@]}"
-fi
+  fi
+  check_no_write_after_promotion "partition #$i"
+  record "partition #$i ($switchover)"
+  last_ack+=("$FIG_LAST_OLD_ACK")
+done
+stats "partition (delay $delay): writable after the cut" s "${writable[@]}"
+stats 'partition: cut-off primary last acknowledged a write after the cut' s "${last_ack[@]}"
 echo "checks during the benchmark: $PASSED passed, $FAILED failed"

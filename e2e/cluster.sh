@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One entry point for the cluster the tests run on:
 #   e2e/cluster.sh up|down|kubeconfig|kubectl-path|load IMAGE...|check-clean
-# RELEVO_CLUSTER=local (default) is the host-mode single node built from
-# source (e2e/testbed); RELEVO_CLUSTER=kind is three kind nodes with
-# kind-config.yaml and a node image built offline (e2e/kind, images/kind-node).
+# RELEVO_CLUSTER=kind (the default) is three kind nodes with kind-config.yaml
+# and a node image built offline (e2e/kind, images/kind-node);
+# RELEVO_CLUSTER=local is the host-mode single node built from source
+# (e2e/testbed), lighter, for quick work and the pod-partition story.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mode=${RELEVO_CLUSTER:-local}
+mode=${RELEVO_CLUSTER:-kind}
 
 case "$mode:${1:-}" in
   local:up) exec "$here/testbed/up.sh" ;;

@@ -1,6 +1,8 @@
 # Helpers of the e2e suite, sourced by its scripts. The suite runs against
 # whatever cluster KUBECONFIG names (the test bed by default, or kind).
 set -euo pipefail
+# The cluster the suite runs on: kind's three nodes unless RELEVO_CLUSTER=local.
+export RELEVO_CLUSTER=${RELEVO_CLUSTER:-kind}
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$E2E_DIR/.." && pwd)
 source "$REPO_ROOT/images/tags.env"

@@ -17,14 +17,17 @@
 
 SO_WORK=$(mktemp -d)
 
-# so_init NAMESPACE: a fresh namespace holding the sample cluster `demo`.
+# so_init NAMESPACE [INSTANCES]: a fresh namespace holding the sample cluster
+# `demo`, with INSTANCES instances (the sample's 2 by default).
 so_init() {
   so_ns=$1
+  local instances=${2:-2}
   k delete namespace "$so_ns" --ignore-not-found --wait=true >/dev/null
   k create namespace "$so_ns" >/dev/null
   trap so_cleanup EXIT
-  k -n "$so_ns" apply -f "$REPO_ROOT/manifests/samples/pgcluster.yaml" >/dev/null
-  if ! k -n "$so_ns" wait --for=condition=Ready pgclusters.relevo.dev/demo --timeout=180s >/dev/null; then
+  sed "s/^  instances: 2$/  instances: $instances/" "$REPO_ROOT/manifests/samples/pgcluster.yaml" \
+    | k -n "$so_ns" apply -f - >/dev/null
+  if ! k -n "$so_ns" wait --for=condition=Ready pgclusters.relevo.dev/demo --timeout=240s >/dev/null; then
     fail "PgCluster demo not Ready in 180s: $(k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.status.conditions}')"
     return 1
   fi
@@ -38,14 +41,24 @@ so_init() {
 so_cleanup() {
   touch "$SO_WORK/stop" "$SO_WORK/stop-pinned"
   heal_partition
+  [[ -z ${pinned_pid:-} ]] || kill "$pinned_pid" 2>/dev/null || true
   wait
-  k uncordon "$(so_node)" >/dev/null 2>&1 || true
+  local node
+  for node in $(k get nodes -o name); do k uncordon "$node" >/dev/null 2>&1 || true; done
   k delete namespace "$so_ns" --wait=false >/dev/null 2>&1 || true
 }
 
 so_secret() { k -n "$so_ns" get secret "demo-$1" -o jsonpath="{.data.$2}" | base64 -d; }
-so_node() { k get nodes -o jsonpath='{.items[0].metadata.name}'; }
 so_primary() { k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.status.currentPrimary}'; }
+# so_node: the node the primary's pod runs on.
+so_node() { so_node_of "$(so_primary)"; }
+# so_node_of INSTANCE: the node INSTANCE's pod runs on.
+so_node_of() { k -n "$so_ns" get pod "$1-0" -o jsonpath='{.spec.nodeName}'; }
+# so_standbys_streaming N: N standbys stream from the primary (pg_stat_replication).
+so_standbys_streaming() {
+  [[ $(PSQL_ROLE=superuser psql_to "$so_ns" demo-rw \
+    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "$1" ]]
+}
 now() { date +%s.%N; }
 
 # writer FIRST COUNT: inserts rows FIRST.. one by one, at most COUNT or until
@@ -100,10 +113,15 @@ YAML
 }
 
 # run_scenario NAME ACTION...: ACTION must set $switchover to the Switchover
-# carrying it out.
+# carrying it out, or to nothing when the primary stayed where it was (a pod
+# restarted in place before any failover). An ACTION that ends a fault sets
+# $so_recovered_at to when it did, for the "streams again within 20 s" check.
+# With so_allow_loss=1 (an unplanned failover on asynchronous replication)
+# acknowledged rows that are missing are reported in FIG_LOST, not failed.
 run_scenario() {
   local name=$1; shift
   rm -f "$SO_WORK/stop"
+  so_recovered_at=
   : >"$SO_WORK/acked"; : >"$SO_WORK/refused"; : >"$SO_WORK/roles"
   so_scenarios=$((so_scenarios + 1))
   local first=$((so_scenarios * 10000)) started old_primary
@@ -116,7 +134,13 @@ run_scenario() {
   started=$(now)
   "$@"
   local phase
-  if wait_for "$switchover Completed" 240 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev $switchover -o jsonpath='{.status.phase}') =~ ^(Completed|Failed)$ ]]" \
+  if [[ -z $switchover ]]; then
+    if wait_for "$old_primary writable again" 120 acked_after "$(now)"; then
+      pass "$name: no role move was needed, $old_primary is writable again"
+    else
+      fail "$name: no Switchover was started and $old_primary is not writable again"
+    fi
+  elif wait_for "$switchover Completed" 240 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev $switchover -o jsonpath='{.status.phase}') =~ ^(Completed|Failed)$ ]]" \
       && phase=$(switchover_phase "$switchover") && [[ $phase == Completed ]]; then
     pass "$name: $switchover Completed ($(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.from} -> {.status.to} in {.status.durationSeconds}s'))"
   else
@@ -136,8 +160,11 @@ run_scenario() {
   PSQL_ROLE=superuser psql_to "$so_ns" demo-rw \
     "SELECT id FROM load WHERE id >= $first AND id < $((first + 6000))" | sort >"$SO_WORK/stored"
   missing=$(comm -23 "$SO_WORK/acked-ids" "$SO_WORK/stored" | wc -l)
+  FIG_LOST=$missing
   if ((acked > 0 && missing == 0)); then
     pass "$name: all $acked acknowledged rows present ($(wc -l <"$SO_WORK/refused") inserts refused)"
+  elif ((acked > 0)) && [[ ${so_allow_loss:-0} == 1 ]]; then
+    pass "$name: $missing of $acked acknowledged rows lost (asynchronous replication, unplanned failover)"
   else
     fail "$name: $missing of $acked acknowledged rows missing"
   fi
@@ -147,12 +174,30 @@ run_scenario() {
   else
     fail "$name: two primaries at once: $two"
   fi
-  if wait_for "$old_primary streaming from the new primary" 120 bash -c \
+  local standbys
+  standbys=$(($(k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.spec.instances}') - 1))
+  if [[ $(so_primary) == "$old_primary" ]]; then
+    : # no role move: the standbys' streaming is checked below
+  elif wait_for "$old_primary streaming from the new primary" 120 bash -c \
       "[[ \$(source '$E2E_DIR/lib.sh'; PSQL_ROLE=superuser psql_to $so_ns demo-rw \"SELECT count(*) FROM pg_stat_replication WHERE application_name = '$old_primary' AND state = 'streaming'\") == 1 ]]"; then
     FIG_STREAMING=$(awk -v s="$started" -v e="$(now)" 'BEGIN {printf "%.2f", e - s}')
     pass "$name: $old_primary streams from the new primary"
   else
     fail "$name: $old_primary does not stream from the new primary"
+  fi
+  FIG_STREAM_AFTER_RECOVERY=
+  if [[ -n $so_recovered_at ]]; then
+    if wait_for "$standbys standbys streaming" 120 so_standbys_streaming "$standbys"; then
+      FIG_STREAM_AFTER_RECOVERY=$(awk -v s="$so_recovered_at" -v e="$(now)" 'BEGIN {printf "%.2f", e - s}')
+      if awk -v f="$FIG_STREAM_AFTER_RECOVERY" 'BEGIN {exit !(f <= 20)}'; then
+        pass "$name: all $standbys standbys stream ${FIG_STREAM_AFTER_RECOVERY}s after the fault ended (at most 20 s)"
+      else
+        fail "$name: the $standbys standbys streamed only ${FIG_STREAM_AFTER_RECOVERY}s after the fault ended (more than 20 s)"
+      fi
+    else
+      fail "$name: not all $standbys standbys stream 120 s after the fault ended"
+      PSQL_ROLE=superuser psql_to "$so_ns" demo-rw "SELECT application_name, state FROM pg_stat_replication" >&2 || true
+    fi
   fi
 
   # Figures. The gap: the longest stretch between two acknowledged writes,
@@ -164,9 +209,10 @@ run_scenario() {
   outage=$(awk -v s="$started" '$2 > s {print $2; exit}' "$SO_WORK/refused")
   FIG_WRITABLE=$(awk -v s="$started" -v o="${outage:-$started}" \
     '$2 > o {printf "%.2f", $2 - s; exit}' "$SO_WORK/acked")
-  FIG_COMPLETED=$(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.durationSeconds}')
-  say "$name: longest write gap ${FIG_GAP}s, writable after ${FIG_WRITABLE}s, Completed in ${FIG_COMPLETED}s"
-  say "$name: phases $(k -n "$so_ns" get switchovers.relevo.dev "$switchover" \
+  FIG_COMPLETED=
+  [[ -z $switchover ]] || FIG_COMPLETED=$(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.durationSeconds}')
+  say "$name: longest write gap ${FIG_GAP}s, writable after ${FIG_WRITABLE}s, Completed in ${FIG_COMPLETED:-(no switchover)}s, ${FIG_LOST} acknowledged rows lost"
+  [[ -z $switchover ]] || say "$name: phases $(k -n "$so_ns" get switchovers.relevo.dev "$switchover" \
     -o jsonpath='{range .status.phaseTimestamps[*]}{.phase}@{.time} {end}')"
 }
 
@@ -232,12 +278,14 @@ pod_netns() {
 }
 
 # pinned_writer NETNS ADDRESS: inserts into pinned(id) straight at ADDRESS from
-# inside NETNS, the cut-off side of a partition, logging acknowledgements to
-# $SO_WORK/pinned until $SO_WORK/stop-pinned exists (at most 3000 tries).
+# inside NETNS (the cut-off side of a partition; `-` for this machine's own),
+# logging acknowledgements to $SO_WORK/pinned until $SO_WORK/stop-pinned
+# exists (at most 3000 tries).
 pinned_writer() {
-  local id=0
+  local id=0 inside=()
+  [[ $1 == - ]] || inside=(ip netns exec "$1")
   while ((id < 3000)) && [[ ! -e $SO_WORK/stop-pinned ]]; do
-    if PGPASSWORD=$so_app_pass PGCONNECT_TIMEOUT=1 timeout 2 ip netns exec "$1" psql -h "$2" -U app -d app -XAtq \
+    if PGPASSWORD=$so_app_pass PGCONNECT_TIMEOUT=1 timeout 2 "${inside[@]}" psql -h "$2" -U app -d app -XAtq \
         -c "INSERT INTO pinned(id) VALUES ($id)" >/dev/null 2>&1; then
       echo "$id $(now)" >>"$SO_WORK/pinned"
     fi
@@ -306,4 +354,217 @@ phase_gap() {
   b=$(awk -F= -v p="$3" '$1 == p {print $2; exit}' <<<"$times")
   [[ -n $a && -n $b ]] || return 1
   awk -v a="$(date -d "$a" +%s.%N)" -v b="$(date -d "$b" +%s.%N)" 'BEGIN {printf "%.2f", b - a}'
+}
+
+# Node faults (the kind cluster; e2e/faults.sh is sourced) ---------------------
+
+KIND_CONTROL_PLANE=${KIND_NODES[0]:-}
+
+# operator_prefers NODE: the operator's Deployment prefers NODE ("" for no
+# preference), rolled out and waited for.
+operator_prefers() {
+  local patch
+  if [[ -n $1 ]]; then
+    patch='{"spec":{"template":{"spec":{"affinity":{"nodeAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":100,"preference":{"matchExpressions":[{"key":"kubernetes.io/hostname","operator":"In","values":["'$1'"]}]}}]}}}}}}'
+  else
+    patch='{"spec":{"template":{"spec":{"affinity":null}}}}'
+  fi
+  k -n relevo-system patch deployment relevo-operator --type merge -p "$patch" >/dev/null
+  k -n relevo-system rollout status deployment/relevo-operator --timeout=180s >/dev/null
+}
+# live_operator: "POD NODE" of the operator pod that is Ready and not being
+# deleted (a pod on a dead node stays listed, Terminating, with phase Running).
+live_operator() {
+  k -n relevo-system get pods -l app.kubernetes.io/name=relevo-operator -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.conditions[?(@.type=="Ready")].status} {.metadata.deletionTimestamp}{"\n"}{end}' \
+    | awk '$3 == "True" && NF == 3 {print $1, $2; exit}'
+}
+operator_node() { live_operator | awk '{print $2}'; }
+instance_on() {
+  local i
+  for i in 1 2 3; do [[ $(so_node_of "demo-$i" 2>/dev/null) == "$1" ]] && { echo "demo-$i"; return; }; done
+  return 1
+}
+
+# primary_away_from NODE...: a planned switchover (outside any scenario) when
+# the primary runs on one of NODE...; the target is the instance on the first
+# node that is not one of them.
+primary_away_from() {
+  local node target
+  [[ " $* " == *" $(so_node) "* ]] || return 0
+  for node in "${KIND_NODES[@]}"; do
+    [[ " $* " == *" $node "* ]] && continue
+    target=$(instance_on "$node") && break
+  done
+  [[ -n $target ]] || { fail "no instance away from $*"; return 1; }
+  local name=ha-move-$((++moves))
+  say "moving the primary from $(so_primary) to $target, off $*"
+  apply_switchover "$name" "$target"
+  wait_for "$name Completed" 120 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev $name -o jsonpath='{.status.phase}') == Completed ]]" \
+    || fail "$name: $(switchover_phase "$name")"
+}
+moves=0
+
+# ready_for_fault: every node Ready, the operator on the control plane, the
+# primary on a worker, every standby streaming. Faults hit workers only: the
+# API server runs on the control plane.
+ready_for_fault() {
+  local node
+  for node in "${KIND_NODES[@]}"; do node_ready "$node" >/dev/null || fail "$node not Ready"; done
+  [[ $(operator_node) == "$KIND_CONTROL_PLANE" ]] || operator_prefers "$KIND_CONTROL_PLANE"
+  [[ $(operator_node) == "$KIND_CONTROL_PLANE" ]] || fail "the operator runs on $(operator_node), not $KIND_CONTROL_PLANE"
+  primary_away_from "$KIND_CONTROL_PLANE"
+  local standbys
+  standbys=$(($(k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.spec.instances}') - 1))
+  wait_for "$standbys standbys streaming" 180 so_standbys_streaming "$standbys" \
+    || fail "not every standby streams before the fault"
+}
+
+
+# pinned_writer_in_pod INSTANCE SECONDS: like pinned_writer, from inside
+# INSTANCE's own postgres container at its pod address: the cut-off side of a
+# node partition. It goes through the node's containerd (podman exec, then
+# crictl exec), which needs no network, and stops after SECONDS + 30 s at most.
+pinned_writer_in_pod() {
+  local pod=$1-0 node ip cid
+  node=$(so_node_of "$1")
+  ip=$(k -n "$so_ns" get pod "$pod" -o jsonpath='{.status.podIP}')
+  cid=$(podman exec "$node" crictl ps -q --name postgres \
+    --label "io.kubernetes.pod.name=$pod" --label "io.kubernetes.pod.namespace=$so_ns")
+  [[ -n $cid ]] || { fail "no postgres container of $pod on $node"; return 1; }
+  # The password goes in on standard input: never an argument.
+  printf '%s\n' "$so_app_pass" | timeout $(($2 + 60)) podman exec -i "$node" crictl exec -i "$cid" bash -c '
+    read -r PGPASSWORD; export PGPASSWORD
+    end=$((SECONDS + '"$2"' + 30))
+    for ((id = 0; id < 3000 && SECONDS < end; id++)); do
+      if PGCONNECT_TIMEOUT=1 timeout 2 psql -h '"$ip"' -U app -d app -XAtq \
+          -c "INSERT INTO pinned(id) VALUES ($id)" >/dev/null 2>&1; then
+        echo "$id $(date +%s.%N)"
+      fi
+      sleep 0.05
+    done' >>"$SO_WORK/pinned" 2>/dev/null &
+  pinned_pid=$!
+}
+
+# start_pinned WRITER...: a fresh pinned table and log, WRITER started, and its
+# first acknowledged insert awaited (without one, "none after the promotion"
+# proves nothing).
+start_pinned() {
+  psql_to "$so_ns" demo-rw "CREATE TABLE IF NOT EXISTS pinned(id int, at timestamptz default now())" >/dev/null
+  : >"$SO_WORK/pinned"; rm -f "$SO_WORK/stop-pinned"
+  "$@"
+  wait_for "the pinned writer's first insert" 30 test -s "$SO_WORK/pinned" \
+    || fail "the writer pinned to the primary never got a write acknowledged"
+}
+
+stop_pinned() {
+  touch "$SO_WORK/stop-pinned"
+  [[ -z ${pinned_pid:-} ]] || { kill "$pinned_pid" 2>/dev/null || true; wait "$pinned_pid" 2>/dev/null || true; }
+  pinned_pid=
+}
+
+# hold_until START SECONDS: returns once SECONDS whole seconds have passed since START.
+hold_until() {
+  local until=$((${1%.*} + $2))
+  wait_for "the fault's end" $(($2 + 5)) bash -c "(( \$(date +%s) >= $until ))" || true
+}
+
+# kill_primary_node: the primary's node stops at once (kubelet, containerd and
+# every pod on it), relevo fails over without it, and once the node is back the
+# lost instance is rebuilt as a standby.
+kill_primary_node() {
+  local lost node
+  lost=$(so_primary); node=$(so_node)
+  node_kill "$node"
+  partitioned_at=$(now)
+  await_failover "$node was killed"
+  node_restart "$node"
+  so_recovered_at=$(now)
+}
+
+# partition_primary_node SECONDS: the primary's node cut off from the other
+# nodes and the API server for SECONDS, its pods running, a writer pinned to
+# the primary on the cut-off side.
+partition_primary_node() {
+  local node
+  node=$(so_node)
+  start_pinned pinned_writer_in_pod "$(so_primary)" "$1"
+  node_partition "$node"
+  partitioned_at=$(now)
+  await_failover "$node was cut off"
+  hold_until "$partitioned_at" "$1"
+  node_heal "$node"
+  so_recovered_at=$(now)
+  stop_pinned
+}
+
+# freeze_primary_node SECONDS: every process of the primary's node frozen for
+# SECONDS, then thawed; a writer on this machine is pinned to the old primary's
+# pod address throughout, so a thawed primary that acknowledged a write would show.
+freeze_primary_node() {
+  local node ip
+  node=$(so_node)
+  ip=$(k -n "$so_ns" get pod "$(so_primary)-0" -o jsonpath='{.status.podIP}')
+  start_pinned pinned_writer_bg - "$ip"
+  node_freeze "$node"
+  partitioned_at=$(now)
+  await_failover "$node was frozen"
+  hold_until "$partitioned_at" "$1"
+  node_thaw "$node"
+  so_recovered_at=$(now)
+  # Long enough after the thaw for a primary that did not fence itself to be caught.
+  wait_for "5 s after the thaw" 10 bash -c "(( \$(date +%s) >= ${so_recovered_at%.*} + 5 ))" || true
+  stop_pinned
+}
+pinned_writer_bg() { pinned_writer "$@" & pinned_pid=$!; }
+
+# drain_primary_node: `kubectl drain` of the primary's node. relevo switches
+# over first (a planned Switchover it creates); the PodDisruptionBudget holds
+# the primary until it is a standby; then the node is uncordoned.
+drain_primary_node() {
+  local node before
+  node=$(so_node)
+  before=$(planned_switchovers)
+  node_drain "$node" || fail "kubectl drain $node did not finish"
+  switchover=$(planned_switchovers | grep -vxF -f <(printf '%s\n' "$before") | tail -1) || true
+  [[ -n $switchover ]] || { fail "draining $node started no Switchover"; switchover=none; }
+  node_uncordon "$node"
+  so_recovered_at=$(now)
+}
+planned_switchovers() {
+  k -n "$so_ns" get switchovers.relevo.dev --sort-by=.metadata.creationTimestamp \
+    -o jsonpath='{range .items[?(@.spec.mode=="Planned")]}{.metadata.name}{"\n"}{end}'
+}
+
+# force_delete_primary: the primary's pod deleted with --force --grace-period=0.
+# Its StatefulSet starts it again on the same node; relevo either fails over or
+# finds the same primary back, and either way nothing acknowledged is lost.
+force_delete_primary() {
+  local lost before
+  lost=$(so_primary)
+  before=$(failover_count)
+  # The new pod must be a new one (another uid) that is Ready, or a failover must start.
+  local uid; uid=$(k -n "$so_ns" get pod "$lost-0" -o jsonpath='{.metadata.uid}')
+  k -n "$so_ns" delete pod "$lost-0" --force --grace-period=0 >/dev/null 2>&1
+  partitioned_at=$(now)
+  if wait_for "a Failover Switchover or $lost-0 back" 90 back_or_failover "$before" "$lost-0" "$uid"; then
+    if (($(failover_count) > before)); then
+      await_failover "$lost-0 was force-deleted"
+    else
+      switchover=
+    fi
+  else
+    fail "neither a failover nor $lost-0 Ready 90 s after the force delete"; switchover=none
+  fi
+  so_recovered_at=$(now)
+}
+failover_count() {
+  k -n "$so_ns" get switchovers.relevo.dev -o jsonpath='{range .items[?(@.spec.mode=="Failover")]}{.metadata.name}{"\n"}{end}' | grep -c . || true
+}
+# back_or_failover BEFORE POD OLD_UID: a failover beyond the BEFORE ones
+# started, or POD is a new pod (not OLD_UID) and Ready.
+back_or_failover() {
+  (($(failover_count) > $1)) && return 0
+  local row
+  row=$(k -n "$so_ns" get pod "$2" -o jsonpath='{.metadata.uid} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) || return 1
+  [[ ${row% *} != "$3" && ${row#* } == True ]]
 }

@@ -5,7 +5,7 @@
 # every pod is Running and Ready again; while partitioned, the control plane
 # sees the node lost while its pod keeps running.
 source "$(dirname "$0")/../lib.sh"
-if [[ ${RELEVO_CLUSTER:-local} != kind ]]; then
+if [[ $RELEVO_CLUSTER != kind ]]; then
   say "faults: needs the kind cluster (RELEVO_CLUSTER=kind); skipped"
   summary faults; exit
 fi

@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 source "$here/lib.sh"
 source "$here/switchover-lib.sh"
 
-if [[ ${RELEVO_CLUSTER:-local} != local ]]; then
+if [[ $RELEVO_CLUSTER != local ]]; then
   say "partition: pod partitions need the local bed; skipped on $RELEVO_CLUSTER"
   summary partition
   exit 0

@@ -24,9 +24,15 @@ pub struct RunArgs {
     #[arg(long, env = "RELEVO_LOG", default_value = "info")]
     pub log_filter: String,
 
-    /// Name of the operator's pod, recorded as the reporting instance of Events.
+    /// Name of the operator's pod, recorded as the reporting instance of Events and as the
+    /// holder of the operator Lease.
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+
+    /// Namespace of the operator's pod, which holds the operator Lease (one operator at a
+    /// time); the client's default namespace when unset.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
 
     /// How often each cluster is observed even when nothing changes (role, lag, readiness).
     #[arg(long, env = "RELEVO_OBSERVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]

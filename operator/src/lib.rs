@@ -12,6 +12,7 @@ pub mod error;
 pub mod hash;
 pub mod http;
 pub mod instance;
+pub mod leader;
 pub mod lease;
 pub mod metrics;
 pub mod operator;

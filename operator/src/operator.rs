@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 use prometheus_client::registry::Registry;
@@ -28,6 +29,8 @@ pub enum StartError {
     },
     #[error("no usable Kubernetes configuration (in-cluster or KUBECONFIG)")]
     Client(#[source] kube::Error),
+    #[error("stopped leading; exiting so that a restart waits for the lease")]
+    Leadership(#[source] crate::leader::Lost),
     #[error("serving HTTP on {addr}")]
     Http {
         addr: std::net::SocketAddr,
@@ -59,29 +62,44 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
     info!(%addr, "serving /healthz, /readyz and /metrics");
 
     wait_for_crds(&client).await;
+    let namespace = config.pod_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+    let identity = config.pod_name.clone().unwrap_or_else(local_identity);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+    let leading_since = crate::leader::acquire(&leases, &identity).await;
     let ctx = Context::new(client, config, metrics, readiness.clone());
     readiness.set(true);
-    info!("CRDs found; controllers starting");
+    info!("CRDs found, leading; controllers starting");
 
     let lease_watch = crate::lease::watch::run(ctx.clone(), ctx.lease_wake.sender.clone());
-    tokio::select! {
-        () = lease_watch => info!("primary lease watch stopped"),
+    let outcome = tokio::select! {
+        lost = crate::leader::hold(&leases, &identity, leading_since) => Err(StartError::Leadership(lost)),
+        () = lease_watch => { info!("primary lease watch stopped"); Ok(()) }
         ((), (), (), ()) = futures::future::join4(
             crate::pgcluster::controller::run(ctx.clone()),
             crate::switchover::controller::run(ctx.clone()),
             crate::backup::controller::run(ctx.clone()),
             crate::backup::schedule_controller::run(ctx),
-        ) => info!("controllers stopped"),
+        ) => { info!("controllers stopped"); Ok(()) }
         served = http => {
             let source = match served {
                 Ok(Err(error)) => error,
                 Ok(Ok(())) => std::io::Error::other("HTTP server stopped"),
                 Err(join) => std::io::Error::other(join),
             };
-            return Err(StartError::Http { addr, source });
+            Err(StartError::Http { addr, source })
         }
+    };
+    // A lost leadership is not released: another operator may already hold the Lease.
+    if !matches!(outcome, Err(StartError::Leadership(_))) {
+        crate::leader::release(&leases, &identity).await;
     }
-    Ok(())
+    outcome
+}
+
+/// The Lease identity outside a pod (`relevo run` on a workstation): host and process.
+fn local_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "relevo".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// The Kubernetes client (in-cluster, or KUBECONFIG), counting every request it sends

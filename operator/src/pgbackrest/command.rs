@@ -51,6 +51,7 @@ pub struct Pgbackrest {
     stanza: String,
     config: Option<String>,
     log_level_console: Option<String>,
+    io_timeout_seconds: Option<u64>,
 }
 
 impl Pgbackrest {
@@ -59,7 +60,12 @@ impl Pgbackrest {
         if stanza.is_empty() || !stanza.chars().all(valid) {
             return Err(CommandError::Stanza(stanza.to_string()));
         }
-        Ok(Self { stanza: stanza.to_string(), config: None, log_level_console: None })
+        Ok(Self {
+            stanza: stanza.to_string(),
+            config: None,
+            log_level_console: None,
+            io_timeout_seconds: None,
+        })
     }
 
     /// Use this config file instead of pgBackRest's default path.
@@ -74,6 +80,12 @@ impl Pgbackrest {
         self
     }
 
+    /// Override `io-timeout` (60 s), which also bounds connecting to a remote host.
+    pub fn with_io_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.io_timeout_seconds = Some(timeout.as_secs().max(1));
+        self
+    }
+
     fn global_options(&self) -> Vec<String> {
         let mut argv = vec![PGBACKREST.to_string()];
         if let Some(config) = &self.config {
@@ -82,6 +94,9 @@ impl Pgbackrest {
         argv.push(format!("--stanza={}", self.stanza));
         if let Some(level) = &self.log_level_console {
             argv.push(format!("--log-level-console={level}"));
+        }
+        if let Some(seconds) = self.io_timeout_seconds {
+            argv.push(format!("--io-timeout={seconds}"));
         }
         argv
     }

@@ -133,3 +133,11 @@ fn command_strings_quote_odd_paths_and_refuse_percent() {
         Err(CommandError::Unquotable { what: "argument", value: "--config=/etc/100%.conf".into() })
     );
 }
+
+#[test]
+fn io_timeout_is_a_global_option_in_whole_seconds() {
+    let p = pgbr().with_io_timeout(std::time::Duration::from_millis(5500));
+    assert_eq!(p.stanza_create(), with_head(&["--io-timeout=5", "stanza-create"]));
+    let at_least_one = pgbr().with_io_timeout(std::time::Duration::from_millis(10));
+    assert_eq!(at_least_one.check(), with_head(&["--io-timeout=1", "check"]));
+}

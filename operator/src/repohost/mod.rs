@@ -35,6 +35,12 @@ pub const CHECK_PASSED: &str = "check passed";
 /// How long one stanza-create or check may take: check waits up to pgBackRest's
 /// archive-timeout (60 s) for the WAL segment it forced.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// stanza-create holds the repository's archive lock while it reaches every pg host, so
+/// every archive-push of the primary fails meanwhile. A pg host whose pod does not exist yet
+/// (a new cluster's standbys) held it for up to pgBackRest's 60 s io-timeout, which also
+/// bounds connecting: a new cluster archived nothing for 40 s, and its first fences waited
+/// for the failing archiver. A short timeout fails the attempt fast; it is retried.
+const STANZA_CREATE_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server gets to stop after SIGTERM.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -169,7 +175,8 @@ impl Supervisor {
     /// stanza-create until it succeeds, then the readiness file, then check until it passes.
     async fn ensure_stanza(&self, pgbackrest: &Pgbackrest) {
         self.wait_for_server().await;
-        self.until_success("stanza-create", pgbackrest.stanza_create()).await;
+        let stanza_create = pgbackrest.clone().with_io_timeout(STANZA_CREATE_IO_TIMEOUT).stanza_create();
+        self.until_success("stanza-create", stanza_create).await;
         match fs::write(&self.args.ready_file, format!("{STANZA_CREATED}\n")) {
             Ok(()) => log(&format!("stanza {} exists; ready", self.args.stanza)),
             Err(error) => log(&format!("could not write {}: {error}", self.args.ready_file.display())),

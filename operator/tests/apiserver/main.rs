@@ -11,6 +11,7 @@
 //! operator's Context); each module is one concern.
 
 mod backup;
+mod leader;
 mod pgcluster;
 mod schedule;
 mod tls;

@@ -1,0 +1,256 @@
+//! One operator at a time: the `relevo-operator` Lease in the operator's own namespace.
+//!
+//! The Deployment's `Recreate` strategy keeps two operators apart during a rollout, but not
+//! when a node is lost or cut off: its pod is evicted, a replacement starts elsewhere, and
+//! the old process may still run. So an operator acts only while it holds this Lease:
+//!
+//! - it waits until the Lease is free, its own, or unchanged for [`TTL`] + [`SKEW_MARGIN`]
+//!   on its own clock (never the holder's `renewTime`), and takes it by compare-and-swap;
+//! - it renews every [`RENEW_INTERVAL`], and stops (the process exits, kubelet restarts
+//!   it as a follower) when it has not renewed for [`RENEW_DEADLINE`], which is shorter
+//!   than the TTL: a cut-off leader has stopped before anyone may take over;
+//! - on SIGTERM it releases the Lease, so its successor starts at once.
+//!
+//! The decisions are pure ([`decide`], [`renewal_overdue`]); the calls are below them.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
+use tracing::{info, warn};
+
+/// Name of the operator's Lease.
+pub const NAME: &str = "relevo-operator";
+/// `spec.leaseDurationSeconds`.
+pub const TTL: Duration = Duration::from_secs(15);
+pub const RENEW_INTERVAL: Duration = Duration::from_secs(2);
+/// A leader that has not renewed for this long stops leading (well inside the TTL).
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+/// Beyond the TTL, for clock-rate differences, before a follower takes over.
+pub const SKEW_MARGIN: Duration = Duration::from_secs(2);
+/// One call may take this long; a slower API counts as unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a candidate does after reading the Lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Create,
+    /// Write the Lease naming this operator (renew it, or take it over).
+    Take,
+    Wait,
+}
+
+/// `lease`: the holder and how long this operator has seen the Lease's version unchanged.
+pub fn decide(lease: Option<(Option<&str>, Duration)>, me: &str) -> Step {
+    match lease {
+        None => Step::Create,
+        Some((Some(holder), _)) if holder == me => Step::Take,
+        Some((None, _)) => Step::Take,
+        Some((Some(_), unchanged_for)) if unchanged_for >= TTL + SKEW_MARGIN => Step::Take,
+        Some(_) => Step::Wait,
+    }
+}
+
+/// The leader must stop: its last successful renewal was sent `RENEW_DEADLINE` ago.
+pub fn renewal_overdue(last_sent: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(last_sent) >= RENEW_DEADLINE
+}
+
+/// Why leadership ended.
+#[derive(Debug, thiserror::Error)]
+pub enum Lost {
+    #[error("the operator lease now names {0}")]
+    TakenBy(String),
+    #[error("the operator lease was not renewed for {0:.1}s (limit {limit}s)", limit = RENEW_DEADLINE.as_secs())]
+    NotRenewed(f64),
+}
+
+fn now() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn holder_of(lease: &Lease) -> Option<&str> {
+    lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()).filter(|h| !h.is_empty())
+}
+
+/// The Lease naming `me`, renewed now; a new holder also gets a new acquire time.
+fn naming(mut lease: Lease, me: &str) -> Lease {
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    if spec.holder_identity.as_deref() != Some(me) {
+        spec.holder_identity = Some(me.to_owned());
+        spec.acquire_time = Some(now());
+        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
+    }
+    spec.lease_duration_seconds = i32::try_from(TTL.as_secs()).ok();
+    spec.renew_time = Some(now());
+    lease
+}
+
+/// Where a candidate stands after one attempt.
+enum Attempt {
+    Leading,
+    Following { holder: Option<String>, version: Option<String> },
+}
+
+/// The candidate's memory of the Lease version it last saw, on its own clock.
+#[derive(Default)]
+struct Seen {
+    version: Option<String>,
+    since: Option<Instant>,
+}
+
+impl Seen {
+    fn unchanged_for(&mut self, version: Option<&str>, now: Instant) -> Duration {
+        if self.version.as_deref() != version || self.since.is_none() {
+            self.version = version.map(str::to_owned);
+            self.since = Some(now);
+        }
+        now.saturating_duration_since(self.since.unwrap_or(now))
+    }
+}
+
+async fn attempt(api: &Api<Lease>, me: &str, seen: &mut Seen) -> Result<Attempt, kube::Error> {
+    let lease = api.get_opt(NAME).await?;
+    let observed = lease.as_ref().map(|l| {
+        let age = seen.unchanged_for(l.metadata.resource_version.as_deref(), Instant::now());
+        (holder_of(l), age)
+    });
+    let following = |lease: &Option<Lease>| Attempt::Following {
+        holder: lease.as_ref().and_then(holder_of).map(str::to_owned),
+        version: lease.as_ref().and_then(|l| l.metadata.resource_version.clone()),
+    };
+    let written = match decide(observed, me) {
+        Step::Wait => return Ok(following(&lease)),
+        Step::Create => {
+            let meta = ObjectMeta { name: Some(NAME.into()), ..ObjectMeta::default() };
+            api.create(&PostParams::default(), &naming(Lease { metadata: meta, spec: None }, me)).await
+        }
+        // A replace carries the version read: a concurrent writer makes it fail (409).
+        Step::Take => {
+            let lease = lease.clone().expect("Take is decided only for an existing Lease");
+            api.replace(NAME, &PostParams::default(), &naming(lease, me)).await
+        }
+    };
+    match written {
+        Ok(_) => Ok(Attempt::Leading),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(following(&lease)),
+        Err(error) => Err(error),
+    }
+}
+
+/// Waits until this operator leads; returns when its winning write was sent.
+pub async fn acquire(api: &Api<Lease>, me: &str) -> Instant {
+    let mut seen = Seen::default();
+    let mut last_told = None;
+    loop {
+        let sent = Instant::now();
+        match tokio::time::timeout(CALL_TIMEOUT, attempt(api, me, &mut seen)).await {
+            Ok(Ok(Attempt::Leading)) => {
+                info!(lease = NAME, identity = me, "leading");
+                return sent;
+            }
+            Ok(Ok(Attempt::Following { holder, version })) => {
+                if last_told != version {
+                    info!(
+                        lease = NAME,
+                        holder = holder.as_deref().unwrap_or("nobody"),
+                        "another operator leads; waiting until its lease is released or expires"
+                    );
+                    last_told = version;
+                }
+            }
+            Ok(Err(error)) => warn!(%error, lease = NAME, "could not read or take the operator lease"),
+            Err(_) => warn!(lease = NAME, "the operator lease call timed out"),
+        }
+        tokio::time::sleep(RENEW_INTERVAL).await;
+    }
+}
+
+/// Renews while leading; returns why leadership ended. `last_sent`: when the winning write
+/// of [`acquire`] was sent.
+pub async fn hold(api: &Api<Lease>, me: &str, mut last_sent: Instant) -> Lost {
+    loop {
+        tokio::time::sleep(RENEW_INTERVAL).await;
+        let sent = Instant::now();
+        match tokio::time::timeout(CALL_TIMEOUT, renew(api, me)).await {
+            Ok(Ok(None)) => last_sent = sent,
+            Ok(Ok(Some(other))) => return Lost::TakenBy(other),
+            Ok(Err(error)) => warn!(%error, lease = NAME, "could not renew the operator lease"),
+            Err(_) => warn!(lease = NAME, "renewing the operator lease timed out"),
+        }
+        let now = Instant::now();
+        if renewal_overdue(last_sent, now) {
+            return Lost::NotRenewed(now.saturating_duration_since(last_sent).as_secs_f64());
+        }
+    }
+}
+
+/// One renewal by compare-and-swap: `None` when renewed, `Some(holder)` when another
+/// operator (or nobody) holds it now.
+async fn renew(api: &Api<Lease>, me: &str) -> Result<Option<String>, kube::Error> {
+    let lease = api.get_opt(NAME).await?;
+    let Some(lease) = lease.filter(|l| holder_of(l) == Some(me)) else {
+        return Ok(Some("another operator or nobody".into()));
+    };
+    api.replace(NAME, &PostParams::default(), &naming(lease, me)).await.map(|_| None)
+}
+
+/// Gives the Lease up, so a successor need not wait for the TTL. Best effort.
+pub async fn release(api: &Api<Lease>, me: &str) {
+    let released = async {
+        let Some(mut lease) = api.get_opt(NAME).await? else { return Ok(()) };
+        if holder_of(&lease) != Some(me) {
+            return Ok(());
+        }
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.holder_identity = None;
+        }
+        api.replace(NAME, &PostParams::default(), &lease).await.map(|_| ())
+    };
+    match tokio::time::timeout(CALL_TIMEOUT, released).await {
+        Ok(Ok(())) => info!(lease = NAME, "operator lease released"),
+        Ok(Err(error)) => warn!(%error, lease = NAME, "could not release the operator lease"),
+        Err(_) => warn!(lease = NAME, "releasing the operator lease timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: &str = "relevo-operator-a";
+
+    #[test]
+    fn a_missing_lease_is_created_and_a_free_or_own_one_taken() {
+        assert_eq!(decide(None, ME), Step::Create);
+        assert_eq!(decide(Some((None, Duration::ZERO)), ME), Step::Take);
+        assert_eq!(decide(Some((Some(ME), Duration::ZERO)), ME), Step::Take);
+    }
+
+    #[test]
+    fn another_holder_is_waited_for_until_its_lease_is_old_on_our_clock() {
+        let other = Some("relevo-operator-b");
+        assert_eq!(decide(Some((other, Duration::ZERO)), ME), Step::Wait);
+        assert_eq!(decide(Some((other, TTL + SKEW_MARGIN - Duration::from_millis(1))), ME), Step::Wait);
+        assert_eq!(decide(Some((other, TTL + SKEW_MARGIN)), ME), Step::Take);
+    }
+
+    #[test]
+    fn a_leader_stops_before_a_follower_may_take_over() {
+        let sent = Instant::now();
+        assert!(!renewal_overdue(sent, sent + RENEW_DEADLINE - Duration::from_millis(1)));
+        assert!(renewal_overdue(sent, sent + RENEW_DEADLINE));
+        // The follower's clock starts no earlier than the leader's last renewal was sent.
+        assert!(RENEW_DEADLINE + CALL_TIMEOUT < TTL + SKEW_MARGIN);
+    }
+
+    #[test]
+    fn the_age_restarts_when_the_version_changes() {
+        let mut seen = Seen::default();
+        let t0 = Instant::now();
+        assert_eq!(seen.unchanged_for(Some("1"), t0), Duration::ZERO);
+        assert_eq!(seen.unchanged_for(Some("1"), t0 + Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(seen.unchanged_for(Some("2"), t0 + Duration::from_secs(6)), Duration::ZERO);
+    }
+}
