@@ -20,6 +20,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use tracing::{info, warn};
 
+use crate::runtime::conventions::is_conflict;
+
 /// Name of the operator's Lease.
 pub const NAME: &str = "relevo-operator";
 /// `spec.leaseDurationSeconds`.
@@ -134,7 +136,7 @@ async fn attempt(api: &Api<Lease>, me: &str, seen: &mut Seen) -> Result<Attempt,
     };
     match written {
         Ok(_) => Ok(Attempt::Leading),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(following(&lease)),
+        Err(error) if is_conflict(&error) => Ok(following(&lease)),
         Err(error) => Err(error),
     }
 }
