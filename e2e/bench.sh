@@ -121,15 +121,10 @@ stats 'planned: fence (Fencing -> CatchingUp, the direct channel)' s "${fence[@]
 
 gap=(); writable=(); completed=(); streaming=()
 delay=$(k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.spec.failover.delay}')
-so_allow_loss=1
 lost=()
 for i in $(seq 1 "${BENCH_FAILOVERS:-3}"); do
-  if [[ $RELEVO_CLUSTER == kind ]]; then
-    ready_for_fault
-    run_scenario "failover #$i" kill_primary_node
-  else
-    run_scenario "failover #$i" node_loss
-  fi
+  prepare_unplanned
+  run_scenario "failover #$i" unplanned_failover
   record "failover #$i ($switchover)"
   lost+=("$FIG_LOST")
 done

@@ -237,6 +237,21 @@ node_loss() {
   k uncordon "$node" >/dev/null
 }
 
+# unplanned_failover: the primary lost the way each bed can lose it: on kind its
+# node is killed (kill_primary_node), on the local bed its pod is deleted with
+# the node cordoned (node_loss). Run prepare_unplanned before the scenario.
+unplanned_failover() {
+  if [[ $RELEVO_CLUSTER == kind ]]; then kill_primary_node; else node_loss; fi
+}
+# prepare_unplanned: on kind the operator on the control plane and the primary
+# on a worker (ready_for_fault), and rows acknowledged but not yet replicated
+# when the node died may be lost (asynchronous replication).
+prepare_unplanned() {
+  [[ $RELEVO_CLUSTER == kind ]] || return 0
+  ready_for_fault
+  so_allow_loss=1
+}
+
 # await_failover WHAT: sets $switchover to the Failover Switchover relevo starts
 # for WHAT (none when it starts none within 60 s) and waits until it has
 # promoted a standby (or ended).

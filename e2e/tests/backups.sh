@@ -9,6 +9,7 @@
 # Then: a backup taken while Redis is down is recorded once Redis returns, and
 # WAL archiving still succeeds after a failover.
 source "$(dirname "$0")/../lib.sh"
+[[ $RELEVO_CLUSTER != kind ]] || source "$E2E_DIR/faults.sh"
 source "$E2E_DIR/switchover-lib.sh"
 so_init relevo-e2e-backups || { summary backups; exit 1; }
 ns=$so_ns
@@ -144,7 +145,9 @@ else
 fi
 
 # WAL archiving after a failover: the new primary archives its segments.
-run_scenario "failover before checking archiving" node_loss
+prepare_unplanned
+run_scenario "failover before checking archiving" unplanned_failover
+so_allow_loss=0
 new_primary=$(so_primary)
 segment=$(rows "SELECT pg_walfile_name(pg_current_wal_lsn())")
 rows "SELECT pg_switch_wal()" >/dev/null
