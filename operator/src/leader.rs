@@ -191,10 +191,11 @@ pub async fn hold(api: &Api<Lease>, me: &str, mut last_sent: Instant) -> Lost {
 /// One renewal by compare-and-swap: `None` when renewed, `Some(holder)` when another
 /// operator (or nobody) holds it now.
 async fn renew(api: &Api<Lease>, me: &str) -> Result<Option<String>, kube::Error> {
-    let lease = api.get_opt(NAME).await?;
-    let Some(lease) = lease.filter(|l| holder_of(l) == Some(me)) else {
-        return Ok(Some("another operator or nobody".into()));
-    };
+    let Some(lease) = api.get_opt(NAME).await? else { return Ok(Some("nobody (the Lease is gone)".into())) };
+    match holder_of(&lease) {
+        Some(holder) if holder == me => {}
+        other => return Ok(Some(other.unwrap_or("nobody").to_owned())),
+    }
     api.replace(NAME, &PostParams::default(), &naming(lease, me)).await.map(|_| None)
 }
 
