@@ -14,7 +14,14 @@ FAILED=0
 k() { "$KUBECTL" "$@"; }
 say() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 pass() { PASSED=$((PASSED + 1)); say "PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); say "FAIL: $*"; }
+# Every failed check is also appended to $RELEVO_E2E_FAILURES (when set), so that
+# `make test` can list them again at the very end of its output.
+fail() {
+  FAILED=$((FAILED + 1)); say "FAIL: $*"
+  if [[ -n ${RELEVO_E2E_FAILURES:-} ]]; then
+    printf '%s %s: %s\n' "$(date +%H:%M:%S)" "$(basename "$0" .sh)" "$*" >>"$RELEVO_E2E_FAILURES"
+  fi
+}
 
 source "$E2E_DIR/wait.sh"
 

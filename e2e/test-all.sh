@@ -7,6 +7,9 @@ cd "$root"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${RELEVO_CACHE:-/var/cache/relevo}/cargo-target}
 
 timings=()
+# The e2e checks that failed, listed again after the timings (the end of a long log
+# is what gets read).
+export RELEVO_E2E_FAILURES=${RELEVO_E2E_FAILURES:-$(mktemp -t relevo-e2e-failures.XXXXXX)}
 tier() {
   local name=$1; shift
   local start=$SECONDS
@@ -17,6 +20,10 @@ tier() {
 report() {
   echo "=== tier timings" >&2
   printf '  %s\n' "${timings[@]}" >&2
+  if [[ -s $RELEVO_E2E_FAILURES ]]; then
+    echo "=== failed e2e checks" >&2
+    sed 's/^/  /' "$RELEVO_E2E_FAILURES" >&2
+  fi
 }
 trap report EXIT
 

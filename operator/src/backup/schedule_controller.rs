@@ -10,6 +10,7 @@
 //! The controller watches BackupSchedules and every Backup that names one in
 //! `spec.schedule`, so a run's second backup is created as soon as its first one finishes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -22,7 +23,7 @@ use tracing::info;
 
 use super::schedule::PlannedBackup;
 use super::schedule_machine::{self, ScheduleDecision, ScheduleObservation};
-use crate::crd::{Backup, BackupSchedule, BackupScheduleStatus, PgCluster};
+use crate::crd::{Backup, BackupPhase, BackupSchedule, BackupScheduleStatus, PgCluster};
 use crate::error::Result;
 use crate::pgcluster::names::FIELD_MANAGER;
 use crate::runtime::api::apply_status;
@@ -63,7 +64,7 @@ async fn reconcile_schedule(cached: &BackupSchedule, ctx: &Context) -> Result<Ac
         clusters.get_opt(&schedule.spec.cluster).await.map_err(kube_error("reading the PgCluster"))?;
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = schedule.name_any();
-    let ours = ctx
+    let mut ours: BTreeMap<String, Option<BackupPhase>> = ctx
         .caches
         .backups(&namespace)
         .await?
@@ -71,6 +72,18 @@ async fn reconcile_schedule(cached: &BackupSchedule, ctx: &Context) -> Result<Ac
         .filter(|b| b.spec.schedule.as_deref() == Some(name.as_str()))
         .map(|b| (b.name_any(), b.status.as_ref().and_then(|s| s.phase)))
         .collect();
+    // A Backup of the last run that the cache lacks is either just created (the watch has not
+    // delivered it yet) or deleted; the machine counts a deleted one as failed and moves on,
+    // so ask the API server which it is.
+    let mut missing = schedule.status.as_ref().map(|s| s.last_run_backups.clone()).unwrap_or_default();
+    missing.retain(|b| !ours.contains_key(b));
+    for missing in &missing {
+        if let Some(backup) =
+            backups.get_opt(missing).await.map_err(kube_error("reading a scheduled Backup"))?
+        {
+            ours.insert(missing.clone(), backup.status.as_ref().and_then(|s| s.phase));
+        }
+    }
     let observed = ScheduleObservation { now: Utc::now(), cluster_exists: cluster.is_some(), backups: ours };
 
     let ScheduleDecision { status, create, requeue } = schedule_machine::decide(&schedule, &observed);

@@ -102,7 +102,7 @@ pub fn observed_from(
         current_primary: current_primary.map(str::to_owned),
         instances,
         active_switchovers: Vec::new(),
-        lease: None,
+        ..Observed::default()
     }
 }
 

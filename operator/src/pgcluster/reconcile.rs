@@ -241,7 +241,9 @@ async fn observe_instances(
         Some(ProbeTarget { instance: instance.clone(), host, server_name })
     });
     let probes = match (password, ca) {
-        (Some(password), Some(ca)) => probe_all(targets, password, ca, ctx.config.postgres_timeout).await,
+        (Some(password), Some(ca)) => {
+            probe_all(targets, password, ca, ctx.config.postgres_timeout, &ctx.unanswered).await
+        }
         _ => Default::default(),
     };
     let mut observations = Vec::new();

@@ -12,8 +12,9 @@
 //! - **LSN**: the flush LSN of a primary (what a standby can receive) and the replay LSN of a
 //!   standby (what it has applied); [`Probe::lsn`] is the one of its role.
 
-use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 use futures::future::join_all;
 use tokio_postgres::Row;
@@ -121,18 +122,58 @@ pub struct ProbeTarget {
     pub server_name: String,
 }
 
+/// How long a host that did not answer its last probe gets: a dead node's pod IP drops
+/// packets, so every probe of it lasts its whole timeout, and a failover decides once per
+/// probe round. A live instance answers in milliseconds; one that answers again is given
+/// the full timeout again.
+pub const UNANSWERED_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The hosts (pod IPs) whose last probe went unanswered, shared by every probe of the
+/// operator. A recreated pod has a new IP, so it starts with the full timeout.
+#[derive(Default)]
+pub struct Unanswered(Mutex<HashSet<String>>);
+
+impl Unanswered {
+    /// Enough for every pod of a large installation; past it the memory starts over, which
+    /// costs one full timeout per silent host.
+    const CAPACITY: usize = 4096;
+
+    /// The timeout for the next probe of `host`.
+    pub fn timeout(&self, host: &str, normal: Duration) -> Duration {
+        let silent = self.0.lock().unwrap_or_else(|e| e.into_inner()).contains(host);
+        if silent { normal.min(UNANSWERED_TIMEOUT) } else { normal }
+    }
+
+    pub fn record(&self, host: &str, answered: bool) {
+        let mut hosts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if answered {
+            hosts.remove(host);
+        } else {
+            if hosts.len() >= Self::CAPACITY {
+                hosts.clear();
+            }
+            hosts.insert(host.to_owned());
+        }
+    }
+}
+
 /// Probes every target at once; an instance that does not answer within the timeout is
-/// absent from the result (and logged at debug: a restarting pod is normal).
+/// absent from the result (and logged at debug: a restarting pod is normal). A host that
+/// did not answer last time gets [`UNANSWERED_TIMEOUT`] at most.
 pub async fn probe_all(
     targets: impl IntoIterator<Item = ProbeTarget>,
     superuser_password: &str,
     ca: &ClusterCa,
-    timeout: std::time::Duration,
+    timeout: Duration,
+    unanswered: &Unanswered,
 ) -> BTreeMap<String, Probe> {
     let probes = targets.into_iter().map(|target| async move {
         let ProbeTarget { instance, host, server_name } = target;
+        let timeout = unanswered.timeout(&host, timeout);
         let connection = Connection { host, server_name, superuser_password, ca, timeout };
-        match probe(&connection).await {
+        let result = probe(&connection).await;
+        unanswered.record(&connection.host, result.is_ok());
+        match result {
             Ok(answer) => Some((instance, answer)),
             Err(error) => {
                 tracing::debug!(instance, %error, "PostgreSQL did not answer");
@@ -185,6 +226,28 @@ mod tests {
         assert!(sql.contains("FROM pg_stat_archiver"), "{sql}");
         assert!(sql.contains("relevo\\_%"), "underscore escaped in LIKE: {sql}");
         assert!(!sql.contains(';'), "a single statement: {sql}");
+    }
+
+    #[test]
+    fn a_host_that_did_not_answer_gets_a_short_timeout_until_it_answers() {
+        let unanswered = Unanswered::default();
+        let normal = Duration::from_secs(2);
+        assert_eq!(unanswered.timeout("10.0.0.1", normal), normal);
+        unanswered.record("10.0.0.1", false);
+        assert_eq!(unanswered.timeout("10.0.0.1", normal), UNANSWERED_TIMEOUT);
+        assert_eq!(unanswered.timeout("10.0.0.2", normal), normal, "only that host");
+        assert_eq!(unanswered.timeout("10.0.0.1", Duration::from_millis(100)), Duration::from_millis(100));
+        unanswered.record("10.0.0.1", true);
+        assert_eq!(unanswered.timeout("10.0.0.1", normal), normal);
+    }
+
+    #[test]
+    fn the_memory_of_silent_hosts_is_bounded() {
+        let unanswered = Unanswered::default();
+        for i in 0..=Unanswered::CAPACITY {
+            unanswered.record(&format!("host-{i}"), false);
+        }
+        assert!(unanswered.0.lock().unwrap().len() <= Unanswered::CAPACITY);
     }
 
     #[test]

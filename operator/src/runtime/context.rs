@@ -31,6 +31,11 @@ pub struct Context {
     /// Clusters the Lease watcher wants reconciled now; the PgCluster controller takes the
     /// receiver when it starts.
     pub lease_wake: LeaseWake,
+    /// When this operator started leading (the Context is made right after the operator
+    /// Lease is acquired); the switchover machine's timeouts count from no earlier than this.
+    pub leading_since: chrono::DateTime<chrono::Utc>,
+    /// Pod IPs whose last PostgreSQL probe went unanswered (they get a short timeout).
+    pub unanswered: crate::postgres::probe::Unanswered,
 }
 
 type WakeReceiver = tokio::sync::mpsc::Receiver<ObjectRef<PgCluster>>;
@@ -68,6 +73,8 @@ impl Context {
             readiness,
             leases: Default::default(),
             lease_wake: Default::default(),
+            leading_since: chrono::Utc::now(),
+            unanswered: Default::default(),
         })
     }
 

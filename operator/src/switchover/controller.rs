@@ -20,7 +20,7 @@ use tracing::{debug, info};
 use super::convert::{from_status, request_from, to_status};
 use super::executor::{self, Requester};
 use super::model::{Mode, Params, Phase, Step, SwitchoverState};
-use super::{machine, observe};
+use super::{machine, observe, role_move};
 use crate::crd::Switchover;
 use crate::error::Result;
 use crate::runtime::api::apply_status;
@@ -75,10 +75,15 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
     let who =
         Requester { name: &request.name, namespace: &namespace, mode: request.mode, state: &decision.state };
     executor::execute(ctx, &snapshot, &decision.step, &who).await?;
+    if decision.state.phase.is_terminal() {
+        role_move::release(ctx, &namespace, &request.cluster, &request.name).await;
+    }
 
     Ok(match decision.step {
         _ if decision.state.phase.is_terminal() => Action::await_change(),
         Step::WaitForTurn { .. } => Action::requeue(QUEUED_INTERVAL),
+        // Holding the role move, the switchover starts on the very next decision.
+        Step::ClaimRoleMove { .. } => Action::requeue(Duration::ZERO),
         _ => Action::requeue(ACTIVE_INTERVAL),
     })
 }

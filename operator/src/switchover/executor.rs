@@ -150,6 +150,13 @@ pub async fn execute(ctx: &Context, snap: &Snapshot, step: &Step, who: &Requeste
             info!(from, to, "handed the primary lease over");
         }
         Step::ForceDeletePod { instance } => force_delete_pod(ctx, snap, who.namespace, instance).await?,
+        Step::ClaimRoleMove { switchover, cluster_version } => {
+            let cluster = snap
+                .cluster
+                .as_ref()
+                .ok_or_else(|| Error::Missing { kind: "PgCluster", name: String::new() })?;
+            super::role_move::claim(ctx, cluster, switchover, cluster_version).await?;
+        }
         _ => {}
     }
     Ok(())

@@ -98,6 +98,8 @@ mod tests {
             instances,
             active_switchovers: vec![],
             lease: None,
+            role_move: Default::default(),
+            watching_since: None,
         }
     }
 

@@ -44,10 +44,16 @@
 //! write-unavailable window, short.
 //!
 //! # Failover
-//! The lost primary is fenced by scaling its StatefulSet to zero and waiting until its pod is
-//! gone: a pod that cannot be deleted (unreachable node) is never force-deleted, the
-//! switchover times out instead. Then the standby with the most WAL is promoted, and the lost
+//! The lost primary is fenced by scaling its StatefulSet to zero and by its primary Lease:
+//! once the Lease is expired (its instance manager stops accepting writes before that) the
+//! operator revokes it with a compare-and-swap, so nothing waits for a pod on a dead or
+//! cut-off node to go away. Then the standby with the most WAL is promoted, and the lost
 //! instance is scaled back to one with a rebuild marker, so it comes back as a standby.
+//!
+//! # Timeouts and a missing operator
+//! Every wait is bounded by a [`Params`] timeout, counted from the phase's start or from the
+//! moment this operator started leading, whichever is later: an operator that takes over
+//! after its predecessor's node died does not fail a phase for the time nobody watched it.
 //!
 //! # Never two primaries
 //! Before promotion, a failure unfences the old primary (it is still the only one). From
@@ -137,10 +143,16 @@ impl Ctx<'_> {
         }
     }
 
-    /// Has the current phase lasted longer than `limit`?
+    /// Has the current phase lasted longer than `limit`, counting only time this operator
+    /// watched it ([`Observed::watching_since`])?
     pub(crate) fn timed_out(&self, limit: std::time::Duration) -> bool {
         let since = self.s.entered(self.s.phase).unwrap_or(self.now);
-        elapsed(since, self.now) >= limit
+        elapsed(self.watched_from(since), self.now) >= limit
+    }
+
+    /// `since`, or the moment this operator started leading if that is later.
+    fn watched_from(&self, since: DateTime<Utc>) -> DateTime<Utc> {
+        self.obs.watching_since.map_or(since, |leading| since.max(leading))
     }
 
     /// Invalid request: Failed, nothing changed.
@@ -168,7 +180,7 @@ impl Ctx<'_> {
 
     fn clean_up_failure(&mut self) -> Step {
         let reason = self.s.reason.clone().unwrap_or_else(|| "failed".into());
-        let since = self.s.failing_since.unwrap_or(self.now);
+        let since = self.watched_from(self.s.failing_since.unwrap_or(self.now));
         let gave_up = elapsed(since, self.now) >= self.params.cleanup_timeout;
         if self.s.phase.promotion_may_have_happened() {
             let target = self.s.to.clone().unwrap_or_default();

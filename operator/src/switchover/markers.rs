@@ -26,6 +26,9 @@ pub const FENCE: &str = "relevo.dev/fence";
 pub const RESTORE_PRIMARY: &str = "relevo.dev/restore-primary";
 pub const REBUILD: &str = "relevo.dev/rebuild";
 pub const REBUILD_SOURCE: &str = "relevo.dev/rebuild-source";
+/// On the PgCluster: the Switchover that holds the cluster's one role move (see
+/// [`crate::switchover::model::RoleMove`]).
+pub const ROLE_MOVE: &str = "relevo.dev/role-move";
 /// On a StatefulSet: its replicas were set by this switchover; keep them.
 pub const SCALED_BY: &str = "relevo.dev/scaled-by";
 

@@ -15,6 +15,7 @@
 //! - `sql`: the SQL the observations and steps run.
 //! - `convert`: mapping to and from the Switchover custom resource.
 //! - `markers`: the annotations through which the operator fences and rebuilds instances.
+//! - `role_move`: the compare-and-swap claim that lets one Switchover per cluster act.
 
 pub mod controller;
 pub mod convert;
@@ -26,6 +27,7 @@ pub mod machine;
 pub mod markers;
 pub mod model;
 pub mod observe;
+pub mod role_move;
 pub mod sql;
 
 pub use failover::{FailoverTrigger, failover_decision};

@@ -208,6 +208,22 @@ pub struct ActiveSwitchover {
     pub created: DateTime<Utc>,
 }
 
+/// The claim on a cluster's one role move: the `relevo.dev/role-move` annotation of the
+/// PgCluster ([`crate::switchover::markers::ROLE_MOVE`]), set and cleared only by a
+/// compare-and-swap on the PgCluster's resourceVersion. A Switchover leaves Pending only
+/// while it holds the claim, so two Switchovers never act on one cluster at once, whatever
+/// a (possibly stale) list of Switchovers says.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RoleMove {
+    /// The Switchover the annotation names, if any.
+    pub holder: Option<String>,
+    /// That Switchover exists and has not ended (read from the API, not from a cache). A
+    /// claim whose holder ended or was deleted is free to take over.
+    pub holder_active: bool,
+    /// The PgCluster's resourceVersion as read: the precondition of a claim.
+    pub cluster_version: String,
+}
+
 /// The cluster as observed for one decision.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Observed {
@@ -220,6 +236,12 @@ pub struct Observed {
     pub active_switchovers: Vec<ActiveSwitchover>,
     /// The cluster's primary Lease as the operator has seen it (`None`: not seen).
     pub lease: Option<crate::lease::LeaseView>,
+    /// The cluster's one role move: who holds it, and the version a claim must match.
+    pub role_move: RoleMove,
+    /// Since when this operator has been leading. No phase timeout counts time before it: a
+    /// replacement operator that takes over mid-phase after a minute without any operator
+    /// gives the phase its full timeout, instead of failing it for waits nobody watched.
+    pub watching_since: Option<DateTime<Utc>>,
 }
 
 impl Observed {
@@ -280,6 +302,13 @@ pub enum Step {
     /// The request is invalid; nothing was changed. Terminal.
     Reject {
         reason: String,
+    },
+    /// Take the cluster's role move ([`RoleMove`]) for `switchover`: set the annotation with
+    /// `cluster_version` as the precondition. A conflict means someone else wrote the
+    /// PgCluster first; the next decision sees who.
+    ClaimRoleMove {
+        switchover: String,
+        cluster_version: String,
     },
     /// Another Switchover of the cluster goes first.
     WaitForTurn {

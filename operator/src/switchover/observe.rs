@@ -82,7 +82,9 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
         Some(ProbeTarget { instance, host, server_name })
     });
     let answers = match (password.as_deref(), ca.as_ref()) {
-        (Some(password), Some(ca)) => probe_all(targets, password, ca, ctx.config.postgres_timeout).await,
+        (Some(password), Some(ca)) => {
+            probe_all(targets, password, ca, ctx.config.postgres_timeout, &ctx.unanswered).await
+        }
         _ => BTreeMap::new(),
     };
     let mut instances: Vec<InstanceView> = statefulsets
@@ -106,12 +108,15 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
     }
     let lease =
         ctx.leases.view(&crate::lease::Tracker::key(namespace, cluster_name), std::time::Instant::now());
+    let role_move = super::role_move::observe(ctx, &cluster).await?;
     let observed = Observed {
         cluster_exists: true,
         current_primary: cluster.status.as_ref().and_then(|s| s.current_primary.clone()),
         instances,
         active_switchovers,
         lease,
+        role_move,
+        watching_since: Some(ctx.leading_since),
     };
     Ok(Snapshot { cluster: Some(cluster), statefulsets, pods, password, ca, observed })
 }

@@ -13,6 +13,7 @@
 mod backup;
 mod leader;
 mod pgcluster;
+mod role_move;
 mod schedule;
 mod tls;
 

@@ -92,8 +92,30 @@ impl Ctx<'_> {
             self.s.to = Some(target.name.clone());
             return Step::Checkpoint { instance: primary.name.clone() }.into();
         }
+        if let Some(flow) = self.without_the_role_move() {
+            return flow;
+        }
         self.s.enter(Phase::Fencing, self.now);
         Flow::Continue
+    }
+
+    /// `None` once this Switchover holds the cluster's role move; otherwise the step that
+    /// claims it (free, or held by a Switchover that ended) or waits for its holder.
+    fn without_the_role_move(&self) -> Option<Flow> {
+        let claim = &self.obs.role_move;
+        match claim.holder.as_deref() {
+            Some(holder) if holder == self.req.name => None,
+            Some(holder) if claim.holder_active => {
+                Some(Step::WaitForTurn { behind: holder.to_owned() }.into())
+            }
+            _ => Some(
+                Step::ClaimRoleMove {
+                    switchover: self.req.name.clone(),
+                    cluster_version: claim.cluster_version.clone(),
+                }
+                .into(),
+            ),
+        }
     }
 
     fn pending_failover(&mut self) -> Flow {
@@ -130,6 +152,9 @@ impl Ctx<'_> {
                 return self.reject("no healthy standby to promote".into()).into();
             }
             None => {}
+        }
+        if let Some(flow) = self.without_the_role_move() {
+            return flow;
         }
         self.s.from = Some(lost_name);
         self.s.enter(Phase::Fencing, self.now);

@@ -72,6 +72,9 @@ pub fn cluster() -> Observed {
         ],
         active_switchovers: vec![],
         lease: Some(lease_of("pg-1", 0)),
+        // so-1 (every request of these tests but the simulation's) holds the role move.
+        role_move: RoleMove { holder: Some("so-1".into()), holder_active: true, cluster_version: "1".into() },
+        watching_since: None,
     }
 }
 
@@ -239,6 +242,15 @@ impl World {
                 lease.unchanged_for = std::time::Duration::ZERO;
             }
             Step::RepointStandby { instance, new_primary } => self.follow(instance, new_primary),
+            Step::ClaimRoleMove { switchover, cluster_version } => {
+                let claim = &mut self.observed.role_move;
+                // The API server's precondition: a write since the read makes the claim fail.
+                if &claim.cluster_version == cluster_version {
+                    claim.holder = Some(switchover.clone());
+                    claim.holder_active = true;
+                    self.bump_cluster_version();
+                }
+            }
             Step::Rebuild { instance, source, token } => {
                 let i = self.get(instance);
                 i.rebuild_token = Some(token.clone());
@@ -253,6 +265,22 @@ impl World {
             }
             _ => {}
         }
+    }
+
+    /// The controller clears the claim of a Switchover that ended (a compare-and-swap too).
+    pub fn release_role_move(&mut self, switchover: &str) {
+        if self.observed.role_move.holder.as_deref() == Some(switchover) {
+            self.observed.role_move.holder = None;
+            self.observed.role_move.holder_active = false;
+            self.bump_cluster_version();
+        }
+    }
+
+    /// Any write of the PgCluster (status, labels, a claim) gives it a new resourceVersion.
+    pub fn bump_cluster_version(&mut self) {
+        let claim = &mut self.observed.role_move;
+        let next = claim.cluster_version.parse::<u64>().unwrap_or(0) + 1;
+        claim.cluster_version = next.to_string();
     }
 
     /// `instance` streams from `primary` and is caught up.

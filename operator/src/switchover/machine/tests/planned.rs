@@ -384,3 +384,49 @@ fn a_lost_fence_lsn_is_read_again_from_the_fenced_instance() {
     let d = decide(&planned("pg-2"), &s, &unreachable, secs(limit));
     assert!(d.state.reason.as_deref().unwrap().contains("final LSN of the fenced pg-1 is unknown"));
 }
+
+#[test]
+fn a_replacement_operator_gives_each_wait_its_full_timeout() {
+    // Fencing started at 0; the operator died and its successor led from 55 s on.
+    let s = state_in(Phase::Fencing, "pg-1", "pg-2", t(0));
+    let mut c = cluster();
+    inst(&mut c, "pg-1").fence_marker = true;
+    let fence = Params::default().fence_timeout.as_secs() as i64;
+    c.watching_since = Some(secs(55));
+    let d = decide(&planned("pg-2"), &s, &c, secs(56));
+    assert_eq!(d.step, Step::WaitForFence { instance: "pg-1".into() }, "{d:?}");
+    let d = decide(&planned("pg-2"), &s, &c, secs(55 + fence));
+    assert!(d.state.reason.as_deref().unwrap().contains("was not fenced within 30s"), "{d:?}");
+
+    // A failure's clean-up likewise: failing since 0, watched only from 100 s on.
+    let mut failing = state_in(Phase::CatchingUp, "pg-1", "pg-2", t(0));
+    failing.failing_since = Some(t(0));
+    failing.reason = Some("boom".into());
+    let mut c = fenced(cluster(), 1000);
+    let cleanup = Params::default().cleanup_timeout.as_secs() as i64;
+    c.watching_since = Some(secs(100));
+    let d = decide(&planned("pg-2"), &failing, &c, secs(100 + cleanup - 1));
+    assert_eq!(d.step, Step::Unfence { instance: "pg-1".into() }, "{d:?}");
+    let d = decide(&planned("pg-2"), &failing, &c, secs(100 + cleanup));
+    assert!(matches!(&d.step, Step::Fail { reason } if reason.contains("could not unfence pg-1")), "{d:?}");
+}
+
+#[test]
+fn pending_claims_the_role_move_before_fencing() {
+    let mut c = cluster();
+    let checkpointed = decide(&planned("pg-2"), &SwitchoverState::default(), &c, t(0)).state;
+    c.role_move = RoleMove { holder: None, holder_active: false, cluster_version: "41".into() };
+    let d = decide(&planned("pg-2"), &checkpointed, &c, t(100));
+    assert_eq!(d.step, Step::ClaimRoleMove { switchover: "so-1".into(), cluster_version: "41".into() });
+    assert_eq!(d.state.phase, Phase::Pending);
+    c.role_move.holder = Some("so-2".into());
+    c.role_move.holder_active = true;
+    let d = decide(&planned("pg-2"), &checkpointed, &c, t(200));
+    assert_eq!(d.step, Step::WaitForTurn { behind: "so-2".into() }, "a live holder goes first");
+    c.role_move.holder_active = false;
+    let d = decide(&planned("pg-2"), &checkpointed, &c, t(300));
+    assert!(matches!(d.step, Step::ClaimRoleMove { .. }), "the claim of an ended one is taken over: {d:?}");
+    c.role_move.holder = Some("so-1".into());
+    let d = decide(&planned("pg-2"), &checkpointed, &c, t(400));
+    assert_eq!(d.step, Step::Fence { instance: "pg-1".into() });
+}

@@ -27,6 +27,9 @@ fn run(request: &Request, observed: Observed, fault: Fault) -> Run {
     let mut steps = Vec::new();
     for n in 0..200 {
         let now = t(100 * n as i64);
+        // No other Switchover exists here: a claim of another name is one that ended.
+        let claim = &mut world.observed.role_move;
+        claim.holder_active = claim.holder.as_deref() == Some(request.name.as_str());
         let d = decide(request, &state, &world.observed, now);
         assert_eq!(d, decide(request, &state, &world.observed, now), "pure: same input, same decision");
         let persisted = !matches!(fault, Fault::CrashBeforePersist(k) if k == n);
@@ -45,6 +48,7 @@ fn run(request: &Request, observed: Observed, fault: Fault) -> Run {
         world.settle();
         steps.push(d.step.clone());
         if state.phase.is_terminal() {
+            world.release_role_move(&request.name);
             return Run { state, steps, world };
         }
     }
@@ -179,4 +183,90 @@ fn a_restart_recomputes_the_same_step_from_the_persisted_state() {
         }
     }
     panic!("did not complete");
+}
+
+/// A failover Switchover of the cluster of [`cluster`] whose primary pg-1 was lost.
+fn lost_primary() -> Observed {
+    let mut c = cluster();
+    let p = inst(&mut c, "pg-1");
+    *p = InstanceView { name: "pg-1".into(), sts_replicas: 1, pod_exists: true, ..Default::default() };
+    c.lease = Some(lease_of("pg-1", 60));
+    c
+}
+
+fn named(mut request: Request, name: &str) -> Request {
+    request.name = name.into();
+    request
+}
+
+/// Two Switchovers of one cluster, decided in an order that changes from round to round,
+/// while another writer changes the PgCluster now and then (so claims conflict), and with
+/// the list of Switchovers always empty (the stalest cache there is): only the role-move
+/// claim keeps them apart. Never both past Pending at once, never two primaries, and both
+/// end.
+#[test]
+fn two_switchovers_never_act_at_once() {
+    let cases = [
+        (named(planned("pg-2"), "so-a"), named(req(None, Mode::Failover), "so-b"), cluster()),
+        (named(planned("pg-2"), "so-a"), named(planned("pg-3"), "so-b"), cluster()),
+        (named(req(None, Mode::Failover), "so-a"), named(planned("pg-3"), "so-b"), lost_primary()),
+        (
+            named(req(None, Mode::Failover), "so-a"),
+            named(req(Some("pg-3"), Mode::Failover), "so-b"),
+            lost_primary(),
+        ),
+    ];
+    for (a, b, observed) in cases {
+        for seed in 0..64u64 {
+            let completed = two_at_once(&[a.clone(), b.clone()], observed.clone(), seed);
+            assert!(completed >= 1, "{:?} then {:?}, seed {seed}: neither completed", a.mode, b.mode);
+        }
+    }
+}
+
+/// Runs both requests to their end; returns how many completed.
+fn two_at_once(requests: &[Request; 2], observed: Observed, seed: u64) -> usize {
+    let mut world = World::new(Observed {
+        role_move: RoleMove { holder: None, holder_active: false, cluster_version: "1".into() },
+        ..observed
+    });
+    let mut states = [SwitchoverState::default(), SwitchoverState::default()];
+    let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut roll = move || {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    for n in 0..400 {
+        let first = (roll() % 2) as usize;
+        for who in [first, 1 - first] {
+            if states[who].phase.is_terminal() {
+                continue;
+            }
+            let mut seen = world.observed.clone();
+            seen.active_switchovers = vec![];
+            let holder = seen.role_move.holder.clone();
+            seen.role_move.holder_active = requests
+                .iter()
+                .zip(&states)
+                .any(|(r, s)| Some(&r.name) == holder.as_ref() && !s.phase.is_terminal());
+            let d = decide(&requests[who], &states[who], &seen, t(100 * n));
+            states[who] = d.state.clone();
+            if roll() % 3 == 0 {
+                world.bump_cluster_version(); // the PgCluster controller wrote its status
+            }
+            world.apply(&d.step);
+            assert!(world.observed.primaries().len() <= 1, "two primaries after {:?}", d.step);
+            world.settle();
+            if states[who].phase.is_terminal() {
+                world.release_role_move(&requests[who].name);
+            }
+            let acting =
+                states.iter().filter(|s| s.phase != Phase::Pending && !s.phase.is_terminal()).count();
+            assert!(acting <= 1, "both act (seed {seed}): {:?} / {:?}", states[0], states[1]);
+        }
+        if states.iter().all(|s| s.phase.is_terminal()) {
+            return states.iter().filter(|s| s.phase == Phase::Completed).count();
+        }
+    }
+    panic!("did not end (seed {seed}): {:?} / {:?}", states[0], states[1]);
 }
