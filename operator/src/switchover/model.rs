@@ -170,7 +170,8 @@ pub struct InstanceView {
     pub rebuild_token: Option<String>,
     /// The pod is being deleted (it may hang there forever on a node that is gone).
     pub pod_terminating: bool,
-    /// Readiness of the node the pod is on, when it is terminating (`None`: not looked at).
+    /// Readiness of the node the pod is on, when the pod is terminating or PostgreSQL did not
+    /// answer (`None`: not looked at).
     pub node_ready: Option<bool>,
 }
 

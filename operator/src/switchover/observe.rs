@@ -95,8 +95,9 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
             instance_view(cluster_name, sts, pod, &pods, &answers)
         })
         .collect();
-    // Node readiness matters only for a pod stuck terminating (a force-delete decision).
-    for view in instances.iter_mut().filter(|v| v.pod_terminating) {
+    // Node readiness matters only for a pod stuck terminating (a force-delete decision) or an
+    // instance that does not answer (away on a lost node, or just restarting?).
+    for view in instances.iter_mut().filter(|v| v.pod_terminating || !v.reachable) {
         let node = pods
             .iter()
             .find(|p| p.name_any() == names::pod(&view.name))

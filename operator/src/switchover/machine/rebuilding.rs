@@ -74,12 +74,15 @@ impl Ctx<'_> {
             self.s.enter(Phase::Completed, self.now);
             return Step::Complete.into();
         }
-        if action.is_none() && self.only_the_lost_primary_is_away(&pending) {
-            // Its node may take hours to return. Its rebuild is requested (markers on the pod
-            // and its template), so it is rebuilt whenever it does; the failover is done.
-            let from = self.s.from.clone().unwrap_or_default();
+        if action.is_none() && pending.iter().all(|name| self.away_until_its_node_returns(name)) {
+            // A lost node may take hours to return; nothing more can be done for what is on
+            // it until then, and the new primary is writable: the switchover is done.
+            // What returns catches up by itself: the lost primary of a failover is rebuilt
+            // (its markers are on the pod and its template), a standby follows `-rw`.
             self.s.reason = Some(format!(
-                "{to_name} is the primary; {from} is unreachable and is rebuilt from {to_name} when it returns"
+                "{to_name} is the primary; {} unreachable, and {} {to_name} when back",
+                pending.join(", "),
+                if pending.len() == 1 { "follows" } else { "follow" }
             ));
             self.s.enter(Phase::Completed, self.now);
             return Step::Complete.into();
@@ -108,16 +111,16 @@ impl Ctx<'_> {
         action.unwrap_or(Step::WaitForStandbys { pending }).into()
     }
 
-    /// Failover: the lost primary is the only instance not done, it cannot be reached, and its
-    /// rebuild has been requested.
-    fn only_the_lost_primary_is_away(&self, pending: &[String]) -> bool {
-        let Some(from) = self.s.from.as_deref() else { return false };
-        self.req.mode == Mode::Failover
-            && pending == [from]
-            && self
-                .obs
-                .instance(from)
-                .is_some_and(|x| !x.reachable && x.rebuild_token.as_deref() == Some(self.req.name.as_str()))
+    /// `name` cannot be reached and will set itself right when it comes back: the lost
+    /// primary of a failover whose rebuild is requested, or an unfenced instance whose node
+    /// is not ready (a fenced one would come back with no upstream, so it is waited for).
+    fn away_until_its_node_returns(&self, name: &str) -> bool {
+        let Some(x) = self.obs.instance(name).filter(|x| !x.reachable) else { return false };
+        let lost_primary = self.req.mode == Mode::Failover && self.s.from.as_deref() == Some(name);
+        if lost_primary {
+            return x.rebuild_token.as_deref() == Some(self.req.name.as_str());
+        }
+        x.node_ready == Some(false) && !x.fence_marker && x.sts_replicas > 0
     }
 
     /// A lost primary's pod stuck terminating on a node that is not ready: delete it, so its

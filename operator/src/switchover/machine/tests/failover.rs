@@ -199,7 +199,7 @@ fn the_lost_primary_is_rebuilt_with_the_switchover_token() {
     let d = decide(&failover(None), &s, &w.observed, t(30));
     // The node never comes back: the failover completes now, and says what is left.
     assert_eq!((d.step, d.state.phase), (Step::Complete, Phase::Completed));
-    assert!(d.state.reason.as_deref().unwrap().contains("pg-1 is unreachable and is rebuilt"));
+    assert!(d.state.reason.as_deref().unwrap().contains("pg-1 unreachable, and follows pg-2 when back"));
 }
 
 #[test]

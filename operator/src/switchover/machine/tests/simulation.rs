@@ -270,3 +270,24 @@ fn two_at_once(requests: &[Request; 2], observed: Observed, seed: u64) -> usize 
     }
     panic!("did not end (seed {seed}): {:?} / {:?}", states[0], states[1]);
 }
+
+/// A standby whose node died before the switchover does not hold it in Rebuilding: the new
+/// primary is writable, and the standby follows `-rw` whenever its node returns. One that
+/// merely does not answer (its node is ready: a restart) is waited for.
+#[test]
+fn a_standby_on_a_dead_node_does_not_hold_up_the_switchover() {
+    let mut c = cluster();
+    let away = inst(&mut c, "pg-3");
+    (away.reachable, away.in_recovery, away.streams_from, away.node_ready) = (false, None, None, Some(false));
+    let r = run(&planned("pg-2"), c, Fault::None);
+    assert_eq!(r.state.phase, Phase::Completed, "{:?}", r.steps);
+    let reason = r.state.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("pg-3 unreachable, and follows pg-2 when back"), "{reason}");
+
+    let mut restarting = r.world.observed.clone();
+    inst(&mut restarting, "pg-3").node_ready = None;
+    let s = state_in(Phase::Rebuilding, "pg-1", "pg-2", t(0));
+    let d =
+        decide(&planned("pg-2"), &SwitchoverState { promotion_timeline: Some(2), ..s }, &restarting, t(10));
+    assert!(matches!(d.step, Step::WaitForStandbys { .. }), "{d:?}");
+}
