@@ -3,12 +3,10 @@
 # the writer of e2e/switchover-lib.sh, on a PgCluster of 3 instances: another
 # operator must take over (the relevo-operator Lease, a 10 s toleration of a
 # lost node) and complete the switchover with nothing lost.
-# NOT in the default e2e list: it fails today. Run it with
-# `e2e/run-e2e.sh operator-node`. Seen 2026-12-02 (killed in phase Fencing): the
-# replacement operator led about 55 s after the kill, found the fence timeout
-# (30 s, counted from the phase's start) expired, and ended the Switchover
-# Failed "old primary demo-1 was not fenced within 30s; could not unfence
-# demo-1: restore it by hand", with nothing writable through -rw for 30 s after.
+# Seen 2026-12-02 (killed in phase Fencing): the replacement operator led about
+# 50 s after the kill (the node NotReady after 20 s, a 10 s toleration, a new pod),
+# gave each phase its full timeout again, and completed the switchover in 56 s;
+# no write is possible between the fence and the new operator's promotion.
 source "$(dirname "$0")/../lib.sh"
 if [[ $RELEVO_CLUSTER != kind ]]; then
   say "operator-node: needs the kind cluster (RELEVO_CLUSTER=kind); skipped"
