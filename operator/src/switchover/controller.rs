@@ -59,7 +59,7 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
     if state.phase.is_terminal() {
         return Ok(Action::await_change());
     }
-    let snapshot = observe::observe(ctx, &namespace, &request.cluster).await?;
+    let snapshot = observe::observe(ctx, &namespace, &request.cluster, &request.name).await?;
     let decision = machine::next(&request, &state, &snapshot.observed, &Params::default(), Utc::now());
 
     // Persist first, then act.
@@ -75,7 +75,8 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
     let who =
         Requester { name: &request.name, namespace: &namespace, mode: request.mode, state: &decision.state };
     executor::execute(ctx, &snapshot, &decision.step, &who).await?;
-    if decision.state.phase.is_terminal() {
+    let held = snapshot.observed.role_move.holder.as_deref() == Some(request.name.as_str());
+    if decision.state.phase.is_terminal() && held {
         role_move::release(ctx, &namespace, &request.cluster, &request.name).await;
     }
 

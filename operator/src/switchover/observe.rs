@@ -51,7 +51,13 @@ impl Snapshot {
     }
 }
 
-pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Result<Snapshot> {
+/// Everything `switchover` (the requester) decides on, for the cluster `cluster_name`.
+pub async fn observe(
+    ctx: &Context,
+    namespace: &str,
+    cluster_name: &str,
+    switchover: &str,
+) -> Result<Snapshot> {
     let clusters: Api<PgCluster> = Api::namespaced(ctx.client.clone(), namespace);
     let cluster = clusters.get_opt(cluster_name).await.map_err(kube_error("reading the PgCluster"))?;
     let all = ctx.caches.switchovers(namespace).await?;
@@ -109,7 +115,7 @@ pub async fn observe(ctx: &Context, namespace: &str, cluster_name: &str) -> Resu
     }
     let lease =
         ctx.leases.view(&crate::lease::Tracker::key(namespace, cluster_name), std::time::Instant::now());
-    let role_move = super::role_move::observe(ctx, &cluster).await?;
+    let role_move = super::role_move::observe(ctx, &cluster, switchover).await?;
     let observed = Observed {
         cluster_exists: true,
         current_primary: cluster.status.as_ref().and_then(|s| s.current_primary.clone()),

@@ -30,13 +30,17 @@ pub fn holder_of(cluster: &PgCluster) -> Option<String> {
     cluster.annotations().get(ROLE_MOVE).filter(|h| !h.is_empty()).cloned()
 }
 
-/// The claim as it stands: the holder is read from the PgCluster, and whether it is still
-/// active from its own Switchover (not a cache, which may lag a fresh claim).
-pub async fn observe(ctx: &Context, cluster: &PgCluster) -> Result<RoleMove> {
+/// The claim as `requester` sees it: the holder is read from the PgCluster, and whether it
+/// is still active from its own Switchover (not a cache, which may lag a fresh claim). The
+/// requester is active by definition, so its own claim costs no read.
+pub async fn observe(ctx: &Context, cluster: &PgCluster, requester: &str) -> Result<RoleMove> {
     let cluster_version = cluster.resource_version().unwrap_or_default();
     let Some(holder) = holder_of(cluster) else {
         return Ok(RoleMove { holder: None, holder_active: false, cluster_version });
     };
+    if holder == requester {
+        return Ok(RoleMove { holder: Some(holder), holder_active: true, cluster_version });
+    }
     let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
     let switchover =
         api.get_opt(&holder).await.map_err(kube_error("reading the Switchover holding the role move"))?;

@@ -13,10 +13,8 @@ async fn a_backup_runs_as_one_job_and_fails_with_it() {
     use relevo::backup::controller::reconcile as reconcile_backup;
     use relevo::crd::{Backup, BackupPhase};
 
-    let operator = setup().await;
-    let admin = Client::try_from(admin_config().await).unwrap();
-    let ns = &namespace(&admin, "it-backup").await;
-    let ctx = context(operator);
+    let (admin, ns, ctx) = operator_bed("it-backup").await;
+    let ns = &ns;
     let merge = PatchParams::default();
 
     // The cluster, as the PgCluster controller and the kubelet would leave it: a primary in
@@ -150,10 +148,8 @@ async fn a_completed_backup_expires_the_backups_retention_removed() {
     use relevo::backup::result::{BackupDone, JobResult, RepoContents, encode};
     use relevo::crd::{Backup, BackupPhase, BackupSchedule, BackupType};
 
-    let operator = setup().await;
-    let admin = Client::try_from(admin_config().await).unwrap();
-    let ns = &namespace(&admin, "it-retention").await;
-    let ctx = context(operator);
+    let (admin, ns, ctx) = operator_bed("it-retention").await;
+    let ns = &ns;
     let merge = PatchParams::default();
 
     create_cluster(&admin, ns, "zeta", serde_json::json!({})).await;

@@ -106,6 +106,15 @@ struct Cli {
     run: RunArgs,
 }
 
+/// What most tests start from: an admin client, a fresh namespace named from `prefix`, and
+/// the operator's Context acting as its ServiceAccount.
+async fn operator_bed(prefix: &str) -> (Client, String, Arc<Context>) {
+    let operator = setup().await;
+    let admin = Client::try_from(admin_config().await).unwrap();
+    let ns = namespace(&admin, prefix).await;
+    (admin, ns, context(operator))
+}
+
 fn context(client: Client) -> Arc<Context> {
     let config = Cli::try_parse_from(["relevo", "--postgres-timeout", "200ms"]).unwrap().run;
     let metrics = Metrics::register(&mut Registry::default());

@@ -20,10 +20,8 @@ async fn create_switchover(admin: &Client, ns: &str, name: &str) {
 
 #[tokio::test]
 async fn only_one_of_two_claims_on_the_same_version_wins() {
-    let operator = setup().await;
-    let admin = Client::try_from(admin_config().await).unwrap();
-    let ns = &namespace(&admin, "it-role-move").await;
-    let ctx = context(operator);
+    let (admin, ns, ctx) = operator_bed("it-role-move").await;
+    let ns = &ns;
     let cluster = create_cluster(&admin, ns, "gamma", serde_json::json!({})).await;
     create_switchover(&admin, ns, "so-a").await;
     create_switchover(&admin, ns, "so-b").await;
@@ -41,7 +39,7 @@ async fn only_one_of_two_claims_on_the_same_version_wins() {
     }
     let now = clusters.get("gamma").await.unwrap();
     assert_eq!(role_move::holder_of(&now).as_deref(), Some("so-a"));
-    let seen = role_move::observe(&ctx, &now).await.unwrap();
+    let seen = role_move::observe(&ctx, &now, "so-b").await.unwrap();
     assert_eq!(seen.holder.as_deref(), Some("so-a"));
     assert!(seen.holder_active, "so-a has not ended");
 
@@ -59,7 +57,7 @@ async fn only_one_of_two_claims_on_the_same_version_wins() {
         .delete("so-b", &Default::default())
         .await
         .expect("deleting so-b");
-    let orphaned = role_move::observe(&ctx, &clusters.get("gamma").await.unwrap()).await.unwrap();
+    let orphaned = role_move::observe(&ctx, &clusters.get("gamma").await.unwrap(), "so-a").await.unwrap();
     assert_eq!(orphaned.holder.as_deref(), Some("so-b"));
     assert!(!orphaned.holder_active, "a deleted holder is not active");
 }

@@ -79,10 +79,8 @@ async fn a_short_day_schedule_creates_each_day_s_backups_in_order() {
     use relevo::crd::backup_schedule::RunResult;
     use relevo::crd::{Backup, BackupSchedule, BackupType};
 
-    let operator = setup().await;
-    let admin = Client::try_from(admin_config().await).unwrap();
-    let ns = &namespace(&admin, "it-schedule").await;
-    let ctx = context(operator);
+    let (admin, ns, ctx) = operator_bed("it-schedule").await;
+    let ns = &ns;
     let cluster = create_cluster(&admin, ns, "delta", serde_json::json!({})).await;
 
     let start = Utc::now().trunc_subsecs(0) - TimeDelta::seconds(50);

@@ -9,10 +9,8 @@ use super::*;
 async fn a_user_server_certificate_is_checked_then_used() {
     use relevo::pki::CertificateAuthority;
 
-    let operator = setup().await;
-    let admin = Client::try_from(admin_config().await).unwrap();
-    let ns = &namespace(&admin, "it-tls").await;
-    let ctx = context(operator);
+    let (admin, ns, ctx) = operator_bed("it-tls").await;
+    let ns = &ns;
     let api: Api<PgCluster> = Api::namespaced(admin.clone(), ns);
     let cluster: PgCluster = serde_json::from_value(serde_json::json!({
         "apiVersion": "relevo.dev/v1alpha1", "kind": "PgCluster",
@@ -66,10 +64,8 @@ async fn a_user_server_certificate_is_checked_then_used() {
 /// collision named, and the child stays the other cluster's.
 #[tokio::test]
 async fn a_cluster_never_takes_over_another_clusters_children() {
-    let operator = setup().await;
-    let admin = Client::try_from(admin_config().await).unwrap();
-    let ns = &namespace(&admin, "it-collide").await;
-    let ctx = context(operator);
+    let (admin, ns, ctx) = operator_bed("it-collide").await;
+    let ns = &ns;
     let first = create_cluster(&admin, ns, "eps", serde_json::json!({})).await;
     reconcile(first.clone(), ctx.clone()).await.expect("reconcile eps");
     let second = create_cluster(&admin, ns, "eps-rw", serde_json::json!({})).await;
