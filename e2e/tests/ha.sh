@@ -8,7 +8,8 @@
 #      the old primary's address;
 #   4. the primary's node drained (relevo switches over first; 0 rows lost);
 #   5. the primary's pod force-deleted.
-# The operator's node killed mid-switchover is tests/operator-node.sh.
+# The operator's node killed mid-switchover is tests/operator-node.sh, kept out
+# of the default list while it is flaky (issue 10).
 # After each: no acknowledged row lost where none may be (planned, drain), the
 # losses reported where replication is asynchronous, never two primaries, the
 # cut-off primary acknowledged nothing once its successor was being promoted,

@@ -3,10 +3,15 @@
 # the writer of e2e/switchover-lib.sh, on a PgCluster of 3 instances: another
 # operator must take over (the relevo-operator Lease, a 10 s toleration of a
 # lost node) and complete the switchover with nothing lost.
-# Seen 2026-12-02 (killed in phase Fencing): the replacement operator led about
-# 50 s after the kill (the node NotReady after 20 s, a 10 s toleration, a new pod),
-# gave each phase its full timeout again, and completed the switchover in 56 s;
-# no write is possible between the fence and the new operator's promotion.
+# NOT in the default e2e list: it is flaky. Run it with `e2e/run-e2e.sh operator-node`.
+# Seen 2026-12-02, both times killed in phase Fencing:
+#   - passed (8/0): the replacement operator led about 50 s after the kill (NotReady
+#     after 20 s, a 10 s toleration, a new pod), gave the phase its full timeout
+#     again, and completed the switchover in 56 s with 0 rows lost;
+#   - failed (fresh-clone CI of fe9352b): Failed "old primary demo-1 was not fenced
+#     within 30s; could not unfence demo-1: restore it by hand", nothing writable
+#     after. So for 90 s after the takeover the new operator never saw demo-1 fenced
+#     or primary again; the cause is not found yet (issue 10).
 source "$(dirname "$0")/../lib.sh"
 if [[ $RELEVO_CLUSTER != kind ]]; then
   say "operator-node: needs the kind cluster (RELEVO_CLUSTER=kind); skipped"
