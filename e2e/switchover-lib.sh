@@ -48,6 +48,24 @@ so_cleanup() {
   k delete namespace "$so_ns" --wait=false >/dev/null 2>&1 || true
 }
 
+# so_diagnose SWITCHOVER: what an expert would look at when SWITCHOVER went
+# wrong, on stderr: its status, the pods and their markers, the live operator's
+# log lines about this namespace, and each instance's last log lines.
+so_diagnose() {
+  say "diagnostics for $1 in $so_ns"
+  k -n "$so_ns" get switchovers.relevo.dev "$1" -o jsonpath='{.status}{"\n"}' >&2 || true
+  k -n "$so_ns" get pods -o wide >&2 || true
+  k -n "$so_ns" get pods -o json | jq -r '.items[] | "\(.metadata.name) \(.metadata.annotations // {}
+    | with_entries(select(.key | startswith("relevo.dev/"))) | tostring)"' >&2 || true
+  local operator i
+  operator=$(live_operator | awk '{print $1}')
+  [[ -z $operator ]] || k -n relevo-system logs "$operator" --tail=400 2>&1 | grep -F "$so_ns" | tail -60 >&2 || true
+  for i in 1 2 3; do
+    say "demo-$i-0 (postgres), last lines"
+    k -n "$so_ns" logs "demo-$i-0" -c postgres --tail=25 >&2 2>&1 || true
+  done
+}
+
 so_secret() { k -n "$so_ns" get secret "demo-$1" -o jsonpath="{.data.$2}" | base64 -d; }
 so_primary() { k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.status.currentPrimary}'; }
 # so_node: the node the primary's pod runs on.
@@ -145,6 +163,7 @@ run_scenario() {
     pass "$name: $switchover Completed ($(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.from} -> {.status.to} in {.status.durationSeconds}s'))"
   else
     fail "$name: $switchover did not complete: $(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.phase}: {.status.reason}' 2>&1)"
+    so_diagnose "$switchover"
   fi
   # Keep writing until the new primary has acknowledged writes after completion.
   local done_at; done_at=$(now)

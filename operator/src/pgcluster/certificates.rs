@@ -213,6 +213,7 @@ pub async fn reload_where_stale(ctx: &Context, owner: &Owner, pods: &[Pod], tls:
             superuser_password: password,
             ca: &ca,
             timeout: ctx.config.postgres_timeout,
+            connect_timeout: None,
         };
         match postgres::presented_certificate(&connection.target(), &ca).await {
             Ok(presented) if presented == expected.as_ref() => continue,

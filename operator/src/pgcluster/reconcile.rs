@@ -409,6 +409,7 @@ async fn maintain_slots(
         superuser_password: password,
         ca,
         timeout: ctx.config.postgres_timeout,
+        connect_timeout: None,
     };
     let converged = match connection.connect().await {
         Ok(client) => slots::converge(&client, &wanted, &owner.name).await.map_err(PgError::from),

@@ -35,6 +35,8 @@ pub struct Target<'a> {
     pub dbname: &'a str,
     /// Bounds the TCP connect, the TLS handshake and authentication together.
     pub timeout: Duration,
+    /// Bounds the TCP connect alone (at most `timeout`).
+    pub connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for Target<'_> {
@@ -64,7 +66,7 @@ impl Target<'_> {
             .dbname(self.dbname)
             .application_name("relevo-operator")
             .ssl_mode(SslMode::Require)
-            .connect_timeout(self.timeout);
+            .connect_timeout(self.connect_timeout.min(self.timeout));
         config
     }
 }
@@ -79,6 +81,8 @@ pub struct Connection<'a> {
     pub superuser_password: &'a str,
     pub ca: &'a ClusterCa,
     pub timeout: Duration,
+    /// A shorter bound for the TCP connect alone (`None`: `timeout`).
+    pub connect_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Connection<'_> {
@@ -100,6 +104,7 @@ impl Connection<'_> {
             password: self.superuser_password,
             dbname: "postgres",
             timeout: self.timeout,
+            connect_timeout: self.connect_timeout.unwrap_or(self.timeout),
         }
     }
 
@@ -126,7 +131,8 @@ pub async fn presented_certificate(target: &Target<'_>, ca: &ClusterCa) -> Resul
         _ => target.host,
     };
     let handshake = async {
-        let stream = tokio::net::TcpStream::connect((target.host, target.port)).await?;
+        let connect = tokio::net::TcpStream::connect((target.host, target.port));
+        let stream = tokio::time::timeout(target.connect_timeout, connect).await??;
         tls::presented_certificate(stream, name, ca).await
     };
     Ok(tokio::time::timeout(target.timeout, handshake).await??)
@@ -148,6 +154,7 @@ mod tests {
             password: "s3cret",
             dbname: "postgres",
             timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(3),
         }
     }
 

@@ -101,6 +101,7 @@ fn target(port: u16, server_name: &str) -> Target<'_> {
         password: PASSWORD,
         dbname: "postgres",
         timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(10),
     }
 }
 
@@ -204,4 +205,45 @@ async fn only_verified_tls_gets_in_and_replication_streams_over_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(fs::read_to_string(pg.dir("a").join("postmaster.pid")).unwrap(), postmaster, "no restart");
+}
+
+/// The short bound a probe gives a host that went unanswered covers the TCP connect alone:
+/// an instance slow to do the TLS handshake, authentication and query (a loaded node) still
+/// answers within the whole timeout. With the bound on everything it never answered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_instance_is_answered_under_a_short_connect_bound() {
+    let mut pg = Pg::new();
+    let port = free_port();
+    let ca = CertificateAuthority::generate("demo").unwrap();
+    let leaf = pki::postgres_server_leaf(&ca, "demo", "db").unwrap();
+    pg.install_certificate(&leaf, &ca.pem().cert_pem);
+    pg.initdb("slow");
+    pg.start("slow", port);
+    let cluster_ca = ClusterCa::from_pem(&ca.pem().cert_pem).unwrap();
+
+    // A proxy whose kernel accepts at once and which forwards only after a pause: a server
+    // whose every answer is late.
+    let delay = Duration::from_millis(800);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+
+    let short = Duration::from_millis(500);
+    let started = Instant::now();
+    let bounded_connect = Target { connect_timeout: short, ..target(proxy_port, "demo-rw") };
+    let client = connect(&bounded_connect, &cluster_ca).await.expect("a slow instance still answers");
+    assert!(started.elapsed() >= delay, "the answer came through the slow proxy");
+    assert_eq!(client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+
+    // The whole timeout still bounds the exchange.
+    let whole = Target { timeout: short, connect_timeout: short, ..target(proxy_port, "demo-rw") };
+    assert!(connect(&whole, &cluster_ca).await.is_err(), "past the whole timeout it gives up");
 }

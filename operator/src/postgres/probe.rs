@@ -122,11 +122,14 @@ pub struct ProbeTarget {
     pub server_name: String,
 }
 
-/// How long a host that did not answer its last probe gets: a dead node's pod IP drops
-/// packets, so every probe of it lasts its whole timeout, and a failover decides once per
-/// probe round. A live instance answers in milliseconds; one that answers again is given
-/// the full timeout again.
-pub const UNANSWERED_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the TCP connect to a host that did not answer its last probe may take: a dead
+/// node's pod IP drops packets, so every probe of it would last its whole timeout, and a
+/// failover decides once per probe round. Only the connect is bounded so: a live kernel
+/// completes it in well under a millisecond however loaded PostgreSQL is, while the TLS
+/// handshake, authentication and query of a busy instance can take longer than this, and a
+/// bound on them too would keep a slow instance unanswered for good (the new operator of the
+/// operator-node story never saw the fenced primary again that way).
+pub const UNANSWERED_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The hosts (pod IPs) whose last probe went unanswered, shared by every probe of the
 /// operator. A recreated pod has a new IP, so it starts with the full timeout.
@@ -138,10 +141,10 @@ impl Unanswered {
     /// costs one full timeout per silent host.
     const CAPACITY: usize = 4096;
 
-    /// The timeout for the next probe of `host`.
-    pub fn timeout(&self, host: &str, normal: Duration) -> Duration {
+    /// The bound on the TCP connect of the next probe of `host`; `None`: the whole timeout.
+    pub fn connect_timeout(&self, host: &str) -> Option<Duration> {
         let silent = self.0.lock().unwrap_or_else(|e| e.into_inner()).contains(host);
-        if silent { normal.min(UNANSWERED_TIMEOUT) } else { normal }
+        silent.then_some(UNANSWERED_CONNECT_TIMEOUT)
     }
 
     pub fn record(&self, host: &str, answered: bool) {
@@ -159,7 +162,7 @@ impl Unanswered {
 
 /// Probes every target at once; an instance that does not answer within the timeout is
 /// absent from the result (and logged at debug: a restarting pod is normal). A host that
-/// did not answer last time gets [`UNANSWERED_TIMEOUT`] at most.
+/// did not answer last time gets [`UNANSWERED_CONNECT_TIMEOUT`] for its TCP connect.
 pub async fn probe_all(
     targets: impl IntoIterator<Item = ProbeTarget>,
     superuser_password: &str,
@@ -169,8 +172,8 @@ pub async fn probe_all(
 ) -> BTreeMap<String, Probe> {
     let probes = targets.into_iter().map(|target| async move {
         let ProbeTarget { instance, host, server_name } = target;
-        let timeout = unanswered.timeout(&host, timeout);
-        let connection = Connection { host, server_name, superuser_password, ca, timeout };
+        let connect_timeout = unanswered.connect_timeout(&host);
+        let connection = Connection { host, server_name, superuser_password, ca, timeout, connect_timeout };
         let result = probe(&connection).await;
         unanswered.record(&connection.host, result.is_ok());
         match result {
@@ -229,16 +232,14 @@ mod tests {
     }
 
     #[test]
-    fn a_host_that_did_not_answer_gets_a_short_timeout_until_it_answers() {
+    fn a_host_that_did_not_answer_gets_a_short_connect_until_it_answers() {
         let unanswered = Unanswered::default();
-        let normal = Duration::from_secs(2);
-        assert_eq!(unanswered.timeout("10.0.0.1", normal), normal);
+        assert_eq!(unanswered.connect_timeout("10.0.0.1"), None);
         unanswered.record("10.0.0.1", false);
-        assert_eq!(unanswered.timeout("10.0.0.1", normal), UNANSWERED_TIMEOUT);
-        assert_eq!(unanswered.timeout("10.0.0.2", normal), normal, "only that host");
-        assert_eq!(unanswered.timeout("10.0.0.1", Duration::from_millis(100)), Duration::from_millis(100));
+        assert_eq!(unanswered.connect_timeout("10.0.0.1"), Some(UNANSWERED_CONNECT_TIMEOUT));
+        assert_eq!(unanswered.connect_timeout("10.0.0.2"), None, "only that host");
         unanswered.record("10.0.0.1", true);
-        assert_eq!(unanswered.timeout("10.0.0.1", normal), normal);
+        assert_eq!(unanswered.connect_timeout("10.0.0.1"), None);
     }
 
     #[test]

@@ -287,6 +287,7 @@ where
         superuser_password: password,
         ca,
         timeout: ctx.config.postgres_timeout,
+        connect_timeout: None,
     };
     let client = connection.connect().await.map_err(postgres)?;
     let deadline = ctx.config.postgres_timeout + std::time::Duration::from_secs(40);
