@@ -17,8 +17,31 @@ pub mod plan;
 pub mod supervise;
 
 /// Runs the entrypoint to the end: prepares the data directory, then supervises PostgreSQL
-/// until it exits; returns its exit status.
+/// until it exits; returns its exit status. A stop signal is obeyed at every stage.
 pub fn run(args: &exec::InstanceArgs) -> Result<std::process::ExitStatus, exec::ExecError> {
-    let prepared = exec::prepare(args)?;
-    supervise::supervise_postgres(args, &prepared.superuser_password, prepared.set_passwords)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(exec::io("starting the supervisor runtime"))?;
+    let result = runtime.block_on(async {
+        let mut signals = supervise::StopSignals::install()?;
+        let owned = args.clone();
+        let Some(prepared) = signals.unless_stopped(move || exec::prepare(&owned)).await? else {
+            eprintln!(
+                "relevo instance: stopped while preparing the data directory; it resumes at the next start"
+            );
+            return Ok(supervise::stopped_before_postgres());
+        };
+        let prepared = prepared?;
+        supervise::supervise_postgres(
+            args,
+            &prepared.superuser_password,
+            prepared.set_passwords,
+            &mut signals,
+        )
+        .await
+    });
+    // Work abandoned at a stop signal is not waited for: it dies with the container.
+    runtime.shutdown_background();
+    result
 }

@@ -10,7 +10,9 @@
 //!
 //! The pod's SIGTERM becomes a fast shutdown (pg_ctl stop -m fast): PostgreSQL's own answer
 //! to SIGTERM is a "smart" shutdown that waits for every client to disconnect, which would
-//! outlast the grace period and end in SIGKILL.
+//! outlast the grace period and end in SIGKILL. A signal during long work (the bootstrap, a
+//! rebuild) ends the entrypoint at once: that work runs off the signal path (and off the
+//! thread the lease keeper and the fence channel share), and is repeated at the next start.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -65,101 +67,154 @@ fn conf_path(args: &InstanceArgs) -> PathBuf {
     args.pgdata.join(Path::new(layout::INSTANCE_CONF).file_name().unwrap_or_default())
 }
 
+/// The pod's SIGTERM (and SIGINT, by hand), installed once for the whole entrypoint: the
+/// entrypoint is the container's PID 1, which the kernel delivers no signal to that it has no
+/// handler for, so without this a pod being deleted during a bootstrap or a rebuild would sit
+/// out its whole grace period.
+pub struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> Result<Self, ExecError> {
+        use tokio::signal::unix::SignalKind;
+        Self::listening(SignalKind::terminate(), SignalKind::interrupt())
+    }
+
+    fn listening(
+        terminate: tokio::signal::unix::SignalKind,
+        interrupt: tokio::signal::unix::SignalKind,
+    ) -> Result<Self, ExecError> {
+        use tokio::signal::unix::signal;
+        Ok(StopSignals {
+            terminate: signal(terminate).map_err(io("installing the SIGTERM handler"))?,
+            interrupt: signal(interrupt).map_err(io("installing the SIGINT handler"))?,
+        })
+    }
+
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+
+    /// Runs blocking `work` (a bootstrap, a rebuild: minutes to an hour) off the signal path;
+    /// `None` when a stop signal came first. The work is abandoned, not awaited: it records
+    /// its result on the volume last, so the next start repeats it, and its programs die with
+    /// the container.
+    pub async fn unless_stopped<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<Option<T>, ExecError> {
+        let task = tokio::task::spawn_blocking(work);
+        tokio::select! {
+            done = task => done.map(Some).map_err(|e| io("running blocking work")(std::io::Error::other(e))),
+            () = self.received() => Ok(None),
+        }
+    }
+}
+
+/// The exit status of an entrypoint stopped before PostgreSQL ran.
+pub fn stopped_before_postgres() -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt as _;
+    ExitStatus::from_raw(0)
+}
+
 /// `set_passwords`: SQL to run once PostgreSQL has left recovery, after a restore (see
 /// [`super::exec::passwords_pending_marker`]).
-pub fn supervise_postgres(
+pub async fn supervise_postgres(
     args: &InstanceArgs,
     superuser_password: &str,
     mut set_passwords: Option<String>,
+    signals: &mut StopSignals,
 ) -> Result<ExitStatus, ExecError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(io("starting the supervisor runtime"))?;
-    runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
-        let inputs = Arc::new(Inputs {
-            running: AtomicBool::new(false),
-            standby_signal: args.pgdata.join("standby.signal"),
-            self_fenced: AtomicBool::new(false),
-        });
-        let keeper = lease_keeper::spawn(args.cluster.clone(), args.instance.clone(), inputs.clone());
-        let channel = start_control_channel(args);
-        // Markers set while the pod was down (a fence held across a restart, a rebuild
-        // requested for a pod that comes back after a failover) act before PostgreSQL starts.
-        let mut pending = decide(&read_markers(), &read_local(&args.pgdata), &Holder::Unknown);
-        let mut self_fence = false;
-        loop {
-            if pending != Action::Nothing {
-                carry_out(args, &pending, superuser_password)?;
-            }
-            gate_primary_start(args, &inputs).await?;
-            let mut postgres = tokio::process::Command::new("postgres")
-                .arg("-D")
-                .arg(&args.pgdata)
-                .arg("-c")
-                .arg(format!("config_file={}", layout::POSTGRESQL_CONF))
-                .spawn()
-                .map_err(io("starting postgres"))?;
-            inputs.running.store(true, Ordering::SeqCst);
-            let mut tick = tokio::time::interval(POLL_INTERVAL);
-            let restart = loop {
-                tokio::select! {
-                    status = postgres.wait() => return status.map_err(io("waiting for postgres")),
-                    _ = terminate.recv() => break None,
-                    _ = interrupt.recv() => break None,
-                    _ = tick.tick() => {}
-                    () = channel.wake.notified() => {}
+    let inputs = Arc::new(Inputs {
+        running: AtomicBool::new(false),
+        standby_signal: args.pgdata.join("standby.signal"),
+        self_fenced: AtomicBool::new(false),
+    });
+    let keeper = lease_keeper::spawn(args.cluster.clone(), args.instance.clone(), inputs.clone());
+    let channel = start_control_channel(args);
+    // Markers set while the pod was down (a fence held across a restart, a rebuild
+    // requested for a pod that comes back after a failover) act before PostgreSQL starts.
+    let mut pending = decide(&read_markers(), &read_local(&args.pgdata), &Holder::Unknown);
+    let mut self_fence = false;
+    loop {
+        if pending != Action::Nothing {
+            let (owned_args, action, password) =
+                (args.clone(), pending.clone(), superuser_password.to_owned());
+            let done = signals.unless_stopped(move || carry_out(&owned_args, &action, &password)).await?;
+            match done {
+                Some(result) => result?,
+                None => {
+                    log(args, &format!("stopped during {pending:?}; it is repeated at the next start"));
+                    return Ok(stopped_before_postgres());
                 }
-                let report = keeper.borrow().clone();
-                if !inputs.standby_signal.exists()
-                    && let Some(reason) = report.self_fence_reason(Instant::now())
-                {
-                    log(args, &format!("fencing myself: {reason}"));
-                    self_fence = true;
-                    break Some(Action::Fence { token: SELF_FENCE_TOKEN.into() });
-                }
-                if let Some(sql) = &set_passwords
-                    && set_passwords_once_promoted(args, sql).await
-                {
-                    set_passwords = None;
-                }
-                let local = read_local(&args.pgdata);
-                inputs
-                    .self_fenced
-                    .store(local.fenced_by.as_deref() == Some(SELF_FENCE_TOKEN), Ordering::SeqCst);
-                let action = decide(&channel.effective(&read_markers()), &local, &report.holder);
-                if action.needs_restart() {
-                    break Some(action);
-                }
-                if action != Action::Nothing {
-                    carry_out(args, &action, superuser_password)?;
-                    reload(&args.pgdata).await;
-                }
-            };
-            if self_fence {
-                // Sessions end at the first signal; the escalation bounds a shutdown that
-                // waits for walsenders with nowhere to send (a partition).
-                stop(&args.pgdata, SELF_FENCE_STOP_SECONDS).await;
-                if postgres.try_wait().ok().flatten().is_none() {
-                    log(args, "fast shutdown did not finish: immediate shutdown");
-                    stop_immediate(&args.pgdata).await;
-                }
-                self_fence = false;
-            } else {
-                log(args, "stopping PostgreSQL (fast shutdown)");
-                stop(&args.pgdata, STOP_TIMEOUT_SECONDS).await;
-            }
-            let status = postgres.wait().await.map_err(io("waiting for postgres"))?;
-            inputs.running.store(false, Ordering::SeqCst);
-            match restart {
-                None => return Ok(status),
-                Some(action) => pending = action,
             }
         }
-    })
+        gate_primary_start(args, &inputs).await?;
+        let mut postgres = tokio::process::Command::new("postgres")
+            .arg("-D")
+            .arg(&args.pgdata)
+            .arg("-c")
+            .arg(format!("config_file={}", layout::POSTGRESQL_CONF))
+            .spawn()
+            .map_err(io("starting postgres"))?;
+        inputs.running.store(true, Ordering::SeqCst);
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        let restart = loop {
+            tokio::select! {
+                status = postgres.wait() => return status.map_err(io("waiting for postgres")),
+                () = signals.received() => break None,
+                _ = tick.tick() => {}
+                () = channel.wake.notified() => {}
+            }
+            let report = keeper.borrow().clone();
+            if !inputs.standby_signal.exists()
+                && let Some(reason) = report.self_fence_reason(Instant::now())
+            {
+                log(args, &format!("fencing myself: {reason}"));
+                self_fence = true;
+                break Some(Action::Fence { token: SELF_FENCE_TOKEN.into() });
+            }
+            if let Some(sql) = &set_passwords
+                && set_passwords_once_promoted(args, sql).await
+            {
+                set_passwords = None;
+            }
+            let local = read_local(&args.pgdata);
+            inputs.self_fenced.store(local.fenced_by.as_deref() == Some(SELF_FENCE_TOKEN), Ordering::SeqCst);
+            let action = decide(&channel.effective(&read_markers()), &local, &report.holder);
+            if action.needs_restart() {
+                break Some(action);
+            }
+            if action != Action::Nothing {
+                carry_out(args, &action, superuser_password)?;
+                reload(&args.pgdata).await;
+            }
+        };
+        if self_fence {
+            // Sessions end at the first signal; the escalation bounds a shutdown that
+            // waits for walsenders with nowhere to send (a partition).
+            stop(&args.pgdata, SELF_FENCE_STOP_SECONDS).await;
+            if postgres.try_wait().ok().flatten().is_none() {
+                log(args, "fast shutdown did not finish: immediate shutdown");
+                stop_immediate(&args.pgdata).await;
+            }
+            self_fence = false;
+        } else {
+            log(args, "stopping PostgreSQL (fast shutdown)");
+            stop(&args.pgdata, STOP_TIMEOUT_SECONDS).await;
+        }
+        let status = postgres.wait().await.map_err(io("waiting for postgres"))?;
+        inputs.running.store(false, Ordering::SeqCst);
+        match restart {
+            None => return Ok(status),
+            Some(action) => pending = action,
+        }
+    }
 }
 
 /// The operator's direct channel (mutual TLS with the cluster's certificate); without the
@@ -371,4 +426,31 @@ fn rebuild_from(args: &InstanceArgs, source: &str, superuser_password: &str) -> 
 fn bin_dir() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).find(|dir| dir.join("pg_ctl").is_file()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::StopSignals;
+
+    /// SIGINT only: a handler stays installed in the test process for good, and the test
+    /// runner must stay killable by SIGTERM.
+    #[tokio::test]
+    async fn a_stop_signal_ends_the_wait_for_blocking_work_at_once() {
+        let interrupt = tokio::signal::unix::SignalKind::interrupt();
+        let mut signals = StopSignals::listening(interrupt, interrupt).unwrap();
+        let done = signals.unless_stopped(|| 7).await.unwrap();
+        assert_eq!(done, Some(7), "work that ends first gives its result");
+
+        let pid = std::process::id().to_string();
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        });
+        let done = signals.unless_stopped(|| std::thread::sleep(Duration::from_secs(3))).await.unwrap();
+        assert_eq!(done, None, "the signal came first");
+        assert!(started.elapsed() < Duration::from_secs(2), "not held by the work: {:?}", started.elapsed());
+    }
 }
