@@ -23,7 +23,7 @@ use crate::crd::{
     Backup, BackupSchedule, BackupSpec, BackupType, PgCluster, Switchover, SwitchoverMode, SwitchoverPhase,
     SwitchoverSpec,
 };
-use crate::pgcluster::names;
+use crate::protocol::names;
 
 /// Field manager of the objects the CLI creates.
 const CLI_FIELD_MANAGER: &str = "relevo-cli";

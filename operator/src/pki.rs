@@ -18,7 +18,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
-use crate::pgcluster::names;
+use crate::protocol::names;
 
 /// Days a CA is valid. Pods and applications trust it, so it outlives many leaves.
 const CA_VALIDITY_DAYS: u64 = 20 * 365;

@@ -26,8 +26,9 @@ use super::retention::{self, RepoView};
 use super::{job, record, redis_io, retention_io};
 use crate::crd::{Backup, BackupPhase, PgCluster};
 use crate::error::{Error, Result};
-use crate::pgcluster::names::{self, FIELD_MANAGER};
+use crate::protocol::names;
 use crate::runtime::context::Context;
+use crate::runtime::conventions::FIELD_MANAGER;
 use crate::runtime::conventions::is_conflict;
 use crate::runtime::{self, kube_error};
 

@@ -23,9 +23,9 @@ use kube::{Resource, ResourceExt};
 use super::result::TERMINATION_LOG;
 use super::schedule::MAX_NAME_LEN;
 use crate::crd::Backup;
-use crate::hash::fnv1a32;
-use crate::instance::layout;
-use crate::pgcluster::names;
+use crate::protocol::hash::fnv1a32;
+use crate::protocol::layout;
+use crate::protocol::names;
 
 /// Component label of backup Jobs and their pods.
 pub const COMPONENT: &str = "backup";

@@ -144,7 +144,7 @@ fn pending(backup: &Backup, mut status: BackupStatus, observed: &BackupObservati
         );
     };
     if !repo_host_ready {
-        let pod = crate::pgcluster::names::repo_pod(cluster);
+        let pod = crate::protocol::names::repo_pod(cluster);
         return wait_with(
             status,
             format!("waiting for the repo host pod {pod} to be Ready"),

@@ -14,7 +14,7 @@ use super::job::{JOB_NAME_LABEL, JobView, job_name, job_view};
 use super::machine::{BackupObservation, ClusterView, first_in_line};
 use crate::crd::{Backup, PgCluster, Switchover, SwitchoverPhase};
 use crate::error::Result;
-use crate::pgcluster::names;
+use crate::protocol::names;
 use crate::runtime::context::Context;
 use crate::runtime::{is_ready, kube_error};
 

@@ -13,7 +13,7 @@ use super::redis_record::BackupRecord;
 use crate::crd::pgcluster::LastBackup;
 use crate::crd::{Backup, BackupSchedule};
 use crate::pgbackrest::info::{backup_set_path, label_type};
-use crate::pgcluster::names;
+use crate::protocol::names;
 
 /// The Redis record of a Completed Backup; `None` while its status lacks the label or start.
 pub fn record_of(backup: &Backup) -> Option<BackupRecord> {

@@ -17,7 +17,7 @@ use crate::crd::PgCluster;
 use crate::crd::pgcluster::SecretKeyRef;
 use crate::pgcluster::builders::redis::REDIS_PORT;
 use crate::pgcluster::builders::secrets::PASSWORD_KEY;
-use crate::pgcluster::names;
+use crate::protocol::names;
 
 /// Where a cluster's Redis is, before any lookup.
 #[derive(Debug, Clone, PartialEq)]

@@ -26,7 +26,7 @@ use super::result::{BackupDone, JobResult, RepoContents, TERMINATION_LOG, comman
 use crate::crd::BackupType;
 use crate::pgbackrest::command::{PGBACKREST, Pgbackrest};
 use crate::pgbackrest::info::{backup_of_run, find_stanza, parse};
-use crate::pgcluster::names;
+use crate::protocol::names;
 
 /// Lines of a command's output kept in memory for the error; the rest only goes to the log.
 const KEPT_LINES: usize = 200;

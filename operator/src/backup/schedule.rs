@@ -27,7 +27,7 @@ use croner::parser::{CronParser, Seconds, Year};
 
 use super::cycle::{Cycle, CycleClock, CycleError};
 use crate::crd::BackupType;
-use crate::hash::fnv1a32;
+use crate::protocol::hash::fnv1a32;
 
 /// Longest Kubernetes object name we produce (a DNS label, so it also fits Job labels).
 pub const MAX_NAME_LEN: usize = 63;

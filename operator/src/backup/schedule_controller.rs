@@ -25,9 +25,9 @@ use super::schedule::PlannedBackup;
 use super::schedule_machine::{self, ScheduleDecision, ScheduleObservation};
 use crate::crd::{Backup, BackupPhase, BackupSchedule, BackupScheduleStatus, PgCluster};
 use crate::error::Result;
-use crate::pgcluster::names::FIELD_MANAGER;
 use crate::runtime::api::apply_status;
 use crate::runtime::context::Context;
+use crate::runtime::conventions::FIELD_MANAGER;
 use crate::runtime::conventions::is_conflict;
 use crate::runtime::{self, events, kube_error};
 

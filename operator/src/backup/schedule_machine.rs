@@ -327,7 +327,7 @@ pub fn backup_of(
     );
     backup.metadata.namespace = schedule.namespace();
     backup.metadata.labels = Some(BTreeMap::from([(
-        crate::pgcluster::names::LABEL_CLUSTER.to_string(),
+        crate::protocol::names::LABEL_CLUSTER.to_string(),
         schedule.spec.cluster.clone(),
     )]));
     backup.metadata.annotations =

@@ -1,8 +1,8 @@
 //! Files the entrypoint writes, rendered purely so that their exact content is tested.
 
-use crate::pgcluster::parameters::quote;
+use crate::protocol::quote::conf_value as quote;
 
-use super::layout;
+use crate::protocol::layout;
 
 /// Settings that differ per instance, included at the end of the shared postgresql.conf.
 /// primary_conninfo names the `-rw` Service, so after a switchover a standby reconnects to

@@ -18,33 +18,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 
-use crate::switchover::markers::Markers;
+use crate::protocol::markers::{FENCE_PATH, FenceMarkers, Markers};
 
-/// The port of the endpoint, on every instance pod.
-pub const PORT: u16 = 8008;
-/// The one route: the fence markers the operator wants now.
-pub const FENCE_PATH: &str = "/v1/fence";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The fence part of the markers, as the operator sends it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FenceMarkers {
-    pub fence: Option<String>,
-    pub restore_primary: Option<String>,
-}
-
-impl FenceMarkers {
-    fn of(markers: &Markers) -> Self {
-        Self { fence: markers.fence.clone(), restore_primary: markers.restore_primary.clone() }
-    }
-}
 
 /// A pushed set, and what the file said when it arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]

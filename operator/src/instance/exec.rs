@@ -9,9 +9,9 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use super::conf;
-use super::layout::{self, env};
 use super::plan::{self, Bootstrap, DataDir, PlanError, Step};
 use crate::pgbackrest::command::{Pgbackrest, RestoreOptions, RestoreTarget};
+use crate::protocol::layout::{self, env};
 
 /// How often and how long a standby retries cloning while its primary is not up yet (the
 /// first primary is still in initdb, or the operator has not created the slot).

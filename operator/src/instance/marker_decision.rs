@@ -6,7 +6,7 @@
 //! that never takes part in a switchover runs exactly as before.
 
 use crate::lease::{Holder, SELF_FENCE_TOKEN};
-use crate::switchover::markers::Markers;
+use crate::protocol::markers::Markers;
 
 /// What this instance has recorded on its volume, so a container restart keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

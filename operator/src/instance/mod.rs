@@ -10,7 +10,6 @@
 pub mod conf;
 pub mod control;
 pub mod exec;
-pub mod layout;
 pub mod lease_keeper;
 pub mod marker_decision;
 pub mod plan;

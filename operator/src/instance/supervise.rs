@@ -24,14 +24,13 @@ use std::time::{Duration, Instant};
 use super::conf;
 use super::control;
 use super::exec::{ExecError, InstanceArgs, clone_from_primary, io, log, wipe, write_private};
-use super::layout;
 use super::lease_keeper::{self, Inputs, LeaseClient};
 use super::marker_decision::{Action, Local, decide};
 use crate::lease::{Holder, SELF_FENCE_TOKEN};
-use crate::pgcluster::names;
+use crate::protocol::layout;
+use crate::protocol::markers::{ANNOTATIONS_FILE, Markers, parse_annotations_file};
+use crate::protocol::names;
 use crate::rebuild::{self, RebuildSource, StartMode};
-use crate::switchover::markers::{ANNOTATIONS_FILE, Markers, parse_annotations_file};
-use crate::switchover::sql;
 
 /// How often the annotations file is read: a fence waits at most this long for us.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -224,7 +223,7 @@ fn start_control_channel(args: &InstanceArgs) -> Arc<control::Channel> {
     let tls = |key: &str| Path::new(names::PGBACKREST_TLS_DIR).join(key);
     match control::server_config(&tls("ca.crt"), &tls("tls.crt"), &tls("tls.key")) {
         Ok(config) => {
-            let addr = std::net::SocketAddr::from(([0, 0, 0, 0], control::PORT));
+            let addr = std::net::SocketAddr::from(([0, 0, 0, 0], crate::protocol::markers::PORT));
             let served = channel.clone();
             tokio::spawn(async move {
                 if let Err(error) = control::serve(addr, config, served).await {
@@ -377,7 +376,7 @@ fn rebuild_from(args: &InstanceArgs, source: &str, superuser_password: &str) -> 
     write_private(&passfile, &conf::rebuild_passfile(superuser_password))?;
     let host = format!("{}.{}", names::pod(source), names::service_headless(&args.cluster));
     let port = layout::POSTGRES_PORT.to_string();
-    let conninfo = sql::conninfo(&[
+    let conninfo = crate::protocol::quote::conninfo(&[
         ("host", &host),
         ("port", &port),
         ("user", layout::SUPERUSER),

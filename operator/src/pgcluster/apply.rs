@@ -17,16 +17,17 @@ use tracing::info;
 use crate::crd::common::Condition;
 use crate::crd::{PgCluster, PgClusterStatus};
 use crate::error::{Error, Result};
+use crate::protocol::markers;
 use crate::runtime::context::Context;
 use crate::runtime::conventions::{is_conflict, is_not_found};
 use crate::runtime::{events, kube_error};
-use crate::switchover::markers;
 
 use super::builders::{self, Owner};
-use super::names::{self, FIELD_MANAGER, RoleLabel};
 use super::passwords::Passwords;
 use super::status::{CONDITION_DEGRADED, CONDITION_READY, RoleLabelChange};
 use super::validate::ValidSpec;
+use crate::protocol::names::{self, RoleLabel};
+use crate::runtime::conventions::FIELD_MANAGER;
 
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()

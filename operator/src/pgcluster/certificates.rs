@@ -21,8 +21,9 @@ use super::apply;
 use super::builders::Owner;
 use super::builders::pgbackrest::{CA_CERT_KEY, CA_KEY_KEY, ca_secret, tls_secret};
 use super::builders::tls::{ServerTls, ca_config_map, server_secret};
-use super::names::{self, FIELD_MANAGER};
 use super::status::Problem;
+use crate::protocol::names;
+use crate::runtime::conventions::FIELD_MANAGER;
 
 fn certificates(action: &'static str) -> impl FnOnce(pki::PkiError) -> Error {
     move |source| Error::Certificates { action, source }

@@ -22,12 +22,12 @@ use crate::runtime::context::Context;
 use super::apply;
 use super::builders::Owner;
 use super::failover_check::FAILOVER_CLOCK;
-use super::names;
 use super::reconcile::ClusterStages;
 use super::stages;
 use super::status::Problem;
 use super::topology;
 use super::validate::validate;
+use crate::protocol::names;
 
 /// Label value of this controller in metrics.
 pub const CONTROLLER: &str = "pgcluster";

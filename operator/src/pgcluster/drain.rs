@@ -15,9 +15,9 @@ use kube::api::{Api, PostParams};
 use tracing::{info, warn};
 
 use super::builders::Owner;
-use super::names;
 use crate::crd::{Switchover, SwitchoverMode, SwitchoverSpec};
 use crate::error::Result;
+use crate::protocol::names;
 use crate::runtime::context::Context;
 use crate::runtime::conventions::is_conflict;
 use crate::runtime::kube_error;
@@ -113,7 +113,10 @@ pub async fn check(ctx: &Context, owner: &Owner, pods: &[Pod], primary: Option<&
         },
     );
     switchover.metadata = owner.child_meta(&name, "switchover");
-    let params = PostParams { field_manager: Some(names::FIELD_MANAGER.into()), ..PostParams::default() };
+    let params = PostParams {
+        field_manager: Some(crate::runtime::conventions::FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
     match api.create(&params, &switchover).await {
         Ok(_) => {
             info!(switchover = %name, node = %primary_node, %target, "primary's node is cordoned: switching over")

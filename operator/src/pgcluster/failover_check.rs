@@ -175,8 +175,10 @@ async fn start(
         SwitchoverSpec { cluster: owner.name.clone(), target_instance: None, mode: SwitchoverMode::Failover },
     );
     switchover.metadata = owner.child_meta(&name, "switchover");
-    let params =
-        PostParams { field_manager: Some(super::names::FIELD_MANAGER.into()), ..PostParams::default() };
+    let params = PostParams {
+        field_manager: Some(crate::runtime::conventions::FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
     let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     match api.create(&params, &switchover).await {
         Ok(_) => {}

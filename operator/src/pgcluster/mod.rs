@@ -10,7 +10,6 @@ pub mod certificates;
 pub mod controller;
 pub mod drain;
 pub mod failover_check;
-pub mod names;
 pub mod parameters;
 pub mod passwords;
 pub mod reconcile;

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::instance::layout;
+use crate::protocol::layout;
+use crate::protocol::quote::conf_value;
 
 use super::spec_error::SpecError;
 use super::topology::SPARE_WAL_SENDERS;
@@ -165,21 +166,15 @@ pub fn render_postgresql_conf(merged: &BTreeMap<String, String>, archive_command
     let mut conf =
         String::from("# Rendered by relevo from the PgCluster; edit spec.postgresql.parameters instead.\n");
     for (name, value) in merged {
-        conf.push_str(&format!("{name} = {}\n", quote(value)));
+        conf.push_str(&format!("{name} = {}\n", conf_value(value)));
     }
     conf.push_str("\n# Owned by relevo: replication, failover and the pod layout depend on these.\n");
     for (name, value) in owned_values(archive_command) {
-        conf.push_str(&format!("{name} = {}\n", quote(&value)));
+        conf.push_str(&format!("{name} = {}\n", conf_value(&value)));
     }
     conf.push_str("\n# cluster_name, primary_conninfo and primary_slot_name of this instance.\n");
-    conf.push_str(&format!("include_if_exists = {}\n", quote(layout::INSTANCE_CONF)));
+    conf.push_str(&format!("include_if_exists = {}\n", conf_value(layout::INSTANCE_CONF)));
     conf
-}
-
-/// Single-quoted postgresql.conf value. Inside quotes the file format treats a backslash as
-/// an escape, so backslashes are doubled as well as quotes.
-pub fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 #[cfg(test)]
@@ -257,7 +252,7 @@ mod tests {
         let merged = merge(&params(&[("search_path", "'$user', public")]), 2).unwrap();
         let conf = render_postgresql_conf(&merged, "pgbackrest --stanza=demo archive-push %p");
         assert!(conf.contains("search_path = '''$user'', public'\n"));
-        assert_eq!(quote(r"C:\dir"), r"'C:\\dir'");
+        assert_eq!(conf_value(r"C:\dir"), r"'C:\\dir'");
         let user = conf.find("wal_keep_size = '512MB'").unwrap();
         let owned = conf.find("wal_level = 'replica'").unwrap();
         let include =

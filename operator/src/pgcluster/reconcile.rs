@@ -27,7 +27,6 @@ use super::builders::tls::ServerTls;
 use super::builders::{self, Owner};
 use super::certificates;
 use super::failover_check::{self, FailoverClock};
-use super::names;
 use super::slots;
 use super::stages::{StageFailure, Stages};
 use super::status::{
@@ -36,6 +35,7 @@ use super::status::{
 };
 use super::topology::{self, Topology};
 use super::validate::ValidSpec;
+use crate::protocol::names;
 
 /// What the observe stage found.
 pub struct Instances {

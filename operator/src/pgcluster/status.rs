@@ -13,7 +13,7 @@ use crate::crd::common::Condition;
 use crate::crd::pgcluster::{ArchivingStatus, ClusterPhase, InstanceRole, InstanceStatus, PgClusterStatus};
 use crate::switchover::Lsn;
 
-use super::names::{self, RoleLabel};
+use crate::protocol::names::{self, RoleLabel};
 
 pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_PROGRESSING: &str = "Progressing";

@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 
 use crate::crd::pgcluster::PgClusterSpec;
-use crate::instance::layout;
 use crate::instance::plan::Bootstrap;
+use crate::protocol::layout;
 
-use super::names;
+use crate::protocol::names;
 
 /// WAL senders and slots beyond one per instance: pg_basebackup streams WAL over a second
 /// connection while cloning, and a backup may hold another.

@@ -15,7 +15,7 @@ use tokio_postgres::config::SslMode;
 
 pub use tls::{ClusterCa, TlsError};
 
-use crate::instance::layout;
+use crate::protocol::layout;
 
 /// An error from PostgreSQL or from the way to it.
 pub type PgError = Box<dyn std::error::Error + Send + Sync>;
@@ -72,7 +72,7 @@ impl Target<'_> {
 }
 
 /// One instance of a cluster as the operator reaches it: dialled by its pod IP, verified as
-/// its pod DNS name ([`crate::pgcluster::names::pod_fqdn`]) against the cluster CA, as the
+/// its pod DNS name ([`crate::protocol::names::pod_fqdn`]) against the cluster CA, as the
 /// superuser.
 #[derive(Clone)]
 pub struct Connection<'a> {

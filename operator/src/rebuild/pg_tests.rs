@@ -67,7 +67,7 @@ impl Pg {
             Some(app) => pairs.extend([("application_name", app), ("passfile", passfile.as_str())]),
             None => pairs.push(("dbname", "postgres")),
         }
-        sql::conninfo(&pairs)
+        crate::protocol::quote::conninfo(&pairs)
     }
 
     fn executor(&self, name: &str, port: u16) -> Executor {

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::ExecError;
-use crate::switchover::sql::redact_conninfo;
+use crate::protocol::quote::redact_conninfo;
 
 /// How to run a program: an optional wrapper (e.g. `runuser -u postgres --` when the caller is
 /// root; empty in the pod, which already runs as the postgres user), extra environment, and a

@@ -35,10 +35,11 @@ use crate::pgbackrest::info;
 use crate::pgcluster::builders::pgbackrest::{
     PG_HOST_CONF_KEY, TLS_FILE_MODE, conf_path, instance_pgbackrest, pg_host_config, repo_host_config,
 };
-use crate::pgcluster::names;
-use crate::pgcluster::parameters::{archive_settings, quote};
+use crate::pgcluster::parameters::archive_settings;
 use crate::pki::{self, CertificateAuthority};
 use crate::postgres::probe::ARCHIVER_QUERY;
+use crate::protocol::names;
+use crate::protocol::quote::conf_value as quote;
 use crate::rebuild::process::{Runner, args};
 
 const CLUSTER: &str = "demo";

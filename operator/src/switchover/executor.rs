@@ -13,18 +13,20 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::fence_channel;
 use super::model::{Mode, Step, SwitchoverState};
 use super::observe::Snapshot;
 use super::sql;
-use super::{fence_channel, markers};
 use crate::error::{Error, Result};
 use crate::lease;
 use crate::pgcluster::builders::statefulset::SwitchoverOverrides as StsState;
 use crate::pgcluster::builders::{Owner, instance_access};
-use crate::pgcluster::names::{self, FIELD_MANAGER};
 use crate::pgcluster::slots;
 use crate::postgres::Connection;
+use crate::protocol::markers;
+use crate::protocol::names;
 use crate::runtime::context::Context;
+use crate::runtime::conventions::FIELD_MANAGER;
 use crate::runtime::conventions::{is_conflict, is_not_found};
 use crate::runtime::kube_error;
 
@@ -225,7 +227,7 @@ async fn push_fence_markers(
     instance: &str,
     changes: &MarkerChanges,
 ) {
-    use crate::instance::control::{self, FenceMarkers};
+    use crate::protocol::markers::{FenceMarkers, PORT};
     let value = |key: &str| changes.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.clone());
     let markers =
         FenceMarkers { fence: value(markers::FENCE), restore_primary: value(markers::RESTORE_PRIMARY) };
@@ -235,7 +237,7 @@ async fn push_fence_markers(
     let result = async {
         let tls = fence_channel::ClusterTls::read(&ctx.client, namespace, &cluster).await?;
         let server_name = names::pod_fqdn(&cluster, instance, namespace);
-        fence_channel::push(tls.client_config()?, &address, &server_name, &markers, control::PORT).await
+        fence_channel::push(tls.client_config()?, &address, &server_name, &markers, PORT).await
     }
     .await;
     match result {

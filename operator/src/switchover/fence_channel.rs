@@ -17,9 +17,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
 
-use crate::instance::control::{FENCE_PATH, FenceMarkers};
 use crate::pgcluster::builders::pgbackrest::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
-use crate::pgcluster::names;
+use crate::protocol::markers::{FENCE_PATH, FenceMarkers};
+use crate::protocol::names;
 
 /// The whole exchange, connection included, is bounded by this.
 pub const TIMEOUT: Duration = Duration::from_secs(1);
@@ -54,7 +54,7 @@ impl ClusterTls {
 }
 
 /// Sends `markers` to the instance manager at `address:port` (the pod IP and
-/// [`crate::instance::control::PORT`]), which must present a certificate for `server_name`
+/// [`crate::protocol::markers::PORT`]), which must present a certificate for `server_name`
 /// (the pod's DNS name).
 pub async fn push(
     config: ClientConfig,

@@ -24,7 +24,6 @@ pub mod failover;
 pub mod fence_channel;
 pub mod lsn;
 pub mod machine;
-pub mod markers;
 pub mod model;
 pub mod observe;
 pub mod role_move;

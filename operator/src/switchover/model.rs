@@ -210,7 +210,7 @@ pub struct ActiveSwitchover {
 }
 
 /// The claim on a cluster's one role move: the `relevo.dev/role-move` annotation of the
-/// PgCluster ([`crate::switchover::markers::ROLE_MOVE`]), set and cleared only by a
+/// PgCluster ([`crate::protocol::markers::ROLE_MOVE`]), set and cleared only by a
 /// compare-and-swap on the PgCluster's resourceVersion. A Switchover leaves Pending only
 /// while it holds the claim, so two Switchovers never act on one cluster at once, whatever
 /// a (possibly stale) list of Switchovers says.

@@ -13,13 +13,13 @@ use kube::api::Api;
 use tracing::debug;
 
 use super::convert::request_from;
-use super::markers;
 use super::model::{ActiveSwitchover, InstanceView, Observed, Role};
 use crate::crd::{PgCluster, Switchover};
 use crate::error::Result;
-use crate::pgcluster::names;
 use crate::postgres::ClusterCa;
 use crate::postgres::probe::{Probe, ProbeTarget, probe_all};
+use crate::protocol::markers;
+use crate::protocol::names;
 use crate::runtime::context::Context;
 use crate::runtime::{is_ready, kube_error};
 

@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use tracing::{debug, info};
 
 use super::convert::from_status;
-use super::markers::ROLE_MOVE;
 use super::model::RoleMove;
 use crate::crd::{PgCluster, Switchover};
 use crate::error::Result;
+use crate::protocol::markers::ROLE_MOVE;
 use crate::runtime::context::Context;
 use crate::runtime::conventions::{is_conflict, is_not_found};
 use crate::runtime::kube_error;

@@ -29,7 +29,7 @@ async fn a_backup_runs_as_one_job_and_fails_with_it() {
     accounts.create(&PostParams::default(), &account).await.expect("default ServiceAccount");
     let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
     let repo_host: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "gamma-repo-0", "labels": relevo::pgcluster::names::cluster_labels("gamma", "repo-host")},
+        "metadata": {"name": "gamma-repo-0", "labels": relevo::protocol::names::cluster_labels("gamma", "repo-host")},
         "spec": {"automountServiceAccountToken": false, "containers": [{"name": "pgbackrest", "image": "relevo/postgres:15-2.45-1"}]},
     }))
     .unwrap();
@@ -168,7 +168,7 @@ async fn a_completed_backup_expires_the_backups_retention_removed() {
         }))
         .unwrap()
     };
-    let repo_labels = relevo::pgcluster::names::cluster_labels("zeta", "repo-host");
+    let repo_labels = relevo::protocol::names::cluster_labels("zeta", "repo-host");
     pods.create(&PostParams::default(), &pod("zeta-repo-0", repo_labels)).await.unwrap();
     let ready = serde_json::json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
     pods.patch_status("zeta-repo-0", &merge, &Patch::Merge(&ready)).await.unwrap();

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use crate::instance::layout;
 use crate::pgbackrest::command::CommandError;
-use crate::pgcluster::names;
 use crate::pgcluster::parameters::render_postgresql_conf;
 use crate::pgcluster::validate::ValidSpec;
+use crate::protocol::layout;
+use crate::protocol::names;
 
 use super::Owner;
 use super::pgbackrest;

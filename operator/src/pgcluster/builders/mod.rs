@@ -21,7 +21,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::crd::PgCluster;
 
-use super::names;
+use crate::protocol::names;
 
 /// The PgCluster as the owner of its children: name, namespace and controller reference.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,13 +13,13 @@ use k8s_openapi::api::core::v1::{
 };
 
 use crate::crd::pgcluster::RecoverySpec;
-use crate::instance::layout;
 use crate::pgbackrest::command::{CommandError, PGBACKREST, Pgbackrest};
 use crate::pgbackrest::config::{
     ConfigError, DEFAULT_TLS_PORT, LogLevels, PgHost, PgHostConfig, RepoHostConfig, TlsFiles, TlsServer,
 };
-use crate::pgcluster::names;
 use crate::pki::CertifiedKey;
+use crate::protocol::layout;
+use crate::protocol::names;
 
 use super::Owner;
 use super::pod::{DATA_VOLUME, container_security, empty_dir, mount};

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity, Wei
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::crd::pgcluster::InstanceSpread;
-use crate::pgcluster::names::{self, RoleLabel};
+use crate::protocol::names::{self, RoleLabel};
 
 /// Nodes are told apart by their hostname label, which every kubelet sets.
 const NODE_TOPOLOGY: &str = "kubernetes.io/hostname";

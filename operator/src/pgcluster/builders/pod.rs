@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{
     VolumeMount,
 };
 
-use crate::instance::layout;
+use crate::protocol::layout;
 
 /// Name of the volumeClaimTemplate; the PVC is `pgdata-<cluster>-<N>-0`.
 pub const DATA_VOLUME: &str = "pgdata";

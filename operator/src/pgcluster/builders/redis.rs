@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::pgcluster::ManagedRedisSpec;
-use crate::pgcluster::names;
+use crate::protocol::names;
 
 use super::Owner;
 use super::placement;

@@ -19,8 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::PgClusterSpec;
-use crate::instance::layout;
-use crate::pgcluster::names;
+use crate::protocol::layout;
+use crate::protocol::names;
 use crate::repohost;
 
 use super::Owner;

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::crd::PgClusterSpec;
-use crate::instance::layout;
-use crate::pgcluster::names;
 use crate::pgcluster::passwords::Passwords;
 use crate::pgcluster::validate::ValidSpec;
+use crate::protocol::layout;
+use crate::protocol::names;
 
 use super::Owner;
 

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::instance::layout;
-use crate::pgcluster::names::{self, RoleLabel};
+use crate::protocol::layout;
+use crate::protocol::names::{self, RoleLabel};
 
 use super::Owner;
 

@@ -23,11 +23,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::crd::PgClusterSpec;
-use crate::instance::layout::{self, env};
 use crate::instance::plan::Bootstrap;
-use crate::pgcluster::names;
 use crate::pgcluster::validate::ValidSpec;
-use crate::switchover::markers;
+use crate::protocol::layout::{self, env};
+use crate::protocol::markers;
+use crate::protocol::names;
 
 use super::Owner;
 use super::instance_access;
@@ -258,7 +258,7 @@ fn postgres_container(
             // The operator's direct fence channel (mutual TLS, see instance::control).
             ContainerPort {
                 name: Some("control".into()),
-                container_port: i32::from(crate::instance::control::PORT),
+                container_port: i32::from(crate::protocol::markers::PORT),
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             },

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, SecretVolumeSource, Volume, VolumeMount};
 
-use crate::instance::layout;
-use crate::pgcluster::names;
+use crate::protocol::layout;
+use crate::protocol::names;
 
 use super::Owner;
 use super::pgbackrest::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};

@@ -22,6 +22,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 pub const FENCE: &str = "relevo.dev/fence";
 pub const RESTORE_PRIMARY: &str = "relevo.dev/restore-primary";
 pub const REBUILD: &str = "relevo.dev/rebuild";
@@ -71,6 +73,26 @@ impl Markers {
             rebuild: get(REBUILD),
             rebuild_source: get(REBUILD_SOURCE),
         }
+    }
+}
+
+// --- the direct channel (`relevo instance`'s HTTPS endpoint) ---------------------------
+
+/// The port of the direct channel's endpoint, on every instance pod.
+pub const PORT: u16 = 8008;
+/// The one route: the fence markers the operator wants now.
+pub const FENCE_PATH: &str = "/v1/fence";
+
+/// The fence part of the markers, as the operator sends it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceMarkers {
+    pub fence: Option<String>,
+    pub restore_primary: Option<String>,
+}
+
+impl FenceMarkers {
+    pub fn of(markers: &Markers) -> Self {
+        Self { fence: markers.fence.clone(), restore_primary: markers.restore_primary.clone() }
     }
 }
 

@@ -18,8 +18,6 @@ pub const LABEL_ROLE: &str = "relevo.dev/role";
 
 /// Value of `app.kubernetes.io/name`.
 pub const APP_NAME: &str = "relevo";
-/// Field manager of every server-side apply (owned by [`crate::runtime::api`]).
-pub use crate::runtime::conventions::FIELD_MANAGER;
 
 /// Value of [`LABEL_ROLE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

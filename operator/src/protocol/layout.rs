@@ -96,7 +96,7 @@ pub fn slot_name(instance: &str) -> String {
     if full.len() <= MAX {
         return full;
     }
-    let hash = format!("{:08x}", crate::hash::fnv1a32(instance.as_bytes()));
+    let hash = format!("{:08x}", crate::protocol::hash::fnv1a32(instance.as_bytes()));
     format!("{}_{hash}", &full[..MAX - hash.len() - 1])
 }
 
