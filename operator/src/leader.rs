@@ -36,7 +36,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a candidate does after reading the Lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum LeaderStep {
     Create,
     /// Write the Lease naming this operator (renew it, or take it over).
     Take,
@@ -44,13 +44,13 @@ pub enum Step {
 }
 
 /// `lease`: the holder and how long this operator has seen the Lease's version unchanged.
-pub fn decide(lease: Option<(Option<&str>, Duration)>, me: &str) -> Step {
+pub fn decide(lease: Option<(Option<&str>, Duration)>, me: &str) -> LeaderStep {
     match lease {
-        None => Step::Create,
-        Some((Some(holder), _)) if holder == me => Step::Take,
-        Some((None, _)) => Step::Take,
-        Some((Some(_), unchanged_for)) if unchanged_for >= TTL + SKEW_MARGIN => Step::Take,
-        Some(_) => Step::Wait,
+        None => LeaderStep::Create,
+        Some((Some(holder), _)) if holder == me => LeaderStep::Take,
+        Some((None, _)) => LeaderStep::Take,
+        Some((Some(_), unchanged_for)) if unchanged_for >= TTL + SKEW_MARGIN => LeaderStep::Take,
+        Some(_) => LeaderStep::Wait,
     }
 }
 
@@ -123,13 +123,13 @@ async fn attempt(api: &Api<Lease>, me: &str, seen: &mut Seen) -> Result<Attempt,
         version: lease.as_ref().and_then(|l| l.metadata.resource_version.clone()),
     };
     let written = match decide(observed, me) {
-        Step::Wait => return Ok(following(&lease)),
-        Step::Create => {
+        LeaderStep::Wait => return Ok(following(&lease)),
+        LeaderStep::Create => {
             let meta = ObjectMeta { name: Some(NAME.into()), ..ObjectMeta::default() };
             api.create(&PostParams::default(), &naming(Lease { metadata: meta, spec: None }, me)).await
         }
         // A replace carries the version read: a concurrent writer makes it fail (409).
-        Step::Take => {
+        LeaderStep::Take => {
             let lease = lease.clone().expect("Take is decided only for an existing Lease");
             api.replace(NAME, &PostParams::default(), &naming(lease, me)).await
         }
@@ -226,17 +226,17 @@ mod tests {
 
     #[test]
     fn a_missing_lease_is_created_and_a_free_or_own_one_taken() {
-        assert_eq!(decide(None, ME), Step::Create);
-        assert_eq!(decide(Some((None, Duration::ZERO)), ME), Step::Take);
-        assert_eq!(decide(Some((Some(ME), Duration::ZERO)), ME), Step::Take);
+        assert_eq!(decide(None, ME), LeaderStep::Create);
+        assert_eq!(decide(Some((None, Duration::ZERO)), ME), LeaderStep::Take);
+        assert_eq!(decide(Some((Some(ME), Duration::ZERO)), ME), LeaderStep::Take);
     }
 
     #[test]
     fn another_holder_is_waited_for_until_its_lease_is_old_on_our_clock() {
         let other = Some("relevo-operator-b");
-        assert_eq!(decide(Some((other, Duration::ZERO)), ME), Step::Wait);
-        assert_eq!(decide(Some((other, TTL + SKEW_MARGIN - Duration::from_millis(1))), ME), Step::Wait);
-        assert_eq!(decide(Some((other, TTL + SKEW_MARGIN)), ME), Step::Take);
+        assert_eq!(decide(Some((other, Duration::ZERO)), ME), LeaderStep::Wait);
+        assert_eq!(decide(Some((other, TTL + SKEW_MARGIN - Duration::from_millis(1))), ME), LeaderStep::Wait);
+        assert_eq!(decide(Some((other, TTL + SKEW_MARGIN)), ME), LeaderStep::Take);
     }
 
     #[test]

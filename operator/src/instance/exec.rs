@@ -9,7 +9,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use super::conf;
-use super::plan::{self, Bootstrap, DataDir, PlanError, Step};
+use super::plan::{self, Bootstrap, BootstrapStep, DataDir, PlanError};
 use crate::pgbackrest::command::{Pgbackrest, RestoreOptions, RestoreTarget};
 use crate::protocol::layout::{self, env};
 
@@ -159,28 +159,28 @@ pub fn prepare(args: &InstanceArgs) -> Result<Prepared, ExecError> {
     log(args, &format!("data directory is {data_dir:?}; steps: {steps:?}"));
     for step in steps {
         match step {
-            Step::WritePassfile => {
+            BootstrapStep::WritePassfile => {
                 write_private(Path::new(layout::PGPASSFILE), &conf::passfile(&passwords.replication))?
             }
-            Step::WipeData => wipe(&args.pgdata)?,
-            Step::MarkBootstrapping => {
+            BootstrapStep::WipeData => wipe(&args.pgdata)?,
+            BootstrapStep::MarkBootstrapping => {
                 fs::write(bootstrap_marker(&args.pgdata), b"").map_err(io("writing the bootstrap marker"))?
             }
-            Step::Initdb => initdb(args, &passwords)?,
-            Step::CreateRoles => create_roles(args, &passwords)?,
-            Step::CloneFromPrimary => clone_from_primary(args)?,
-            Step::RestoreFromBackup => restore_from_backup(args)?,
-            Step::WriteStandbySignal => {
+            BootstrapStep::Initdb => initdb(args, &passwords)?,
+            BootstrapStep::CreateRoles => create_roles(args, &passwords)?,
+            BootstrapStep::CloneFromPrimary => clone_from_primary(args)?,
+            BootstrapStep::RestoreFromBackup => restore_from_backup(args)?,
+            BootstrapStep::WriteStandbySignal => {
                 fs::write(args.pgdata.join("standby.signal"), b"").map_err(io("writing standby.signal"))?
             }
-            Step::ClearBootstrapping => fs::remove_file(bootstrap_marker(&args.pgdata))
+            BootstrapStep::ClearBootstrapping => fs::remove_file(bootstrap_marker(&args.pgdata))
                 .map_err(io("removing the bootstrap marker"))?,
-            Step::WriteInstanceConf => fs::write(
+            BootstrapStep::WriteInstanceConf => fs::write(
                 args.pgdata.join(Path::new(layout::INSTANCE_CONF).file_name().unwrap_or_default()),
                 conf::instance_conf(&args.instance, &args.primary_host),
             )
             .map_err(io("writing the instance configuration"))?,
-            Step::StartPostgres => {
+            BootstrapStep::StartPostgres => {
                 let pending = passwords_pending_marker(&args.pgdata).exists();
                 let set_passwords = match (&passwords.app, pending) {
                     (Some(app), true) => Some(conf::after_restore_sql(

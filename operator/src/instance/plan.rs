@@ -69,7 +69,7 @@ pub enum DataDir {
 
 /// One thing the entrypoint does, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum BootstrapStep {
     /// Write the libpq password file for the replication user (streaming and cloning).
     WritePassfile,
     /// Delete the contents of an interrupted bootstrap.
@@ -107,8 +107,8 @@ pub enum PlanError {
     UnrecognisedData,
 }
 
-pub fn plan(data_dir: DataDir, bootstrap: Bootstrap) -> Result<Vec<Step>, PlanError> {
-    use Step::*;
+pub fn plan(data_dir: DataDir, bootstrap: Bootstrap) -> Result<Vec<BootstrapStep>, PlanError> {
+    use BootstrapStep::*;
     let bootstrap_steps = |wipe: bool| {
         let mut steps = vec![WritePassfile];
         if wipe {
@@ -135,7 +135,7 @@ pub fn plan(data_dir: DataDir, bootstrap: Bootstrap) -> Result<Vec<Step>, PlanEr
 
 #[cfg(test)]
 mod tests {
-    use super::Step::*;
+    use super::BootstrapStep::*;
     use super::*;
 
     const ALL: [Bootstrap; 3] = [Bootstrap::Initdb, Bootstrap::Clone, Bootstrap::Restore];
