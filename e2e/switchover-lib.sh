@@ -158,6 +158,8 @@ run_scenario() {
     else
       fail "$name: no Switchover was started and $old_primary is not writable again"
     fi
+  elif [[ $switchover == none ]]; then
+    : # the action failed already and said why; there is nothing to wait for
   elif wait_for "$switchover Completed" 240 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev $switchover -o jsonpath='{.status.phase}') =~ ^(Completed|Failed)$ ]]" \
       && phase=$(switchover_phase "$switchover") && [[ $phase == Completed ]]; then
     pass "$name: $switchover Completed ($(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.from} -> {.status.to} in {.status.durationSeconds}s'))"
@@ -233,9 +235,9 @@ run_scenario() {
   FIG_WRITABLE=$(awk -v s="$started" -v o="${outage:-$started}" \
     '$2 > o {printf "%.2f", $2 - s; exit}' "$SO_WORK/acked")
   FIG_COMPLETED=
-  [[ -z $switchover ]] || FIG_COMPLETED=$(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.durationSeconds}')
+  [[ -z $switchover || $switchover == none ]] || FIG_COMPLETED=$(k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.durationSeconds}')
   say "$name: longest write gap ${FIG_GAP}s, writable after ${FIG_WRITABLE}s, Completed in ${FIG_COMPLETED:-(no switchover)}s, ${FIG_LOST} acknowledged rows lost"
-  [[ -z $switchover ]] || say "$name: phases $(k -n "$so_ns" get switchovers.relevo.dev "$switchover" \
+  [[ -z $switchover || $switchover == none ]] || say "$name: phases $(k -n "$so_ns" get switchovers.relevo.dev "$switchover" \
     -o jsonpath='{range .status.phaseTimestamps[*]}{.phase}@{.time} {end}')"
 }
 
@@ -439,8 +441,25 @@ primary_away_from() {
   apply_switchover "$name" "$target"
   wait_for "$name Completed" 120 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev $name -o jsonpath='{.status.phase}') == Completed ]]" \
     || fail "$name: $(switchover_phase "$name")"
+  # The PgCluster's status.currentPrimary follows at its next reconcile; the
+  # faults aim at the node it names.
+  wait_for "status.currentPrimary to name $target" 30 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get pgclusters.relevo.dev demo -o jsonpath='{.status.currentPrimary}') == $target ]]" \
+    || fail "$name Completed but status.currentPrimary is $(so_primary), not $target"
 }
 moves=0
+
+# fault_target: the primary's node, for a fault, on stdout; fails (and says so)
+# when it is the control plane, which runs the API server: a fault there would
+# cut off the test itself, not the primary.
+fault_target() {
+  local node
+  node=$(so_node)
+  if [[ -z $node || $node == "$KIND_CONTROL_PLANE" ]]; then
+    fail "the primary $(so_primary) runs on '${node}', not on a worker: no fault injected"
+    return 1
+  fi
+  echo "$node"
+}
 
 # ready_for_fault: every node Ready, the operator on the control plane, the
 # primary on a worker, every standby streaming. Faults hit workers only: the
@@ -511,7 +530,7 @@ hold_until() {
 # lost instance is rebuilt as a standby.
 kill_primary_node() {
   local lost node
-  lost=$(so_primary); node=$(so_node)
+  lost=$(so_primary); node=$(fault_target) || { switchover=none; return 0; }
   node_kill "$node"
   partitioned_at=$(now)
   await_failover "$node was killed"
@@ -524,7 +543,7 @@ kill_primary_node() {
 # the primary on the cut-off side.
 partition_primary_node() {
   local node
-  node=$(so_node)
+  node=$(fault_target) || { switchover=none; return 0; }
   start_pinned pinned_writer_in_pod "$(so_primary)" "$1"
   node_partition "$node"
   partitioned_at=$(now)
@@ -540,7 +559,7 @@ partition_primary_node() {
 # pod address throughout, so a thawed primary that acknowledged a write would show.
 freeze_primary_node() {
   local node ip
-  node=$(so_node)
+  node=$(fault_target) || { switchover=none; return 0; }
   ip=$(k -n "$so_ns" get pod "$(so_primary)-0" -o jsonpath='{.status.podIP}')
   start_pinned pinned_writer_bg - "$ip"
   node_freeze "$node"
@@ -560,7 +579,7 @@ pinned_writer_bg() { pinned_writer "$@" & pinned_pid=$!; }
 # the primary until it is a standby; then the node is uncordoned.
 drain_primary_node() {
   local node before
-  node=$(so_node)
+  node=$(fault_target) || { switchover=none; return 0; }
   before=$(planned_switchovers)
   node_drain "$node" || fail "kubectl drain $node did not finish"
   switchover=$(planned_switchovers | grep -vxF -f <(printf '%s\n' "$before") | tail -1) || true
