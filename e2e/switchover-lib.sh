@@ -57,12 +57,12 @@ so_diagnose() {
   k -n "$so_ns" get pods -o wide >&2 || true
   k -n "$so_ns" get pods -o json | jq -r '.items[] | "\(.metadata.name) \(.metadata.annotations // {}
     | with_entries(select(.key | startswith("relevo.dev/"))) | tostring)"' >&2 || true
-  local operator i
+  local operator pod
   operator=$(live_operator | awk '{print $1}')
   [[ -z $operator ]] || k -n relevo-system logs "$operator" --tail=400 2>&1 | grep -F "$so_ns" | tail -60 >&2 || true
-  for i in 1 2 3; do
-    say "demo-$i-0 (postgres), last lines"
-    k -n "$so_ns" logs "demo-$i-0" -c postgres --tail=25 >&2 2>&1 || true
+  for pod in $(k -n "$so_ns" get pods -l relevo.dev/cluster=demo,relevo.dev/instance -o name); do
+    say "$pod (postgres), last lines"
+    k -n "$so_ns" logs "$pod" -c postgres --tail=25 >&2 2>&1 || true
   done
 }
 

@@ -42,12 +42,28 @@ impl std::ops::DerefMut for Pg {
     }
 }
 
+struct Certified {
+    ca: CertificateAuthority,
+    leaf: CertifiedKey,
+    cluster_ca: ClusterCa,
+}
+
 impl Pg {
     fn new() -> Pg {
         let bed =
             PgBed::new("relevo-tls", &["initdb", "pg_ctl", "postgres", "pg_basebackup", "psql"], PASSWORD);
         bed.write_private("pgpass", &format!("*:*:*:streaming_replica:{REPLICATION_PASSWORD}\n"));
         Pg { bed }
+    }
+
+    /// A new cluster CA and a server certificate from it for cluster `demo` in namespace `db`,
+    /// installed where the server reads them.
+    fn install_new_ca(&self) -> Certified {
+        let ca = CertificateAuthority::generate("demo").unwrap();
+        let leaf = pki::postgres_server_leaf(&ca, "demo", "db").unwrap();
+        self.install_certificate(&leaf, &ca.pem().cert_pem);
+        let cluster_ca = ClusterCa::from_pem(&ca.pem().cert_pem).unwrap();
+        Certified { ca, leaf, cluster_ca }
     }
 
     /// Writes the certificate files a server reads.
@@ -109,12 +125,9 @@ fn target(port: u16, server_name: &str) -> Target<'_> {
 async fn only_verified_tls_gets_in_and_replication_streams_over_it() {
     let mut pg = Pg::new();
     let (pa, pb) = (free_port(), free_port());
-    let ca = CertificateAuthority::generate("demo").unwrap();
-    let leaf = pki::postgres_server_leaf(&ca, "demo", "db").unwrap();
-    pg.install_certificate(&leaf, &ca.pem().cert_pem);
+    let Certified { ca, leaf, cluster_ca } = pg.install_new_ca();
     pg.initdb("a");
     pg.start("a", pa);
-    let cluster_ca = ClusterCa::from_pem(&ca.pem().cert_pem).unwrap();
 
     // Plain text over TCP: no pg_hba rule matches.
     let mut plain = tokio_postgres::Config::new();
@@ -214,12 +227,9 @@ async fn only_verified_tls_gets_in_and_replication_streams_over_it() {
 async fn a_slow_instance_is_answered_under_a_short_connect_bound() {
     let mut pg = Pg::new();
     let port = free_port();
-    let ca = CertificateAuthority::generate("demo").unwrap();
-    let leaf = pki::postgres_server_leaf(&ca, "demo", "db").unwrap();
-    pg.install_certificate(&leaf, &ca.pem().cert_pem);
+    let Certified { cluster_ca, .. } = pg.install_new_ca();
     pg.initdb("slow");
     pg.start("slow", port);
-    let cluster_ca = ClusterCa::from_pem(&ca.pem().cert_pem).unwrap();
 
     // A proxy whose kernel accepts at once and which forwards only after a pause: a server
     // whose every answer is late.
