@@ -68,7 +68,7 @@ if [[ $only == all || $only == backup ]]; then
   trap 'k delete namespace "$bns" --wait=false >/dev/null 2>&1' EXIT
   k -n "$bns" apply -f "$REPO_ROOT/manifests/samples/pgcluster.yaml" >/dev/null
   k -n "$bns" wait --for=condition=Ready pgclusters.relevo.dev/demo --timeout=300s >/dev/null
-  k -n "$bns" wait --for=condition=Ready pod/demo-repo-0 --timeout=300s >/dev/null
+  wait_for "demo-repo-0 Ready" 300 k -n "$bns" wait --for=condition=Ready pod/demo-repo-0 --timeout=5s
   relevo=$("$REPO_ROOT/images/build.sh" --print-binary)
   epoch() { date -d "$1" +%s; }
   overhead=(); total=(); own=()

@@ -126,7 +126,7 @@ spec:
       accessModes: [ReadWriteOnce]
       resources: {requests: {storage: 64Mi}}
 YAML
-k -n "$ns" wait --for=condition=Ready pod/store-0 --timeout=120s >/dev/null
+wait_for "store-0 Ready" 120 k -n "$ns" wait --for=condition=Ready pod/store-0 --timeout=5s
 phase=$(k -n "$ns" get pvc data-store-0 -o jsonpath='{.status.phase}')
 [[ $phase == Bound ]] || die "smoke: PVC data-store-0 is $phase, not Bound"
 token=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
@@ -135,7 +135,7 @@ k -n "$ns" exec store-0 -- sh -c "echo $token > /data/token"
 old_uid=$(k -n "$ns" get pod store-0 -o jsonpath='{.metadata.uid}')
 k -n "$ns" delete pod store-0 --wait=true >/dev/null
 wait_for "store-0 recreated" 60 bash -c "[[ \$('$BIN/kubectl' -n $ns get pod store-0 -o jsonpath='{.metadata.uid}' 2>/dev/null) != '$old_uid' ]]"
-k -n "$ns" wait --for=condition=Ready pod/store-0 --timeout=120s >/dev/null
+wait_for "store-0 Ready" 120 k -n "$ns" wait --for=condition=Ready pod/store-0 --timeout=5s
 wait_for "redis on store-0 answering" 30 k -n "$ns" exec store-0 -- redis-cli ping
 got_file=$(k -n "$ns" exec store-0 -- cat /data/token)
 got_key=$(k -n "$ns" exec store-0 -- redis-cli get token)
