@@ -23,6 +23,7 @@ use crate::error::Result;
 use crate::runtime::context::Context;
 use crate::runtime::conventions::is_conflict;
 use crate::runtime::{events, kube_error};
+use crate::switchover::machine::no_failover_candidate_reason;
 use crate::switchover::model::{InstanceView, Observed};
 use crate::switchover::{FailoverTrigger, failover_decision, observe};
 
@@ -158,7 +159,14 @@ pub async fn check(
             start(ctx, cluster, owner, &trigger, since).await?;
             Ok(Some(WATCH_INTERVAL))
         }
-        None => Ok(Some(stalled_look_again(unhealthy_for, delay))),
+        None => {
+            if observed.synchronous_standbys.is_some() {
+                let lost = observed.current_primary.as_deref().unwrap_or_default();
+                let reason = no_failover_candidate_reason(&observed, lost, "no failover");
+                tracing::warn!(%reason, "the lost primary is not failed over");
+            }
+            Ok(Some(stalled_look_again(unhealthy_for, delay)))
+        }
     }
 }
 

@@ -155,7 +155,9 @@ impl Stages for ClusterStages<'_> {
         let pods = &status.instances.pods;
         let has_pod = |instance: &str| pods.iter().any(|pod| pod.name_any() == names::pod(instance));
         let current = status.computed.status.current_primary.as_deref();
-        let view = failover_check::observed_from(current, &status.instances.observations, has_pod);
+        let mut view = failover_check::observed_from(current, &status.instances.observations, has_pod);
+        view.synchronous_standbys =
+            synchronous::promotable(self.synchronous(), status.computed.status.synchronous.as_ref());
         let look_again = failover_check::check(self.ctx, self.clock, self.cluster, self.owner, view).await?;
         // A cordoned primary node (a drain): switch over first, while the budget holds it.
         if look_again.is_none()

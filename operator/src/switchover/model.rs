@@ -243,6 +243,9 @@ pub struct Observed {
     /// replacement operator that takes over mid-phase after a minute without any operator
     /// gives the phase its full timeout, instead of failing it for waits nobody watched.
     pub watching_since: Option<DateTime<Utc>>,
+    /// With synchronous replication: the only standbys a failover may promote, those the
+    /// primary last reported as synchronous (`PgCluster.status.synchronous`). `None`: any.
+    pub synchronous_standbys: Option<Vec<String>>,
 }
 
 impl Observed {

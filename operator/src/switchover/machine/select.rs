@@ -90,13 +90,47 @@ pub(crate) fn failover_target_problem(target: &InstanceView) -> Option<String> {
     }
 }
 
-/// The healthy standby holding the most WAL of the lost primary `lost`.
+/// Why a standby may not take over from a lost primary under synchronous replication, if it
+/// may not: only a standby the primary last reported as synchronous surely holds every
+/// acknowledged commit (the most advanced of them holds them all).
+fn synchronous_problem(observed: &Observed, target: &InstanceView) -> Option<String> {
+    let synchronous = observed.synchronous_standbys.as_ref()?;
+    if synchronous.contains(&target.name) {
+        return None;
+    }
+    let reported = if synchronous.is_empty() { "none".to_string() } else { synchronous.join(", ") };
+    Some(format!(
+        "target {} was not a synchronous standby when the primary was last seen (synchronous: {reported}), \
+         so it may lack acknowledged commits",
+        target.name
+    ))
+}
+
+/// The healthy standby holding the most WAL of the lost primary `lost`; with synchronous
+/// replication, among those the primary last reported as synchronous only.
 pub fn failover_candidate<'a>(observed: &'a Observed, lost: &str) -> Option<&'a InstanceView> {
     observed
         .instances
         .iter()
         .filter(|i| i.name != lost && failover_target_problem(i).is_none())
+        .filter(|i| synchronous_problem(observed, i).is_none())
         .max_by(|a, b| by_wal_held(a, b))
+}
+
+/// Why [`failover_candidate`] found no one, starting with `no_candidate` ("no healthy standby
+/// to promote"): with synchronous replication, say when healthy standbys were left out
+/// because none of them was synchronous.
+pub fn no_failover_candidate_reason(observed: &Observed, lost: &str, no_candidate: &str) -> String {
+    let Some(synchronous) = &observed.synchronous_standbys else { return no_candidate.to_string() };
+    let healthy = observed.instances.iter().any(|i| i.name != lost && failover_target_problem(i).is_none());
+    if !healthy {
+        return no_candidate.to_string();
+    }
+    let reported = if synchronous.is_empty() { "none".to_string() } else { synchronous.join(", ") };
+    format!(
+        "{no_candidate}: synchronous replication is on and no healthy standby was synchronous when the \
+         primary was last seen (synchronous: {reported}); promoting another could lose acknowledged commits"
+    )
 }
 
 /// Why an explicitly requested failover target may not be promoted: unhealthy, or more than
@@ -107,7 +141,7 @@ pub(crate) fn failover_target_check(
     target: &InstanceView,
     max_lag_bytes: u64,
 ) -> Option<String> {
-    if let Some(problem) = failover_target_problem(target) {
+    if let Some(problem) = failover_target_problem(target).or_else(|| synchronous_problem(observed, target)) {
         return Some(problem);
     }
     let best = failover_candidate(observed, lost)?;
