@@ -52,3 +52,7 @@ mod tests {
         assert_eq!(alter_system(&StandbyNamesChange::Reset), "ALTER SYSTEM RESET synchronous_standby_names");
     }
 }
+
+#[cfg(test)]
+#[path = "synchronous_pg_tests.rs"]
+mod pg_tests;
