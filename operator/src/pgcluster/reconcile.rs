@@ -457,8 +457,11 @@ async fn maintain_synchronous(
     primary: &PrimaryConnection<'_>,
 ) {
     let Some(current) = observed.synchronous_standby_names.get(&primary.name) else { return };
-    let streaming =
-        observed.senders.iter().find(|s| s.instance == primary.name).map_or(0, |s| s.streaming.len());
+    let streaming = observed
+        .senders
+        .iter()
+        .find(|s| s.instance == primary.name)
+        .map_or(0, |s| synchronous::streaming_instances(&owner.name, &s.streaming));
     let Some(change) = synchronous::standby_names_change(&owner.name, spec, streaming, current) else {
         return;
     };

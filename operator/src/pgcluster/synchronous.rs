@@ -68,6 +68,13 @@ fn written_by_relevo(cluster: &str, value: &str) -> bool {
     !value.is_empty() && value.ends_with(listed)
 }
 
+/// How many of the `streaming` application_names are instances of the cluster: what
+/// `preferred` counts. pg_basebackup's WAL stream (a standby being cloned) also shows as
+/// `streaming`, and must not raise the number above the standbys that can confirm.
+pub fn streaming_instances(cluster: &str, streaming: &[String]) -> usize {
+    streaming.iter().filter(|name| names::ordinal(cluster, name).is_some()).count()
+}
+
 /// The new status from the primary's report (`None`: the primary did not answer, so the last
 /// report is kept; a failover must still know who was synchronous).
 pub fn status(
@@ -207,6 +214,12 @@ mod tests {
             0,
         );
         assert_eq!(standby_names_change("demo", None, 1, &ours), Some(StandbyNamesChange::Reset));
+    }
+
+    #[test]
+    fn only_the_cluster_s_instances_count_as_streaming() {
+        let seen = names_of(&["demo-2", "pg_basebackup", "shop-3", "demo-3"]);
+        assert_eq!(streaming_instances("demo", &seen), 2);
     }
 
     #[test]
