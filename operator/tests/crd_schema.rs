@@ -116,6 +116,44 @@ fn apiserver_defaults_match_the_operator_defaults() {
     assert_eq!(defaulted["spec"]["failover"]["delay"], "5s");
 }
 
+const SYNCHRONOUS: &str = r#"
+apiVersion: relevo.dev/v1alpha1
+kind: PgCluster
+metadata: {name: ledger}
+spec:
+  instances: 3
+  replication:
+    synchronous: {number: 2, method: first, dataDurability: preferred}
+"#;
+
+#[test]
+fn synchronous_replication_is_accepted_defaulted_and_bounded_by_the_standbys() {
+    let schema = schema_of(&PgCluster::crd());
+    let errors = admit(&schema, &yaml_to_json(SYNCHRONOUS), None);
+    assert!(errors.is_empty(), "rejected: {errors:?}");
+    let cluster: PgCluster = serde_saphyr::from_str(SYNCHRONOUS).unwrap();
+    relevo::pgcluster::validate::validate(&cluster).unwrap();
+
+    let defaults = yaml_to_json(
+        "apiVersion: relevo.dev/v1alpha1\nkind: PgCluster\nmetadata: {name: demo}\nspec: {replication: {synchronous: {}}}\n",
+    );
+    assert!(admit(&schema, &defaults, None).is_empty(), "two instances, one synchronous standby");
+    let defaulted = kube_cel::apply_defaults(&schema, &defaults);
+    assert_eq!(
+        defaulted["spec"]["replication"]["synchronous"],
+        json!({"number": 1, "method": "any", "dataDurability": "required"})
+    );
+
+    let single = yaml_to_json(
+        "apiVersion: relevo.dev/v1alpha1\nkind: PgCluster\nmetadata: {name: demo}\nspec: {instances: 1, replication: {synchronous: {}}}\n",
+    );
+    let errors = admit(&schema, &single, None);
+    assert!(
+        !errors.is_empty() && errors.iter().all(|e| e.contains("spec.replication.synchronous.number")),
+        "{errors:?}"
+    );
+}
+
 #[test]
 fn every_cel_rule_compiles() {
     for crd in relevo::crd::all() {

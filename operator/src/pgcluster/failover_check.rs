@@ -23,6 +23,7 @@ use crate::error::Result;
 use crate::runtime::context::Context;
 use crate::runtime::conventions::is_conflict;
 use crate::runtime::{events, kube_error};
+use crate::switchover::machine::no_failover_candidate_reason;
 use crate::switchover::model::{InstanceView, Observed};
 use crate::switchover::{FailoverTrigger, failover_decision, observe};
 
@@ -39,25 +40,51 @@ pub const STALLED_INTERVAL: Duration = Duration::from_secs(10);
 /// controller itself.
 pub static FAILOVER_CLOCK: FailoverClock = FailoverClock(Mutex::new(BTreeMap::new()));
 
-/// Per cluster (`namespace/name`): since when its primary has been unhealthy.
+/// Per cluster (`namespace/name`): its primary's current unhealthy stretch.
 #[derive(Default)]
-pub struct FailoverClock(Mutex<BTreeMap<String, DateTime<Utc>>>);
+pub struct FailoverClock(Mutex<BTreeMap<String, Stretch>>);
+
+struct Stretch {
+    since: DateTime<Utc>,
+    /// Why no failover could start, as last published in an Event during this stretch.
+    announced: Option<String>,
+}
 
 impl FailoverClock {
+    fn stretches(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Stretch>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Forgets a deleted cluster.
     pub fn forget(&self, key: &str) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+        self.stretches().remove(key);
     }
 
     /// Records this observation and returns the start of the current unhealthy stretch.
     pub fn observe(&self, key: &str, primary_healthy: bool, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let next = unready_since(map.get(key).copied(), primary_healthy, now);
+        let mut map = self.stretches();
+        let next = unready_since(map.get(key).map(|s| s.since), primary_healthy, now);
         match next {
-            Some(since) => map.insert(key.to_owned(), since),
-            None => map.remove(key),
+            Some(since) => {
+                map.entry(key.to_owned()).or_insert(Stretch { since, announced: None });
+            }
+            None => {
+                map.remove(key);
+            }
         };
         next
+    }
+
+    /// Whether `reason` is new for this stretch (and records it): a blocked failover is
+    /// announced once per cause, not at every look.
+    pub fn first_announcement(&self, key: &str, reason: &str) -> bool {
+        let mut map = self.stretches();
+        let Some(stretch) = map.get_mut(key) else { return false };
+        if stretch.announced.as_deref() == Some(reason) {
+            return false;
+        }
+        stretch.announced = Some(reason.to_owned());
+        true
     }
 }
 
@@ -158,7 +185,18 @@ pub async fn check(
             start(ctx, cluster, owner, &trigger, since).await?;
             Ok(Some(WATCH_INTERVAL))
         }
-        None => Ok(Some(stalled_look_again(unhealthy_for, delay))),
+        None => {
+            let lost = observed.current_primary.as_deref().unwrap_or_default();
+            let reason = no_failover_candidate_reason(&observed, lost, "no healthy standby to promote");
+            let another_primary = observed.primaries().iter().any(|p| p.name != lost);
+            if !another_primary && clock.first_announcement(&key, &reason) {
+                tracing::warn!(%reason, "the lost primary is not failed over");
+                let note = format!("primary {lost} is unhealthy and no failover can start: {reason}");
+                let event = events::transition(EventType::Warning, "FailoverBlocked", note, "Failover");
+                events::publish(ctx, &kube::Resource::object_ref(cluster, &()), event).await;
+            }
+            Ok(Some(stalled_look_again(unhealthy_for, delay)))
+        }
     }
 }
 
@@ -208,6 +246,20 @@ mod tests {
 
     fn t(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn a_blocked_failover_is_announced_once_per_cause_and_stretch() {
+        let clock = FailoverClock::default();
+        assert!(!clock.first_announcement("ns/demo", "no standby"), "no unhealthy stretch");
+        clock.observe("ns/demo", false, t(0));
+        assert!(clock.first_announcement("ns/demo", "no standby"));
+        clock.observe("ns/demo", false, t(1));
+        assert!(!clock.first_announcement("ns/demo", "no standby"), "same cause, same stretch");
+        assert!(clock.first_announcement("ns/demo", "another cause"));
+        clock.observe("ns/demo", true, t(2));
+        clock.observe("ns/demo", false, t(3));
+        assert!(clock.first_announcement("ns/demo", "another cause"), "a new stretch");
     }
 
     #[test]

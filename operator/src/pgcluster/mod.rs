@@ -17,6 +17,8 @@ pub mod slots;
 pub mod spec_error;
 pub mod stages;
 pub mod status;
+pub mod synchronous;
+pub mod synchronous_io;
 pub mod topology;
 pub mod validate;
 

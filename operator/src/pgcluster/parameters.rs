@@ -44,7 +44,10 @@ const OWNED: &[(&str, &str)] = &[
     ("ssl_crl_file", "TLS is managed by relevo"),
     ("ssl_key_file", "TLS is managed by relevo"),
     ("ssl_passphrase_command", "TLS is managed by relevo"),
-    ("synchronous_standby_names", "a stale standby list would block every commit; relevo manages it"),
+    (
+        "synchronous_standby_names",
+        "set spec.replication.synchronous instead; relevo writes it from the instance names",
+    ),
     ("unix_socket_directories", "probes and the entrypoint use the socket in /var/run/postgresql"),
     ("unix_socket_group", "probes and the entrypoint use the socket in /var/run/postgresql"),
     ("unix_socket_permissions", "probes and the entrypoint use the socket in /var/run/postgresql"),

@@ -1,5 +1,6 @@
 //! The stages of a PgCluster reconcile ([`super::stages`]) over the API and PostgreSQL.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -9,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use crate::crd::pgcluster::InstanceRole;
+use crate::crd::pgcluster::{InstanceRole, SynchronousSpec};
 use crate::crd::{PgCluster, PgClusterStatus};
 use crate::error::{Error, Result};
 use crate::instance::plan::Bootstrap;
@@ -35,6 +36,7 @@ use super::status::{
 };
 use super::topology::{self, Topology};
 use super::validate::ValidSpec;
+use super::{synchronous, synchronous_io};
 use crate::protocol::names;
 
 /// What the observe stage found.
@@ -42,6 +44,8 @@ pub struct Instances {
     pub observations: Vec<InstanceObservation>,
     pub archivers: Vec<ArchiverObservation>,
     pub senders: Vec<SenderObservation>,
+    /// synchronous_standby_names of every instance that answered as a primary.
+    pub synchronous_standby_names: BTreeMap<String, String>,
     pub pods: Vec<Pod>,
 }
 
@@ -90,9 +94,14 @@ impl ClusterStages<'_> {
             problem,
             archivers: instances.archivers.clone(),
             senders: instances.senders.clone(),
+            synchronous: self.synchronous(),
             previous: self.previous,
             now: now(),
         })
+    }
+
+    fn synchronous(&self) -> Option<&SynchronousSpec> {
+        self.cluster.spec.replication.as_ref()?.synchronous.as_ref()
     }
 
     /// Whether the status as written says the cluster is still being built or scaled.
@@ -146,7 +155,9 @@ impl Stages for ClusterStages<'_> {
         let pods = &status.instances.pods;
         let has_pod = |instance: &str| pods.iter().any(|pod| pod.name_any() == names::pod(instance));
         let current = status.computed.status.current_primary.as_deref();
-        let view = failover_check::observed_from(current, &status.instances.observations, has_pod);
+        let mut view = failover_check::observed_from(current, &status.instances.observations, has_pod);
+        view.synchronous_standbys =
+            synchronous::promotable(self.synchronous(), status.computed.status.synchronous.as_ref());
         let look_again = failover_check::check(self.ctx, self.clock, self.cluster, self.owner, view).await?;
         // A cordoned primary node (a drain): switch over first, while the budget holds it.
         if look_again.is_none()
@@ -189,8 +200,12 @@ impl Stages for ClusterStages<'_> {
         if let Some(ca) = fresh_ca.as_ref().or(self.ca.as_ref())
             && !self.switchover_active
         {
+            let observed = &status.instances;
             let status = &status.computed.status;
-            maintain_slots(self.ctx, self.owner, self.cluster, status, pods, password, ca).await;
+            if let Some(primary) = primary_connection(self.ctx, self.owner, status, pods, password, ca) {
+                maintain_slots(self.owner, self.cluster, &primary).await;
+                maintain_synchronous(self.owner, self.synchronous(), observed, &primary).await;
+            }
         }
         Ok(())
     }
@@ -249,11 +264,16 @@ async fn observe_instances(
     let mut observations = Vec::new();
     let mut archivers = Vec::new();
     let mut senders = Vec::new();
+    let mut synchronous_standby_names = BTreeMap::new();
     for instance in instances {
         let probe = probes.get(instance);
         if let Some(primary) = probe.filter(|p| !p.in_recovery) {
-            let streaming = primary.streaming_standbys.clone();
-            senders.push(SenderObservation { instance: instance.clone(), streaming });
+            senders.push(SenderObservation {
+                instance: instance.clone(),
+                streaming: primary.streaming_standbys.clone(),
+                synchronous: primary.synchronous_standbys.clone(),
+            });
+            synchronous_standby_names.insert(instance.clone(), primary.synchronous_standby_names.clone());
         }
         if let Some(state) = probe.and_then(|p| p.archiver.clone()) {
             archivers.push(ArchiverObservation { instance: instance.clone(), state });
@@ -268,7 +288,7 @@ async fn observe_instances(
             }),
         });
     }
-    Ok(Instances { observations, archivers, senders, pods })
+    Ok(Instances { observations, archivers, senders, synchronous_standby_names, pods })
 }
 
 /// "Now" for the status's transition times.
@@ -379,30 +399,29 @@ fn pgbackrest_ordinals(cluster: &str, topology: &Topology) -> Vec<i32> {
     ordinals
 }
 
-/// Gives the primary one slot per other instance and drops slots of removed instances. A
-/// failure is logged and retried next time: standbys keep streaming meanwhile (wal_keep_size).
-async fn maintain_slots(
+/// The ready primary the status names, and how to reach it.
+struct PrimaryConnection<'a> {
+    name: String,
+    connection: Connection<'a>,
+}
+
+fn primary_connection<'a>(
     ctx: &Context,
     owner: &Owner,
-    cluster: &PgCluster,
     status: &PgClusterStatus,
     pods: &[Pod],
-    password: &str,
-    ca: &ClusterCa,
-) {
-    let primary = status.instances.iter().find(|i| i.role == InstanceRole::Primary && i.ready);
-    let Some(primary) = primary else { return };
+    password: &'a str,
+    ca: &'a ClusterCa,
+) -> Option<PrimaryConnection<'a>> {
+    let primary = status.instances.iter().find(|i| i.role == InstanceRole::Primary && i.ready)?;
     if status.current_primary.as_deref() != Some(primary.name.as_str()) {
-        return;
+        return None;
     }
-    let pod_ip = pods
+    let host = pods
         .iter()
         .find(|pod| pod.name_any() == names::pod(&primary.name))
         .and_then(|pod| pod.status.as_ref())
-        .and_then(|s| s.pod_ip.clone());
-    let Some(host) = pod_ip else { return };
-    let wanted =
-        topology::plan(&owner.name, cluster.spec.instances, &[], Some(&primary.name), Bootstrap::Clone).slots;
+        .and_then(|s| s.pod_ip.clone())?;
     let connection = Connection {
         host,
         server_name: names::pod_fqdn(&owner.name, &primary.name, &owner.namespace),
@@ -411,12 +430,50 @@ async fn maintain_slots(
         timeout: ctx.config.postgres_timeout,
         connect_timeout: None,
     };
-    let converged = match connection.connect().await {
+    Some(PrimaryConnection { name: primary.name.clone(), connection })
+}
+
+/// Gives the primary one slot per other instance and drops slots of removed instances. A
+/// failure is logged and retried next time: standbys keep streaming meanwhile (wal_keep_size).
+async fn maintain_slots(owner: &Owner, cluster: &PgCluster, primary: &PrimaryConnection<'_>) {
+    let wanted =
+        topology::plan(&owner.name, cluster.spec.instances, &[], Some(&primary.name), Bootstrap::Clone).slots;
+    let converged = match primary.connection.connect().await {
         Ok(client) => slots::converge(&client, &wanted, &owner.name).await.map_err(PgError::from),
         Err(error) => Err(error),
     };
     if let Err(error) = converged {
         tracing::warn!(primary = %primary.name, %error, "could not reconcile replication slots");
+    }
+}
+
+/// Keeps the primary's synchronous_standby_names what [`synchronous`] wants, from what the
+/// probe of this reconcile saw (see `synchronous_io` for why through ALTER SYSTEM). A failure
+/// is logged and retried next time.
+async fn maintain_synchronous(
+    owner: &Owner,
+    spec: Option<&SynchronousSpec>,
+    observed: &Instances,
+    primary: &PrimaryConnection<'_>,
+) {
+    let Some(current) = observed.synchronous_standby_names.get(&primary.name) else { return };
+    let streaming = observed
+        .senders
+        .iter()
+        .find(|s| s.instance == primary.name)
+        .map_or(0, |s| synchronous::streaming_instances(&owner.name, &s.streaming));
+    let Some(change) = synchronous::standby_names_change(&owner.name, spec, streaming, current) else {
+        return;
+    };
+    let applied = match primary.connection.connect().await {
+        Ok(client) => synchronous_io::apply(&client, &change).await,
+        Err(error) => Err(error),
+    };
+    match applied {
+        Ok(()) => tracing::info!(primary = %primary.name, ?change, "synchronous_standby_names changed"),
+        Err(error) => {
+            tracing::warn!(primary = %primary.name, %error, "could not set synchronous_standby_names")
+        }
     }
 }
 

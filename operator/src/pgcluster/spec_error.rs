@@ -44,6 +44,9 @@ pub enum SpecError {
 
     #[error("spec.redis: set exactly one of managed and external")]
     AmbiguousRedis,
+
+    #[error("spec.replication.synchronous.number: {number} synchronous standbys, but {instances} instances have {} standbys (at least 1, at most spec.instances - 1)", instances - 1)]
+    SynchronousNumber { number: i32, instances: i32 },
 }
 
 impl SpecError {
@@ -60,6 +63,7 @@ impl SpecError {
             SpecError::RecoveryFromItself => "RecoveryFromItself",
             SpecError::AmbiguousBootstrap => "AmbiguousBootstrap",
             SpecError::AmbiguousRedis => "AmbiguousRedis",
+            SpecError::SynchronousNumber { .. } => "InvalidSynchronousNumber",
         }
     }
 }

@@ -10,9 +10,12 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::common::Condition;
-use crate::crd::pgcluster::{ArchivingStatus, ClusterPhase, InstanceRole, InstanceStatus, PgClusterStatus};
+use crate::crd::pgcluster::{
+    ArchivingStatus, ClusterPhase, InstanceRole, InstanceStatus, PgClusterStatus, SynchronousSpec,
+};
 use crate::switchover::Lsn;
 
+use super::synchronous::{self, CONDITION_SYNCHRONOUS};
 use crate::protocol::names::{self, RoleLabel};
 
 pub const CONDITION_READY: &str = "Ready";
@@ -63,6 +66,8 @@ pub struct Problem {
 pub struct SenderObservation {
     pub instance: String,
     pub streaming: Vec<String>,
+    /// Standbys in sync_state `sync` or `quorum`.
+    pub synchronous: Vec<String>,
 }
 
 /// Everything the status is computed from.
@@ -79,6 +84,8 @@ pub struct Observation<'a> {
     /// pg_stat_replication of the instances that answered as primaries; only the chosen
     /// primary's counts. Without it, streaming is not judged.
     pub senders: Vec<SenderObservation>,
+    /// spec.replication.synchronous; `None`: asynchronous, nothing reported.
+    pub synchronous: Option<&'a SynchronousSpec>,
     pub previous: &'a PgClusterStatus,
     pub now: Time,
 }
@@ -167,6 +174,10 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
             .collect(),
         None => Vec::new(),
     };
+    let synchronous = observation.synchronous.map(|spec| {
+        let report = sender.map(|s| s.synchronous.as_slice());
+        (spec, synchronous::status(spec, report, observation.previous.synchronous.as_ref()))
+    });
     let all_present = count_matches && not_ready.is_empty();
     let all_ready = primary_ready && !split_brain && all_present && not_streaming.is_empty();
     let not_streaming_message = || {
@@ -226,6 +237,8 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
         (true, "InstancesNotReady", format!("not ready: {}", not_ready.join(", ")))
     } else if bootstrapped && !not_streaming.is_empty() {
         (true, "StandbysNotStreaming", not_streaming_message())
+    } else if let Some(shortfall) = synchronous.as_ref().and_then(|(_, s)| s.shortfall.clone()) {
+        (true, "SynchronousStandbysMissing", shortfall)
     } else if let Some(archiver) = archiver.filter(|a| a.state.failing) {
         (true, "ArchivingFailing", archiving_failure_message(archiver))
     } else {
@@ -244,9 +257,12 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
         ClusterPhase::Degraded
     };
 
+    let synchronous_condition =
+        synchronous.as_ref().map(|(spec, s)| (CONDITION_SYNCHRONOUS, synchronous::condition(spec, s)));
     let conditions =
         [(CONDITION_READY, ready), (CONDITION_PROGRESSING, progressing), (CONDITION_DEGRADED, degraded)]
             .into_iter()
+            .chain(synchronous_condition)
             .map(|(kind, (status, reason, message))| condition(observation, kind, status, reason, message))
             .collect();
 
@@ -261,6 +277,7 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
             last_backup: observation.previous.last_backup.clone(),
             // Kept while the primary does not answer: the last figures are still the best known.
             archiving: archiver.map(archiving_status).or_else(|| observation.previous.archiving.clone()),
+            synchronous: synchronous.map(|(_, s)| s),
             observed_generation: observation.generation,
         },
         role_labels,
@@ -372,6 +389,7 @@ pub fn with_problem(
         problem: None,
         archivers: Vec::new(),
         senders: Vec::new(),
+        synchronous: None,
         previous,
         now,
     };

@@ -44,6 +44,7 @@ fn observe_archiving(
         problem: None,
         archivers,
         senders: vec![],
+        synchronous: None,
         previous,
         now: at(100),
     })
@@ -211,6 +212,7 @@ fn refused_spec_is_degraded_with_its_reason_while_the_cluster_keeps_serving() {
         instances: vec![primary("demo-1", 1, 10), standby("demo-2", 10)],
         archivers: vec![],
         senders: vec![],
+        synchronous: None,
         problem: Some(Problem {
             reason: "ParameterOwnedByRelevo",
             message: "spec.postgresql.parameters.wal_level: owned by relevo".into(),
@@ -313,7 +315,9 @@ fn observe_streaming(previous: &PgClusterStatus, streaming: &[&str]) -> Computed
         senders: vec![SenderObservation {
             instance: "demo-1".into(),
             streaming: streaming.iter().map(|s| s.to_string()).collect(),
+            synchronous: vec![],
         }],
+        synchronous: None,
         previous,
         now: at(100),
     })
@@ -354,4 +358,67 @@ fn a_new_cluster_waits_for_its_standbys_to_stream() {
 fn without_the_primary_s_replication_view_streaming_is_not_judged() {
     let computed = observe(&with_primary("demo-1"), 2, vec![primary("demo-1", 1, 10), standby("demo-2", 10)]);
     assert_eq!(condition(&computed.status, "Ready").status, "True");
+}
+
+/// A streaming trio with synchronous replication; `report`: the primary's synchronous
+/// standbys, `None` when the primary did not answer.
+fn observe_synchronous(
+    previous: &PgClusterStatus,
+    spec: &crate::crd::pgcluster::SynchronousSpec,
+    report: Option<&[&str]>,
+) -> ComputedStatus {
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (primary_seen, senders) = match report {
+        Some(report) => (
+            primary("demo-1", 1, 1000),
+            vec![SenderObservation {
+                instance: "demo-1".into(),
+                streaming: names(&["demo-2", "demo-3"]),
+                synchronous: names(report),
+            }],
+        ),
+        None => (unreachable("demo-1"), vec![]),
+    };
+    compute(&Observation {
+        cluster: "demo",
+        generation: Some(4),
+        desired_instances: 3,
+        instances: vec![primary_seen, standby("demo-2", 900), standby("demo-3", 1000)],
+        problem: None,
+        archivers: vec![],
+        senders,
+        synchronous: Some(spec),
+        previous,
+        now: at(100),
+    })
+}
+
+#[test]
+fn the_status_reports_the_synchronous_standbys_and_keeps_them_while_the_primary_is_gone() {
+    use crate::crd::pgcluster::{DataDurability, SynchronousSpec};
+    let spec = SynchronousSpec { number: 1, ..SynchronousSpec::default() };
+    let computed = observe_synchronous(&with_primary("demo-1"), &spec, Some(&["demo-3"]));
+    let synchronous = computed.status.synchronous.clone().unwrap();
+    assert_eq!((synchronous.standbys, synchronous.shortfall), (vec!["demo-3".to_string()], None));
+    let sync = condition(&computed.status, CONDITION_SYNCHRONOUS);
+    assert_eq!((sync.status.as_str(), sync.reason.as_str()), ("True", "SynchronousStandbysStreaming"));
+    assert_eq!(computed.status.phase, Some(ClusterPhase::Ready));
+
+    let gone = observe_synchronous(&computed.status, &spec, None);
+    assert_eq!(gone.status.synchronous, computed.status.synchronous, "kept for a failover");
+
+    let two = SynchronousSpec { number: 2, data_durability: DataDurability::Preferred, ..spec };
+    let short = observe_synchronous(&with_primary("demo-1"), &two, Some(&["demo-3"]));
+    let sync = condition(&short.status, CONDITION_SYNCHRONOUS);
+    assert_eq!((sync.status.as_str(), sync.reason.as_str()), ("False", "RunningAsynchronously"));
+    let degraded = condition(&short.status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "SynchronousStandbysMissing"));
+    assert!(degraded.message.starts_with("1 of 2 synchronous standbys stream"), "{}", degraded.message);
+}
+
+#[test]
+fn an_asynchronous_cluster_reports_nothing_synchronous() {
+    let computed = observe_streaming(&with_primary("demo-1"), &["demo-2", "demo-3"]);
+    assert_eq!(computed.status.synchronous, None);
+    assert!(computed.status.conditions.iter().all(|c| c.type_ != CONDITION_SYNCHRONOUS));
 }

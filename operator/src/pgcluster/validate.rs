@@ -53,6 +53,11 @@ pub fn validate(cluster: &PgCluster) -> Result<ValidSpec, SpecError> {
     let failover_delay = duration::parse(&spec.failover.delay)
         .map_err(|source| SpecError::InvalidDuration { field: "spec.failover.delay", source })?;
     let parameters = parameters::merge(&spec.postgresql.parameters, spec.instances)?;
+    if let Some(sync) = spec.replication.as_ref().and_then(|r| r.synchronous.as_ref())
+        && !(1..spec.instances).contains(&sync.number)
+    {
+        return Err(SpecError::SynchronousNumber { number: sync.number, instances: spec.instances });
+    }
     Ok(ValidSpec { parameters, failover_delay, initdb, recovery })
 }
 
@@ -68,6 +73,28 @@ mod tests {
         assert_eq!(valid.failover_delay, Duration::from_secs(5));
         assert_eq!(valid.initdb, InitdbSpec::default());
         assert_eq!(valid.parameters["wal_keep_size"], "512MB");
+    }
+
+    #[test]
+    fn synchronous_standbys_are_bounded_by_the_standbys() {
+        let fits = cluster_from_yaml("spec: {instances: 3, replication: {synchronous: {number: 2}}}");
+        assert!(validate(&fits).is_ok());
+        let too_many = cluster_from_yaml("spec: {instances: 2, replication: {synchronous: {number: 2}}}");
+        let error = validate(&too_many).unwrap_err();
+        assert_eq!(error, SpecError::SynchronousNumber { number: 2, instances: 2 });
+        assert!(error.to_string().starts_with("spec.replication.synchronous.number: "), "{error}");
+        let zero = cluster_from_yaml("spec: {instances: 2, replication: {synchronous: {number: 0}}}");
+        assert!(validate(&zero).is_err());
+    }
+
+    #[test]
+    fn synchronous_standby_names_is_refused_as_a_parameter() {
+        let cluster = cluster_from_yaml(
+            "spec: {replication: {synchronous: {}}, postgresql: {parameters: {synchronous_standby_names: '*'}}}",
+        );
+        let error = validate(&cluster).unwrap_err();
+        assert_eq!(error.reason(), "ParameterOwnedByRelevo");
+        assert!(error.to_string().contains("spec.replication.synchronous"), "{error}");
     }
 
     #[test]

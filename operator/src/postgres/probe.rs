@@ -55,14 +55,20 @@ WHERE slot_type = 'physical' AND slot_name LIKE 'relevo\\_%' ORDER BY slot_name"
 
 /// The whole probe in one round trip: [`INSTANCE_STATUS`]'s 8 columns, then primary_conninfo,
 /// relevo's slots, the application_name of every standby streaming from it (relevo puts the
-/// instance name there), then [`ARCHIVER_QUERY`]'s 7 columns.
+/// instance name there), then [`ARCHIVER_QUERY`]'s 7 columns, then the standbys the instance
+/// counts as synchronous and its synchronous_standby_names.
 pub static PROBE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT s.*, current_setting('primary_conninfo') AS primary_conninfo, \
          ARRAY({LIST_SLOTS}) AS slots, \
          ARRAY(SELECT application_name FROM pg_stat_replication \
                WHERE state = 'streaming' AND application_name <> '' ORDER BY application_name) AS streaming, \
-         a.* FROM ({INSTANCE_STATUS}) s, ({ARCHIVER_QUERY}) a"
+         a.*, \
+         ARRAY(SELECT application_name FROM pg_stat_replication \
+               WHERE sync_state IN ('sync', 'quorum') AND application_name <> '' \
+               ORDER BY application_name) AS synchronous, \
+         current_setting('synchronous_standby_names') AS synchronous_standby_names \
+         FROM ({INSTANCE_STATUS}) s, ({ARCHIVER_QUERY}) a"
     )
 });
 
@@ -79,6 +85,11 @@ pub struct Probe {
     pub slots: Vec<String>,
     /// application_name of every standby streaming from this instance.
     pub streaming_standbys: Vec<String>,
+    /// application_name of every standby this instance counts as synchronous (sync_state
+    /// `sync` or `quorum`); empty on a standby.
+    pub synchronous_standbys: Vec<String>,
+    /// Its synchronous_standby_names, as it runs now.
+    pub synchronous_standby_names: String,
     /// pg_stat_archiver; `None` on a standby (standbys do not archive).
     pub archiver: Option<ArchiverState>,
 }
@@ -214,6 +225,8 @@ fn from_row(row: &Row) -> Result<Probe, PgError> {
         primary_conninfo: row.try_get(8)?,
         slots: row.try_get(9)?,
         streaming_standbys: row.try_get(10)?,
+        synchronous_standbys: row.try_get(18)?,
+        synchronous_standby_names: row.try_get(19)?,
         archiver: (!in_recovery).then_some(archiver),
     })
 }
@@ -227,6 +240,7 @@ mod tests {
         let sql = PROBE.as_str();
         assert_eq!(sql.matches("pg_is_in_recovery() AS in_recovery").count(), 1);
         assert!(sql.contains("FROM pg_stat_archiver"), "{sql}");
+        assert!(sql.contains("sync_state IN ('sync', 'quorum')"), "{sql}");
         assert!(sql.contains("relevo\\_%"), "underscore escaped in LIKE: {sql}");
         assert!(!sql.contains(';'), "a single statement: {sql}");
     }

@@ -135,12 +135,14 @@ fn rebuilds_a_diverged_old_primary_with_pg_rewind_and_falls_back_to_pg_basebacku
         status.contains("|1|1|127.0.0.1|relevo_b"),
         "timeline 1, streaming from a via its slot: {status}"
     );
-    // The operator's one probe, for real, on the primary: its 18 columns, its slot and the
-    // standby streaming from it; and on the standby, the archiver left out by role.
+    // The operator's one probe, for real, on the primary: its 20 columns, its slot and the
+    // standby streaming from it (asynchronously: no synchronous standby, an empty
+    // synchronous_standby_names); and on the standby, the archiver left out by role.
     let probe = pg.sql(pa, &crate::postgres::probe::PROBE);
     let columns: Vec<&str> = probe.split('|').collect();
-    assert_eq!(columns.len(), 18, "{probe}");
+    assert_eq!(columns.len(), 20, "{probe}");
     assert_eq!((columns[0], columns[4], columns[9], columns[10]), ("f", "1", "{relevo_b}", "{b}"), "{probe}");
+    assert_eq!((columns[18], columns[19]), ("{}", ""), "{probe}");
     let probe = pg.sql(pb, &crate::postgres::probe::PROBE);
     assert!(
         probe.starts_with("t||") && probe.split('|').nth(8).is_some_and(|c| c.contains("application_name")),

@@ -56,7 +56,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::switchover::model::{ActiveSwitchover, InstanceView, Mode, Phase};
+    use crate::switchover::model::{ActiveSwitchover, InstanceView, Mode, Phase, SynchronousStandbys};
 
     fn t(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
@@ -100,6 +100,7 @@ mod tests {
             lease: None,
             role_move: Default::default(),
             watching_since: None,
+            synchronous_standbys: None,
         }
     }
 
@@ -204,6 +205,25 @@ mod tests {
                 assert!(trigger.unready_for >= DELAY, "{what}");
             }
         }
+    }
+
+    #[test]
+    fn with_synchronous_replication_only_a_synchronous_standby_triggers_a_failover() {
+        let healthy = || vec![standby("pg-2", true, 100), standby("pg-3", true, 200)];
+        let only = |names: &[&str]| Observed {
+            synchronous_standbys: Some(SynchronousStandbys {
+                standbys: names.iter().map(|s| s.to_string()).collect(),
+                must_see: 1,
+            }),
+            ..cluster(primary(false, false), healthy())
+        };
+        let decide = |observed: &Observed| {
+            failover_decision(observed, Some(t(0)), DELAY, t(10), true).map(|t| t.candidate)
+        };
+        assert_eq!(decide(&only(&["pg-2"])).as_deref(), Some("pg-2"), "not pg-3, which was not synchronous");
+        assert_eq!(decide(&only(&["pg-2", "pg-3"])).as_deref(), Some("pg-3"), "the most advanced of them");
+        assert_eq!(decide(&only(&[])), None, "none was synchronous: no failover");
+        assert_eq!(decide(&only(&["pg-4"])), None);
     }
 
     #[test]

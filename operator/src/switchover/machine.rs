@@ -68,7 +68,7 @@ mod phases;
 mod rebuilding;
 mod select;
 
-pub use select::{failover_candidate, planned_candidate};
+pub use select::{failover_candidate, no_failover_candidate_reason, planned_candidate};
 
 /// Computes the next step. Pure: same input, same output.
 pub fn next(

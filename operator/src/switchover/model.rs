@@ -243,6 +243,20 @@ pub struct Observed {
     /// replacement operator that takes over mid-phase after a minute without any operator
     /// gives the phase its full timeout, instead of failing it for waits nobody watched.
     pub watching_since: Option<DateTime<Utc>>,
+    /// With synchronous replication: who may take over from a lost primary. `None`: any
+    /// standby (asynchronous replication).
+    pub synchronous_standbys: Option<SynchronousStandbys>,
+}
+
+/// The standbys a lost primary last reported as synchronous (`PgCluster.status.synchronous`),
+/// and how many of them a failover must see to know which one holds every acknowledged commit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SynchronousStandbys {
+    pub standbys: Vec<String>,
+    /// Each acknowledged commit is on at least `standbys.len() - must_see + 1` of them: on all
+    /// of them under FIRST (`must_see` 1), on `number` of them under ANY (`must_see` n - number
+    /// + 1). Seeing fewer, the newest commit may be on none of those seen.
+    pub must_see: usize,
 }
 
 impl Observed {

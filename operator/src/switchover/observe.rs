@@ -124,6 +124,10 @@ pub async fn observe(
         lease,
         role_move,
         watching_since: Some(ctx.leading_since),
+        synchronous_standbys: crate::pgcluster::synchronous::promotable(
+            cluster.spec.replication.as_ref().and_then(|r| r.synchronous.as_ref()),
+            cluster.status.as_ref().and_then(|s| s.synchronous.as_ref()),
+        ),
     };
     Ok(Snapshot { cluster: Some(cluster), statefulsets, pods, password, ca, observed })
 }

@@ -7,8 +7,12 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod replication;
 mod status;
 
+pub use replication::{
+    DataDurability, ReplicationSpec, SynchronousMethod, SynchronousSpec, SynchronousStatus,
+};
 pub use status::{ArchivingStatus, ClusterPhase, InstanceRole, InstanceStatus, LastBackup, PgClusterStatus};
 
 use super::common::{DNS_LABEL_PATTERN, DURATION_PATTERN, RFC3339_PATTERN, STORAGE_SIZE_PATTERN};
@@ -44,6 +48,9 @@ pub const MAX_INSTANCES: i32 = 9;
     // Services and pod host names are DNS labels that start with a letter; the apiserver only
     // checks that a custom resource's name is a DNS subdomain (dots, leading digits).
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a letter and hold only lower-case letters, digits and '-' (it names Services and pods)"),
+    // The schema alone cannot compare two fields: more synchronous standbys than standbys
+    // would block every commit for good.
+    validation = Rule::new("!has(self.spec.replication) || !has(self.spec.replication.synchronous) || self.spec.replication.synchronous.number <= self.spec.instances - 1").message("spec.replication.synchronous.number must be at most spec.instances - 1 (the number of standbys)").field_path(".spec.replication.synchronous.number"),
     printcolumn(name = "Instances", type_ = "integer", json_path = ".spec.instances", description = "Desired number of instances"),
     printcolumn(name = "Primary", type_ = "string", json_path = ".status.currentPrimary", description = "Instance that is primary"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition"),
@@ -90,6 +97,10 @@ pub struct PgClusterSpec {
     /// TLS of every PostgreSQL connection. TLS is always on; this chooses the certificate.
     #[serde(default, skip_serializing_if = "TlsSpec::is_default")]
     pub tls: TlsSpec,
+
+    /// Streaming replication: asynchronous unless `synchronous` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationSpec>,
 
     /// Where the cluster's pods run relative to each other.
     #[serde(default)]

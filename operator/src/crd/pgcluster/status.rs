@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::SynchronousStatus;
 use crate::crd::common::Condition;
 
 /// Observed state of a PostgreSQL cluster, as PostgreSQL itself reports it.
@@ -32,6 +33,10 @@ pub struct PgClusterStatus {
     /// WAL archiving into the pgBackRest repository, as the primary's pg_stat_archiver reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archiving: Option<ArchivingStatus>,
+
+    /// Synchronous replication as the primary reports it; only with spec.replication.synchronous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<SynchronousStatus>,
 
     /// metadata.generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,10 @@
 //! One method per phase. Each returns the step to run, or `Flow::Continue` after entering the
 //! next phase. The guards at the top of each method are the safety rules; read them first.
 
-use super::select::{failover_candidate, failover_target_check, planned_candidate, planned_target_problem};
+use super::select::{
+    failover_candidate, failover_target_check, no_failover_candidate_reason, planned_candidate,
+    planned_target_problem,
+};
 use super::{Ctx, Flow, elapsed};
 use crate::switchover::model::{ActiveSwitchover, InstanceView, Mode, Phase, Role, Step};
 
@@ -149,7 +152,9 @@ impl Ctx<'_> {
                 self.s.to = Some(name);
             }
             None if failover_candidate(self.obs, &lost_name).is_none() => {
-                return self.reject("no healthy standby to promote".into()).into();
+                let reason =
+                    no_failover_candidate_reason(self.obs, &lost_name, "no healthy standby to promote");
+                return self.reject(reason).into();
             }
             None => {}
         }
@@ -325,7 +330,14 @@ impl Ctx<'_> {
             // this is the moment to compare them.
             match failover_candidate(self.obs, &from_name) {
                 Some(best) => self.s.to = Some(best.name.clone()),
-                None => return self.begin_failure("no healthy standby left to promote".into()),
+                None => {
+                    let no_candidate = "no healthy standby left to promote";
+                    return self.begin_failure(no_failover_candidate_reason(
+                        self.obs,
+                        &from_name,
+                        no_candidate,
+                    ));
+                }
             }
         }
         self.s.enter(Phase::CatchingUp, self.now);

@@ -3,7 +3,8 @@
 
 use std::cmp::Ordering;
 
-use crate::switchover::model::{InstanceView, Observed};
+use crate::switchover::lsn::Lsn;
+use crate::switchover::model::{InstanceView, Observed, SynchronousStandbys};
 
 /// Why `target` cannot take over from a healthy `primary` in a planned switchover, if it can't:
 /// it must be reachable, ready, in recovery, streaming from the primary, on its timeline, and
@@ -90,13 +91,102 @@ pub(crate) fn failover_target_problem(target: &InstanceView) -> Option<String> {
     }
 }
 
-/// The healthy standby holding the most WAL of the lost primary `lost`.
+/// What a standby holds of a lost primary's WAL, in [`by_wal_held`]'s order.
+type Held = (Option<u32>, Option<Lsn>);
+
+fn held(instance: &InstanceView) -> Held {
+    (instance.timeline, instance.wal_end())
+}
+
+fn reported(synchronous: &SynchronousStandbys) -> String {
+    if synchronous.standbys.is_empty() { "none".to_string() } else { synchronous.standbys.join(", ") }
+}
+
+/// Under synchronous replication, the least WAL a standby must hold to surely have every commit
+/// the lost primary `lost` acknowledged; `Err` says why no standby can be known to hold them.
+///
+/// Each acknowledged commit is on at least `n - must_see + 1` of the n standbys reported as
+/// synchronous, so among the `seen` of them that answered at least `seen - must_see + 1` hold
+/// it: the floor is the (seen - must_see + 1)-th most advanced of those seen.
+fn synchronous_floor(
+    lost: &str,
+    observed: &Observed,
+    synchronous: &SynchronousStandbys,
+) -> Result<Held, String> {
+    let mut seen: Vec<Held> = observed
+        .instances
+        .iter()
+        .filter(|i| i.name != lost && i.reachable && i.wal_end().is_some())
+        .filter(|i| synchronous.standbys.contains(&i.name))
+        .map(held)
+        .collect();
+    let must_see = synchronous.must_see.max(1);
+    if seen.len() < must_see {
+        return Err(format!(
+            "{} of the standbys that were synchronous when the primary was last seen (synchronous: {}) \
+             answered, and {must_see} must, to know which one holds every acknowledged commit",
+            seen.len(),
+            reported(synchronous)
+        ));
+    }
+    seen.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(seen[seen.len() - must_see])
+}
+
+/// Why a standby may not take over from a lost primary under synchronous replication, if it
+/// may not: only a standby the primary last reported as synchronous, and holding as much WAL
+/// as [`synchronous_floor`] asks, surely holds every acknowledged commit.
+fn synchronous_problem(observed: &Observed, lost: &str, target: &InstanceView) -> Option<String> {
+    let synchronous = observed.synchronous_standbys.as_ref()?;
+    if !synchronous.standbys.contains(&target.name) {
+        return Some(format!(
+            "target {} was not a synchronous standby when the primary was last seen (synchronous: {}), \
+             so it may lack acknowledged commits",
+            target.name,
+            reported(synchronous)
+        ));
+    }
+    match synchronous_floor(lost, observed, synchronous) {
+        Err(reason) => Some(reason),
+        Ok(floor) if held(target) < floor => Some(format!(
+            "target {} holds less WAL than another synchronous standby, which may have acknowledged \
+             commits it lacks",
+            target.name
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// The healthy standby holding the most WAL of the lost primary `lost`; with synchronous
+/// replication, among those [`synchronous_problem`] allows only.
 pub fn failover_candidate<'a>(observed: &'a Observed, lost: &str) -> Option<&'a InstanceView> {
     observed
         .instances
         .iter()
         .filter(|i| i.name != lost && failover_target_problem(i).is_none())
+        .filter(|i| synchronous_problem(observed, lost, i).is_none())
         .max_by(|a, b| by_wal_held(a, b))
+}
+
+/// Why [`failover_candidate`] found no one, starting with `no_candidate` ("no healthy standby
+/// to promote"): with synchronous replication, say why the healthy standbys were left out.
+pub fn no_failover_candidate_reason(observed: &Observed, lost: &str, no_candidate: &str) -> String {
+    let Some(synchronous) = &observed.synchronous_standbys else { return no_candidate.to_string() };
+    let healthy = observed.instances.iter().any(|i| i.name != lost && failover_target_problem(i).is_none());
+    if !healthy {
+        return no_candidate.to_string();
+    }
+    let why = match synchronous_floor(lost, observed, synchronous) {
+        Err(reason) => reason,
+        Ok(_) => format!(
+            "no healthy standby holds every commit a synchronous standby may have acknowledged \
+             (synchronous when the primary was last seen: {})",
+            reported(synchronous)
+        ),
+    };
+    format!(
+        "{no_candidate}: synchronous replication is on and {why}; promoting another could lose acknowledged commits"
+    )
 }
 
 /// Why an explicitly requested failover target may not be promoted: unhealthy, or more than
@@ -107,7 +197,9 @@ pub(crate) fn failover_target_check(
     target: &InstanceView,
     max_lag_bytes: u64,
 ) -> Option<String> {
-    if let Some(problem) = failover_target_problem(target) {
+    if let Some(problem) =
+        failover_target_problem(target).or_else(|| synchronous_problem(observed, lost, target))
+    {
         return Some(problem);
     }
     let best = failover_candidate(observed, lost)?;

@@ -15,6 +15,7 @@ mod failover;
 mod planned;
 mod rebuilding;
 mod simulation;
+mod synchronous;
 
 pub fn t(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(1_700_000_000_000 + ms).unwrap()
@@ -75,6 +76,7 @@ pub fn cluster() -> Observed {
         // so-1 (every request of these tests but the simulation's) holds the role move.
         role_move: RoleMove { holder: Some("so-1".into()), holder_active: true, cluster_version: "1".into() },
         watching_since: None,
+        synchronous_standbys: None,
     }
 }
 
