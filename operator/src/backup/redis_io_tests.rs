@@ -339,3 +339,34 @@ async fn retention_deletes_the_records_of_expired_sets_and_keeps_pointers_consis
     // Idempotent: a second pass finds nothing.
     assert!(delete_expired(&mut conn, "prod", "pg", &view).await.unwrap().is_empty());
 }
+
+/// Sends `signal` (STOP or CONT) to the server: a frozen Redis accepts TCP connections (the
+/// kernel does) and answers nothing, which a refused port never shows.
+fn signal(server: &RedisServer, signal: &str) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(server.child.id().to_string()).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{signal} redis-server");
+}
+
+#[tokio::test]
+async fn a_frozen_redis_fails_each_call_within_the_timeout_and_the_record_lands_after_the_thaw() {
+    use crate::backup::redis_target::connection_info;
+    let server = RedisServer::start();
+    server.connect().await;
+    let url = format!("redis://127.0.0.1:{}/", server.port);
+    let mut before = connect(connection_info(&url, None).unwrap()).await.unwrap();
+    let full = record("20251007-120000F", BackupType::Full, at(7, 12));
+
+    signal(&server, "STOP");
+    let started = Instant::now();
+    assert!(write_record(&mut before, &full, Tz::UTC).await.is_err(), "an open connection times out");
+    assert!(started.elapsed() <= TIMEOUT + Duration::from_secs(1), "took {:?}", started.elapsed());
+    let started = Instant::now();
+    assert!(connect(connection_info(&url, None).unwrap()).await.is_err(), "a new connection times out");
+    assert!(started.elapsed() <= 2 * TIMEOUT + Duration::from_secs(1), "took {:?}", started.elapsed());
+
+    signal(&server, "CONT");
+    let mut after = connect(connection_info(&url, None).unwrap()).await.unwrap();
+    let key = write_record(&mut after, &full, Tz::UTC).await.unwrap();
+    assert_eq!(hgetall(&mut after, &key).await, expected_fields(&full));
+    assert_eq!(index(&mut after).await.len(), 1, "one record, whatever the frozen calls left queued");
+}
