@@ -47,11 +47,12 @@ impl LeaseClient {
     }
 
     /// Who holds the Lease now, `Unknown` when the API does not answer in time.
-    pub async fn holder(&self) -> Holder {
-        match tokio::time::timeout(CALL_TIMEOUT, lease::api::holder(&self.api, &self.name, &self.me)).await {
-            Ok(Ok(holder)) => holder,
-            _ => Holder::Unknown,
-        }
+    /// Who holds the Lease; `None` when the read failed or timed out.
+    pub async fn holder(&self) -> Option<Holder> {
+        tokio::time::timeout(CALL_TIMEOUT, lease::api::holder(&self.api, &self.name, &self.me))
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Renews when the Lease names this instance (a compare-and-swap), `None` without an
@@ -103,20 +104,28 @@ pub fn spawn(cluster: String, instance: String, inputs: Arc<Inputs>) -> watch::R
             }
             if let (true, Some(lease)) = (wanted, &client) {
                 let sent = Instant::now();
-                if primary {
-                    match lease.renew().await {
-                        Some(Holder::Me) => {
-                            holder = Holder::Me;
-                            if let Some(r) = renewals.as_mut() {
-                                r.last_confirmed_sent = Some(sent);
-                            }
+                let answer = if primary { lease.renew().await } else { lease.holder().await };
+                let before = holder.clone();
+                match answer {
+                    Some(Holder::Me) if primary => {
+                        holder = Holder::Me;
+                        if let Some(r) = renewals.as_mut() {
+                            r.last_confirmed_sent = Some(sent);
                         }
-                        Some(other) => holder = other,
-                        // No answer: keep what we knew; the deadline does the rest.
-                        None => {}
                     }
-                } else {
-                    holder = lease.holder().await;
+                    Some(answered) => holder = answered,
+                    None => {
+                        // A fenced instance must not act on a holder it can no longer confirm.
+                        if !primary {
+                            holder = Holder::Unknown;
+                        }
+                        // A new client at the next tick: after an API server outage the old
+                        // connection can stay open and never answer again.
+                        client = None;
+                    }
+                }
+                if holder != before {
+                    eprintln!("relevo instance {instance}: the primary lease, as read: {holder:?}");
                 }
             }
             if sender.send(Report { holder: holder.clone(), renewals }).is_err() {

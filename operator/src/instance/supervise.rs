@@ -163,6 +163,8 @@ pub async fn supervise_postgres(
             .map_err(io("starting postgres"))?;
         inputs.running.store(true, Ordering::SeqCst);
         let mut tick = tokio::time::interval(POLL_INTERVAL);
+        // Why a fenced instance stays fenced, logged once per change.
+        let mut last_waiting: Option<String> = None;
         let restart = loop {
             tokio::select! {
                 status = postgres.wait() => return status.map_err(io("waiting for postgres")),
@@ -185,7 +187,15 @@ pub async fn supervise_postgres(
             }
             let local = read_local(&args.pgdata);
             inputs.self_fenced.store(local.fenced_by.as_deref() == Some(SELF_FENCE_TOKEN), Ordering::SeqCst);
-            let action = decide(&channel.effective(&read_markers()), &local, &report.holder);
+            let markers = channel.effective(&read_markers());
+            let action = decide(&markers, &local, &report.holder);
+            let waiting = (action == Action::Nothing && local.fenced_by.is_some()).then(|| {
+                format!("fenced by {:?}; lease {:?}; markers {markers:?}", local.fenced_by, report.holder)
+            });
+            if waiting.is_some() && waiting != last_waiting {
+                log(args, &format!("staying fenced: {}", waiting.as_deref().unwrap_or_default()));
+            }
+            last_waiting = waiting;
             if action.needs_restart() {
                 break Some(action);
             }
