@@ -79,5 +79,22 @@ else
   fail "did not scale down to 2 instances"
 fi
 
+say "deletion protection"
+k -n "$ns" annotate pgclusters.relevo.dev demo relevo.dev/deletion-protection=true >/dev/null
+if out=$(k -n "$ns" delete pgclusters.relevo.dev demo --wait=false 2>&1); then
+  fail "a PgCluster annotated relevo.dev/deletion-protection=true was deleted: $out"
+elif [[ $out == *deletion-protection* ]] && k -n "$ns" get pgclusters.relevo.dev demo >/dev/null \
+    && [[ -z $(k -n "$ns" get pgclusters.relevo.dev demo -o jsonpath='{.metadata.deletionTimestamp}') ]]; then
+  pass "a protected PgCluster's DELETE is refused and changes nothing: ${out##*: }"
+else
+  fail "a protected PgCluster's DELETE: $out"
+fi
+k -n "$ns" annotate pgclusters.relevo.dev demo relevo.dev/deletion-protection- >/dev/null
+if k -n "$ns" delete pgclusters.relevo.dev demo --wait=true --timeout=120s >/dev/null; then
+  pass "without the annotation the PgCluster is deleted"
+else
+  fail "the PgCluster was not deleted once its annotation was removed"
+fi
+
 k delete namespace "$ns" --wait=false >/dev/null
 summary pgcluster
