@@ -28,6 +28,10 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)";
 pub const DROP_SLOT_IF_PRESENT: &str = "\
 SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active";
 
+/// Ends the walsender holding the slot `$1`, if one does (a row per walsender signalled).
+pub const END_STREAM_OF_SLOT: &str = "\
+SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL";
+
 /// Promotes if still in recovery, so a repeated step is a no-op returning true. pg_promote
 /// returns false if promotion did not finish within `wait_seconds`.
 pub fn promote(wait_seconds: u32) -> String {
