@@ -11,7 +11,7 @@ tests=("$@")
 if ((${#tests[@]} == 0)); then
   tests=(bad-input pgcluster switchover backups schedule)
   # Node faults need more than one node; pod partitions need the local bed's netns.
-  if [[ $RELEVO_CLUSTER == kind ]]; then tests+=(faults ha); else tests+=(partition); fi
+  if [[ $RELEVO_CLUSTER == kind ]]; then tests+=(faults ha operator-node); else tests+=(partition); fi
 fi
 for test in "${tests[@]}"; do
   say "=== $test"

@@ -12,8 +12,7 @@
 #      then its pod force-deleted: no acknowledged row may be lost, and the
 #      primary runs synchronously again after each.
 # HA_SCENARIOS="killed synchronous" runs only those (default: all).
-# The operator's node killed mid-switchover is tests/operator-node.sh, kept out
-# of the default list while it is flaky (issue 10).
+# The operator's node killed mid-switchover is tests/operator-node.sh.
 # After each: no acknowledged row lost where none may be (planned, drain), the
 # losses reported where replication is asynchronous, never two primaries, the
 # cut-off primary acknowledged nothing once its successor was being promoted,

@@ -85,7 +85,7 @@ if out=$(k -n "$ns" delete pgclusters.relevo.dev demo --wait=false 2>&1); then
   fail "a PgCluster annotated relevo.dev/deletion-protection=true was deleted: $out"
 elif [[ $out == *deletion-protection* ]] && k -n "$ns" get pgclusters.relevo.dev demo >/dev/null \
     && [[ -z $(k -n "$ns" get pgclusters.relevo.dev demo -o jsonpath='{.metadata.deletionTimestamp}') ]]; then
-  pass "a protected PgCluster's DELETE is refused and changes nothing: ${out##*: }"
+  pass "a protected PgCluster's DELETE is refused and changes nothing: $out"
 else
   fail "a protected PgCluster's DELETE: $out"
 fi
