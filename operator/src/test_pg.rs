@@ -158,6 +158,26 @@ impl PgBed {
             (seen.lines().any(|l| l == format!("{standby}:streaming")), seen)
         });
     }
+
+    /// Clones the data directory `name` from the server on `primary_port` and makes it a
+    /// standby of it, with `conninfo` (after host and port) and the `extra` settings; not
+    /// started. No -R: its primary_conninfo in postgresql.auto.conf would override this one.
+    pub fn clone_standby(&self, name: &str, primary_port: u16, conninfo: &str, extra: &str) {
+        let mut argv = args(["-D"]);
+        argv.push(self.dir(name).into());
+        argv.push("-h".into());
+        argv.push(self.sock.clone().into());
+        argv.extend(args(["-p", &primary_port.to_string(), "-U", "postgres", "-X", "stream", "--no-sync"]));
+        self.run("pg_basebackup", argv).unwrap_or_else(|e| panic!("pg_basebackup {name}: {e}"));
+        let signal = self.dir(name).join("standby.signal");
+        fs::write(&signal, "").unwrap();
+        self.give(&signal);
+        let host = self.sock.display();
+        self.append_conf(
+            name,
+            &format!("\nprimary_conninfo = 'host={host} port={primary_port} {conninfo}'\n{extra}"),
+        );
+    }
 }
 
 impl Drop for PgBed {

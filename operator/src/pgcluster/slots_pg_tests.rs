@@ -35,30 +35,11 @@ fn a_stale_slot_in_use_has_its_stream_ended_and_is_dropped_once_free() {
     bed.start("old-primary", old_primary);
     bed.sql(old_primary, "SELECT pg_create_physical_replication_slot('relevo_demo_2', true)");
 
-    let mut argv = crate::rebuild::process::args(["-D"]);
-    argv.push(bed.dir("standby").into());
-    argv.push("-h".into());
-    argv.push(bed.sock.clone().into());
-    argv.extend(crate::rebuild::process::args([
-        "-p",
-        &old_primary.to_string(),
-        "-U",
-        "postgres",
-        "-X",
-        "stream",
-        "--no-sync",
-    ]));
-    bed.run("pg_basebackup", argv).unwrap_or_else(|e| panic!("pg_basebackup: {e}"));
-    let signal = bed.dir("standby").join("standby.signal");
-    std::fs::write(&signal, "").unwrap();
-    bed.give(&signal);
-    bed.append_conf(
+    bed.clone_standby(
         "standby",
-        &format!(
-            "\nprimary_conninfo = 'host={} port={old_primary} user=postgres application_name=demo-2'\n\
-             primary_slot_name = 'relevo_demo_2'\n",
-            bed.sock.display()
-        ),
+        old_primary,
+        "user=postgres application_name=demo-2",
+        "primary_slot_name = 'relevo_demo_2'\n",
     );
     bed.start("standby", standby);
     bed.wait_streaming(old_primary, "demo-2");

@@ -73,31 +73,7 @@ fn a_required_commit_waits_for_a_standby_with_the_instance_name() {
 
         // A standby whose application_name is its instance name, as primary_conninfo sets it.
         let standby = names::instance("demo", 2);
-        let mut argv = crate::rebuild::process::args(["-D"]);
-        argv.push(bed.dir("standby").into());
-        argv.push("-h".into());
-        argv.push(bed.sock.clone().into());
-        argv.extend(crate::rebuild::process::args([
-            "-p",
-            &primary_port.to_string(),
-            "-U",
-            "postgres",
-            "-X",
-            "stream",
-            "--no-sync",
-        ]));
-        bed.run("pg_basebackup", argv).unwrap_or_else(|e| panic!("pg_basebackup: {e}"));
-        // No -R: its primary_conninfo in postgresql.auto.conf would override this one.
-        let signal = bed.dir("standby").join("standby.signal");
-        std::fs::write(&signal, "").unwrap();
-        bed.give(&signal);
-        bed.append_conf(
-            "standby",
-            &format!(
-                "\nprimary_conninfo = 'host={} port={primary_port} user=postgres application_name={standby}'\n",
-                bed.sock.display()
-            ),
-        );
+        bed.clone_standby("standby", primary_port, &format!("user=postgres application_name={standby}"), "");
         let started = Instant::now();
         // PgBed::start needs &mut while the waiting commit borrows the bed: pg_ctl directly.
         let mut argv = crate::rebuild::process::args(["start", "-w", "-t", "60", "-D"]);
