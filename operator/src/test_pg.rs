@@ -159,6 +159,21 @@ impl PgBed {
         });
     }
 
+    /// A data directory `name` that serves streaming replication over the private socket
+    /// only, with local trust (no password on the socket) and fsync off.
+    pub fn initdb_streaming(&self, name: &str) {
+        self.initdb(name, &["--auth-local=trust"]);
+        self.append_conf(
+            name,
+            &format!(
+                "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nfsync = off\n\
+                 max_wal_senders = 5\nhot_standby = on\nshared_buffers = '16MB'\n\
+                 wal_retrieve_retry_interval = '200ms'\n",
+                self.sock.display()
+            ),
+        );
+    }
+
     /// Clones the data directory `name` from the server on `primary_port` and makes it a
     /// standby of it, with `conninfo` (after host and port) and the `extra` settings; not
     /// started. No -R: its primary_conninfo in postgresql.auto.conf would override this one.

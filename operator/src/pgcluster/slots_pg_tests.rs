@@ -9,19 +9,6 @@ use crate::test_pg::{PgBed, free_port};
 
 const PASSWORD: &str = "relevo-slots-test-secret";
 
-fn initdb(bed: &PgBed, name: &str) {
-    bed.initdb(name, &["--auth-local=trust"]);
-    bed.append_conf(
-        name,
-        &format!(
-            "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nfsync = off\n\
-             max_wal_senders = 5\nhot_standby = on\nshared_buffers = '16MB'\n\
-             wal_retrieve_retry_interval = '200ms'\n",
-            bed.sock.display()
-        ),
-    );
-}
-
 fn walsender_pid(bed: &PgBed, port: u16) -> String {
     bed.sql(port, "SELECT coalesce(max(pid), 0) FROM pg_stat_replication WHERE application_name = 'demo-2'")
 }
@@ -31,7 +18,7 @@ fn a_stale_slot_in_use_has_its_stream_ended_and_is_dropped_once_free() {
     let tools = ["initdb", "pg_ctl", "postgres", "pg_basebackup", "psql"];
     let mut bed = PgBed::new("relevo-slots", &tools, PASSWORD);
     let (old_primary, standby) = (free_port(), free_port());
-    initdb(&bed, "old-primary");
+    bed.initdb_streaming("old-primary");
     bed.start("old-primary", old_primary);
     bed.sql(old_primary, "SELECT pg_create_physical_replication_slot('relevo_demo_2', true)");
 

@@ -19,19 +19,6 @@ const PASSWORD: &str = "relevo-sync-test-secret";
 /// How long a commit is given to prove it waits.
 const BOUNDED_WAIT: Duration = Duration::from_secs(2);
 
-fn initdb(bed: &PgBed, name: &str) {
-    bed.initdb(name, &["--auth-local=trust"]);
-    bed.append_conf(
-        name,
-        &format!(
-            "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n\
-             max_wal_senders = 5\nhot_standby = on\nshared_buffers = '16MB'\n\
-             wal_retrieve_retry_interval = '200ms'\n",
-            bed.sock.display()
-        ),
-    );
-}
-
 /// What the reconcile would run on the primary, run through psql.
 fn apply_as_the_reconcile_does(bed: &PgBed, port: u16, change: &StandbyNamesChange) {
     bed.sql(port, &alter_system(change));
@@ -50,7 +37,7 @@ fn a_required_commit_waits_for_a_standby_with_the_instance_name() {
     let tools = ["initdb", "pg_ctl", "postgres", "pg_basebackup", "psql"];
     let mut bed = PgBed::new("relevo-sync", &tools, PASSWORD);
     let (primary_port, standby_port) = (free_port(), free_port());
-    initdb(&bed, "primary");
+    bed.initdb_streaming("primary");
     bed.start("primary", primary_port);
     bed.sql(primary_port, "CREATE TABLE ledger (id int)");
 
