@@ -46,8 +46,7 @@ impl LeaseClient {
         Some(Self { api, name: lease::name(cluster), me: instance.to_owned() })
     }
 
-    /// Who holds the Lease now, `Unknown` when the API does not answer in time.
-    /// Who holds the Lease; `None` when the read failed or timed out.
+    /// Who holds the Lease now; `None` when the read failed or did not answer in time.
     pub async fn holder(&self) -> Option<Holder> {
         tokio::time::timeout(CALL_TIMEOUT, lease::api::holder(&self.api, &self.name, &self.me))
             .await
