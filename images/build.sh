@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds relevo's images with docker under the fixed tags of tags.env.
-#   images/build.sh [base|pause|coredns|postgres|redis|operator]...
+#   images/build.sh [base|pause|coredns|postgres|redis|pgbouncer|operator]...
 #   images/build.sh --print-binary   (builds the relevo binary, prints its path)
-# With no argument it builds the product images: postgres, redis, operator.
+# With no argument it builds the product images: postgres, redis, pgbouncer, operator.
 # Binaries that go into images are built on the host first (Rust by cargo, the
 # test bed's by e2e/testbed/build.sh), so that docker needs no toolchain.
 set -euo pipefail
@@ -35,7 +35,7 @@ if [[ ${1:-} == --print-binary ]]; then
   exit
 fi
 targets=("$@")
-((${#targets[@]})) || targets=(postgres redis operator)
+((${#targets[@]})) || targets=(postgres redis pgbouncer operator)
 for t in "${targets[@]}"; do
   case $t in
     base) "$here/base/build.sh" ;;
@@ -43,6 +43,7 @@ for t in "${targets[@]}"; do
     coredns) build_with coredns "$COREDNS_IMAGE_TAG" "$cache/bin/coredns" ;;
     redis) "$here/base/build.sh"; build_with redis "$REDIS_IMAGE" ;;
     postgres) "$here/base/build.sh"; build_with postgres "$POSTGRES_IMAGE" "$(relevo_binary)" ;;
+    pgbouncer) "$here/base/build.sh"; build_with pgbouncer "$PGBOUNCER_IMAGE" "$(relevo_binary)" ;;
     operator) "$here/base/build.sh"; build_with operator "$OPERATOR_IMAGE" "$(relevo_binary)" ;;
     *) echo "images/build.sh: unknown image '$t'" >&2; exit 2 ;;
   esac

@@ -18,6 +18,7 @@ pub mod operator;
 pub mod pgbackrest;
 pub mod pgcluster;
 pub mod pki;
+pub mod pooler;
 pub mod postgres;
 pub mod protocol;
 pub mod rebuild;

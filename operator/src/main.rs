@@ -23,6 +23,8 @@ enum Command {
     },
     /// Entrypoint of a PostgreSQL pod: bootstrap the volume if empty, then run PostgreSQL.
     Instance(relevo::instance::exec::InstanceArgs),
+    /// Supervisor of a PgBouncer pod: PgBouncer, its userlist, the control channel, the pause bound.
+    Pooler(relevo::pooler::PoolerArgs),
     /// Entrypoint of a cluster's pgBackRest repo host: TLS server, stanza creation and check.
     RepoHost(relevo::repohost::RepoHostArgs),
     /// Create a planned Switchover of a cluster (to --to, or the most caught-up standby).
@@ -92,6 +94,10 @@ fn main() -> anyhow::Result<()> {
             if !matches!(result, relevo::backup::result::JobResult::Completed(_)) {
                 std::process::exit(1);
             }
+        }
+        Command::Pooler(args) => {
+            let code = relevo::pooler::run(args).context("relevo pooler")?;
+            std::process::exit(code);
         }
         Command::RepoHost(args) => {
             let code = relevo::repohost::run(args).context("relevo repo-host")?;

@@ -262,6 +262,31 @@ pub fn postgres_server_leaf(
     )
 }
 
+/// Common name of the pooler's certificate (clients check the DNS SANs, not this).
+pub const POOLER_CN: &str = "relevo-pooler";
+
+/// Every name a client may dial the pooler of `cluster` by, short and qualified.
+pub fn pooler_dns_names(cluster: &str, namespace: &str) -> Vec<String> {
+    let short = names::pooler(cluster);
+    vec![
+        format!("{short}.{namespace}.svc"),
+        format!("{short}.{namespace}.svc.cluster.local"),
+        format!("{short}.{namespace}"),
+        short,
+    ]
+}
+
+/// The pooler's server certificate, signed by `ca`: PgBouncer's client TLS and the control
+/// channel's server side. Server usage only, so a pooler pod can never pass as the operator
+/// on another pod's channel.
+pub fn pooler_server_leaf(
+    ca: &CertificateAuthority,
+    cluster: &str,
+    namespace: &str,
+) -> Result<CertifiedKey, PkiError> {
+    ca.issue_for(POOLER_CN, &pooler_dns_names(cluster, namespace), Usage::Server, SERVER_LEAF_VALIDITY_DAYS)
+}
+
 /// What a certificate says about itself, as far as rotation and validation care.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFacts {

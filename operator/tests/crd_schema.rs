@@ -116,6 +116,26 @@ fn apiserver_defaults_match_the_operator_defaults() {
     assert_eq!(defaulted["spec"]["failover"]["delay"], "5s");
 }
 
+const POOLED: &str =
+    "apiVersion: relevo.dev/v1alpha1\nkind: PgCluster\nmetadata: {name: shop}\nspec: {pooler: {}}\n";
+
+#[test]
+fn an_empty_pooler_section_turns_the_pooler_on_with_the_operators_defaults() {
+    let schema = schema_of(&PgCluster::crd());
+    assert!(admit(&schema, &yaml_to_json(POOLED), None).is_empty());
+    let defaulted = kube_cel::apply_defaults(&schema, &yaml_to_json(POOLED));
+    let from_serde = serde_json::to_value(serde_saphyr::from_str::<PgCluster>(POOLED).unwrap()).unwrap();
+    assert_eq!(defaulted["spec"]["pooler"], from_serde["spec"]["pooler"]);
+    let pooler = &defaulted["spec"]["pooler"];
+    assert_eq!((pooler["instances"].clone(), pooler["poolMode"].clone()), (json!(2), json!("transaction")));
+    assert_eq!(pooler["pauseBoundSeconds"], 15);
+    assert!(defaulted["spec"].get("pooler").is_some());
+    assert!(
+        kube_cel::apply_defaults(&schema, &yaml_to_json(MINIMAL))["spec"].get("pooler").is_none(),
+        "off when absent"
+    );
+}
+
 const SYNCHRONOUS: &str = r#"
 apiVersion: relevo.dev/v1alpha1
 kind: PgCluster

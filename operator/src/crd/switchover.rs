@@ -114,6 +114,11 @@ pub struct SwitchoverStatus {
     /// fence a rogue primary after it) is still running; RFC 3339. Unset otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<String>,
+
+    /// When the switchover first asked the pooler pods to PAUSE; RFC 3339. Unset without a
+    /// pooler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler_pause_started: Option<String>,
 }
 
 /// Phases of a switchover, in the order a planned one passes through them.

@@ -11,22 +11,17 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
 
 use crate::protocol::markers::{FENCE_PATH, FenceMarkers, Markers};
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A pushed set, and what the file said when it arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,19 +75,7 @@ impl Channel {
 /// The TLS settings of the endpoint: this instance's certificate, and client certificates
 /// of the same CA only.
 pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<ServerConfig, String> {
-    let pem = |path: &Path| std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()));
-    let roots = crate::tls::roots(&pem(ca)?).map_err(|e| e.to_string())?;
-    let (chain, key) = crate::tls::identity(&pem(cert)?, &pem(key)?).map_err(|e| e.to_string())?;
-    let provider = crate::tls::provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| e.to_string())?;
-    ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| e.to_string())
+    crate::tls::mutual_server_config(ca, cert, key)
 }
 
 pub fn router(channel: Arc<Channel>) -> Router {
@@ -109,33 +92,6 @@ async fn receive(State(channel): State<Arc<Channel>>, body: Bytes) -> StatusCode
     }
 }
 
-/// A TCP listener whose connections are TLS; failed handshakes are dropped, never fatal.
-struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok((stream, addr)) = self.tcp.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
-                return (tls, addr);
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}
-
 /// Serves the endpoint until the process ends.
 pub async fn serve(addr: SocketAddr, config: ServerConfig, channel: Arc<Channel>) -> std::io::Result<()> {
     serve_on(TcpListener::bind(addr).await?, config, channel).await
@@ -143,7 +99,7 @@ pub async fn serve(addr: SocketAddr, config: ServerConfig, channel: Arc<Channel>
 
 /// [`serve`] on a socket already bound.
 pub async fn serve_on(tcp: TcpListener, config: ServerConfig, channel: Arc<Channel>) -> std::io::Result<()> {
-    let listener = TlsListener { tcp, acceptor: TlsAcceptor::from(Arc::new(config)) };
+    let listener = crate::tls::TlsListener::new(tcp, config);
     axum::serve(listener, router(channel)).await
 }
 

@@ -153,6 +153,32 @@ async fn issued_certificate(
     Ok(Some(ServerTls { cert_pem: leaf.cert_pem, key_pem: leaf.key_pem, ca_pem: ca.pem().cert_pem.clone() }))
 }
 
+/// Makes `<cluster>-pooler-tls` hold a certificate of the cluster CA for the pooler's
+/// Service names, issued when missing and renewed by the same rule as PostgreSQL's.
+pub async fn ensure_pooler_certificate(ctx: &Context, owner: &Owner) -> Result<()> {
+    use super::builders::pooler::tls_secret;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let name = names::secret_pooler_tls(&owner.name);
+    let current = api.get_opt(&name).await.map_err(kube_error("reading a Secret"))?;
+    let current = current.as_ref().and_then(ServerTls::from_secret);
+    let ca = ensure_ca(ctx, owner).await?;
+    let wanted_names = pki::pooler_dns_names(&owner.name, &owner.namespace);
+    if let Some(current) = &current
+        && current.ca_pem == ca.pem().cert_pem
+        && let (Ok(facts), Ok(ca_facts)) =
+            (pki::certificate_facts(&current.cert_pem), pki::certificate_facts(&ca.pem().cert_pem))
+        && pki::renewal_due(&facts, &ca_facts, &wanted_names, now()) == Renewal::NotDue
+    {
+        return Ok(());
+    }
+    let leaf = pki::pooler_server_leaf(&ca, &owner.name, &owner.namespace)
+        .map_err(certificates("issuing the pooler's certificate"))?;
+    apply::apply(ctx, owner, &tls_secret(owner, &ca.pem().cert_pem, &leaf), "applying the pooler TLS Secret")
+        .await?;
+    info!(secret = %name, "issued the pooler's certificate");
+    Ok(())
+}
+
 /// The user's Secret, checked: complete, readable, valid now, naming what relevo dials.
 async fn user_certificate(
     api: &Api<Secret>,

@@ -12,6 +12,7 @@ pub mod drain;
 pub mod failover_check;
 pub mod parameters;
 pub mod passwords;
+pub mod pooler;
 pub mod reconcile;
 pub mod slots;
 pub mod spec_error;

@@ -336,6 +336,7 @@ async fn build_and_apply(
     for instance in &topology.remove {
         apply::remove_instance(ctx, owner, instance).await?;
     }
+    super::pooler::apply_or_remove(ctx, cluster, owner, valid).await?;
     if let Some(redis) = &cluster.spec.redis.managed {
         let objects = builders::redis::build(owner, redis);
         apply::apply(ctx, owner, &objects.config_map, "applying the Redis ConfigMap").await?;

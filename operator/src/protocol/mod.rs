@@ -3,6 +3,7 @@
 //! - the marker protocol, by pod annotation and by the direct channel ([`markers`]);
 //! - the file layout and roles inside a PostgreSQL pod ([`layout`]);
 //! - the names of every object of a cluster ([`names`]), kept short by one hash ([`hash`]);
+//! - the pooler's control channel and file layout ([`pooler`]);
 //! - how values are quoted in the texts both sides write ([`quote`]).
 //!
 //! Both sides import these; neither imports the other.
@@ -11,4 +12,5 @@ pub mod hash;
 pub mod layout;
 pub mod markers;
 pub mod names;
+pub mod pooler;
 pub mod quote;

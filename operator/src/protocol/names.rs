@@ -148,6 +148,20 @@ pub fn secret_server_tls(cluster: &str) -> String {
 pub fn config_map_ca(cluster: &str) -> String {
     format!("{cluster}-ca")
 }
+/// The pooler's Deployment and Service (port 5432): what applications dial instead of `-rw`.
+pub fn pooler(cluster: &str) -> String {
+    format!("{cluster}-pooler")
+}
+/// ConfigMap holding the pooler's pgbouncer.ini (no password in it).
+pub fn config_map_pooler(cluster: &str) -> String {
+    format!("{cluster}-pooler-config")
+}
+/// Secret with the pooler's certificate for its Service names, issued from the cluster CA:
+/// `tls.crt`, `tls.key`, `ca.crt`. PgBouncer presents it to clients, and the control
+/// channel to the operator.
+pub fn secret_pooler_tls(cluster: &str) -> String {
+    format!("{cluster}-pooler-tls")
+}
 /// Label a Secret must carry before `spec.redis.external.passwordSecret` may name it.
 pub const LABEL_REDIS_CREDENTIALS: &str = "relevo.dev/redis-credentials";
 

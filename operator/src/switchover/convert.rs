@@ -72,6 +72,7 @@ pub fn to_status(state: &SwitchoverState) -> SwitchoverStatus {
         reason: state.reason.clone(),
         fence_lsn: state.fence_lsn.map(|l| l.to_string()),
         failing_since: state.failing_since.map(time_text),
+        pooler_pause_started: state.pooler_pause_started.map(time_text),
     }
 }
 
@@ -107,7 +108,13 @@ pub fn from_status(status: Option<&SwitchoverStatus>) -> Result<SwitchoverState,
         .map_err(|e| ConvertError::Field { field: "fenceLsn", message: e.to_string() })?;
     let failing_since =
         status.failing_since.as_deref().map(|text| parse_time("failingSince", text)).transpose()?;
+    let pooler_pause_started = status
+        .pooler_pause_started
+        .as_deref()
+        .map(|text| parse_time("poolerPauseStarted", text))
+        .transpose()?;
     Ok(SwitchoverState {
+        pooler_pause_started,
         phase: status.phase.map_or(Phase::Pending, phase_from),
         from: status.from.clone(),
         to: status.to.clone(),

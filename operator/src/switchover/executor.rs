@@ -159,6 +159,19 @@ pub async fn execute(ctx: &Context, snap: &Snapshot, step: &Step, who: &Requeste
                 .ok_or_else(|| Error::Missing { kind: "PgCluster", name: String::new() })?;
             super::role_move::claim(ctx, cluster, switchover, cluster_version).await?;
         }
+        Step::PausePoolers { pods } => {
+            if let Some(cluster) = &snap.cluster {
+                let cluster = cluster.name_any();
+                super::pooler_channel::pause(ctx, &cluster, who.namespace, &snap.pooler_pods, pods).await;
+            }
+        }
+        Step::ResumePoolers { pods, primary } => {
+            if let Some(cluster) = &snap.cluster {
+                let cluster = cluster.name_any();
+                let all = &snap.pooler_pods;
+                super::pooler_channel::resume(ctx, &cluster, who.namespace, all, pods, primary).await;
+            }
+        }
         _ => {}
     }
     Ok(())

@@ -101,6 +101,7 @@ mod tests {
             role_move: Default::default(),
             watching_since: None,
             synchronous_standbys: None,
+            poolers: vec![],
         }
     }
 

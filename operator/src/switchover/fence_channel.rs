@@ -64,6 +64,23 @@ pub async fn push(
     port: u16,
 ) -> Result<(), String> {
     let body = serde_json::to_vec(markers).map_err(|e| e.to_string())?;
+    let (status, _) =
+        exchange(config, (address, port), server_name, "POST", FENCE_PATH, body, TIMEOUT).await?;
+    if status.is_success() { Ok(()) } else { Err(format!("the instance answered {status}")) }
+}
+
+/// One HTTPS request over the cluster's mutual TLS to a pod's own address, which must present
+/// a certificate for `server_name`; the whole exchange is bounded by `timeout`. The direct
+/// channels of the instance pods and of the pooler pods both use it.
+pub async fn exchange(
+    config: ClientConfig,
+    (address, port): (&str, u16),
+    server_name: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(hyper::StatusCode, Bytes), String> {
     let name = ServerName::try_from(server_name.to_owned()).map_err(|e| e.to_string())?;
     let exchange = async {
         let tcp = TcpStream::connect((address, port)).await.map_err(|e| format!("connecting: {e}"))?;
@@ -72,15 +89,17 @@ pub async fn push(
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
         tokio::spawn(connection);
-        let request = hyper::Request::post(FENCE_PATH)
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header(hyper::header::HOST, server_name)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
         let status = response.status();
-        let _ = response.into_body().collect().await;
-        if status.is_success() { Ok(()) } else { Err(format!("the instance answered {status}")) }
+        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((status, body))
     };
-    tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| "no answer in time".to_string())?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| "no answer in time".to_string())?
 }

@@ -26,6 +26,7 @@ pub mod lsn;
 pub mod machine;
 pub mod model;
 pub mod observe;
+pub mod pooler_channel;
 pub mod role_move;
 pub mod sql;
 

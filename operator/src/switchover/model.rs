@@ -74,6 +74,8 @@ pub struct SwitchoverState {
     /// Set when a failure has been decided but its clean-up step (unfence the old primary
     /// before promotion, fence a rogue primary after it) has not been observed done yet.
     pub failing_since: Option<DateTime<Utc>>,
+    /// When this switchover first asked the pooler pods to PAUSE (unset without a pooler).
+    pub pooler_pause_started: Option<DateTime<Utc>>,
     /// Why the switchover is where it is; always set when Failed.
     pub reason: Option<String>,
 }
@@ -90,6 +92,7 @@ impl Default for SwitchoverState {
             promotion_timeline: None,
             write_unavailable: None,
             failing_since: None,
+            pooler_pause_started: None,
             reason: None,
         }
     }
@@ -246,6 +249,26 @@ pub struct Observed {
     /// With synchronous replication: who may take over from a lost primary. `None`: any
     /// standby (asynchronous replication).
     pub synchronous_standbys: Option<SynchronousStandbys>,
+    /// The cluster's pooler pods (none without `spec.pooler`), as their control channel
+    /// answered.
+    pub poolers: Vec<PoolerView>,
+}
+
+/// One pooler pod as its control channel answered.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PoolerView {
+    pub pod: String,
+    /// `None`: it did not answer.
+    pub state: Option<crate::protocol::pooler::PauseState>,
+    /// The instance whose pod address it points at; `None` for anything else (`-rw`).
+    pub points_at: Option<String>,
+}
+
+impl PoolerView {
+    pub fn resumed_at(&self, primary: &str) -> bool {
+        self.state == Some(crate::protocol::pooler::PauseState::Running)
+            && self.points_at.as_deref() == Some(primary)
+    }
 }
 
 /// The standbys a lost primary last reported as synchronous (`PgCluster.status.synchronous`),
@@ -291,6 +314,9 @@ pub struct Params {
     pub cleanup_timeout: Duration,
     /// `wait_seconds` passed to `pg_promote()`.
     pub promote_wait_seconds: u32,
+    /// How long a switchover waits for every pooler pod to confirm its PAUSE before it goes
+    /// on without holding the clients of those that did not.
+    pub pooler_pause_timeout: Duration,
 }
 
 impl Default for Params {
@@ -306,6 +332,7 @@ impl Default for Params {
             repoint_grace: Duration::from_secs(15),
             cleanup_timeout: Duration::from_secs(60),
             promote_wait_seconds: 30,
+            pooler_pause_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -407,6 +434,16 @@ pub enum Step {
     },
     WaitForStandbys {
         pending: Vec<String>,
+    },
+    /// PAUSE each pooler pod (a repeated PAUSE restarts its bound): new transactions wait,
+    /// in-flight ones finish.
+    PausePoolers {
+        pods: Vec<String>,
+    },
+    /// Point each pooler pod at `primary`'s own pod address, then RESUME it.
+    ResumePoolers {
+        pods: Vec<String>,
+        primary: String,
     },
     /// Entered Completed.
     Complete,

@@ -33,6 +33,8 @@ pub struct Snapshot {
     /// The CA the instances' server certificate chains to (TLS verify-full).
     pub ca: Option<ClusterCa>,
     pub observed: Observed,
+    /// The pooler pods with an address, for the executor's pooler steps.
+    pub pooler_pods: super::pooler_channel::PoolerPods,
 }
 
 impl Snapshot {
@@ -71,6 +73,7 @@ pub async fn observe(
             password: None,
             ca: None,
             observed,
+            pooler_pods: vec![],
         });
     };
     let statefulsets = crate::pgcluster::apply::list_statefulsets(ctx, namespace, cluster_name).await?;
@@ -116,6 +119,7 @@ pub async fn observe(
     let lease =
         ctx.leases.view(&crate::lease::Tracker::key(namespace, cluster_name), std::time::Instant::now());
     let role_move = super::role_move::observe(ctx, &cluster, switchover).await?;
+    let (poolers, pooler_pods) = super::pooler_channel::observe(ctx, &cluster, namespace).await?;
     let observed = Observed {
         cluster_exists: true,
         current_primary: cluster.status.as_ref().and_then(|s| s.current_primary.clone()),
@@ -128,8 +132,9 @@ pub async fn observe(
             cluster.spec.replication.as_ref().and_then(|r| r.synchronous.as_ref()),
             cluster.status.as_ref().and_then(|s| s.synchronous.as_ref()),
         ),
+        poolers,
     };
-    Ok(Snapshot { cluster: Some(cluster), statefulsets, pods, password, ca, observed })
+    Ok(Snapshot { cluster: Some(cluster), statefulsets, pods, password, ca, observed, pooler_pods })
 }
 
 /// Whether a node reports Ready; `None` when it cannot be read. A node that is gone counts as

@@ -7,9 +7,11 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod pooler;
 mod replication;
 mod status;
 
+pub use pooler::{DEFAULT_POOLER_IMAGE, PoolMode, PoolerSpec};
 pub use replication::{
     DataDurability, ReplicationSpec, SynchronousMethod, SynchronousSpec, SynchronousStatus,
 };
@@ -101,6 +103,10 @@ pub struct PgClusterSpec {
     /// Streaming replication: asynchronous unless `synchronous` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationSpec>,
+
+    /// A managed PgBouncer in front of the primary, Service `<cluster>-pooler`. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerSpec>,
 
     /// Where the cluster's pods run relative to each other.
     #[serde(default)]

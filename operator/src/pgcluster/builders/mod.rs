@@ -7,6 +7,7 @@ pub mod instance_access;
 pub mod pgbackrest;
 pub mod placement;
 pub mod pod;
+pub mod pooler;
 pub mod redis;
 pub mod repo_host;
 pub mod secrets;

@@ -6,6 +6,7 @@ use super::select::{
     planned_target_problem,
 };
 use super::{Ctx, Flow, elapsed};
+use crate::protocol::pooler::PauseState;
 use crate::switchover::model::{ActiveSwitchover, InstanceView, Mode, Phase, Role, Step};
 
 /// Failover Switchovers go before planned ones, then the oldest, then by name.
@@ -98,6 +99,10 @@ impl Ctx<'_> {
         if let Some(flow) = self.without_the_role_move() {
             return flow;
         }
+        // Before the fence: clients wait in the pooler instead of failing on a fenced primary.
+        if let Some(flow) = self.hold_poolers(|state| state == PauseState::Paused) {
+            return flow;
+        }
         self.s.enter(Phase::Fencing, self.now);
         Flow::Continue
     }
@@ -159,6 +164,10 @@ impl Ctx<'_> {
             None => {}
         }
         if let Some(flow) = self.without_the_role_move() {
+            return flow;
+        }
+        // The lost primary cannot finish anyone's transaction: an answer is enough, no drain.
+        if let Some(flow) = self.hold_poolers(|state| state != PauseState::Running) {
             return flow;
         }
         self.s.from = Some(lost_name);
@@ -439,6 +448,10 @@ impl Ctx<'_> {
             };
             return step.into();
         }
+        // Writable: the held clients go on, straight to the new primary's own pod.
+        if let Some(flow) = self.release_poolers(&to_name) {
+            return flow;
+        }
         self.s.promotion_timeline = self.s.promotion_timeline.or(target.timeline);
         if let Some(step) = self.labels_wrong(&to_name) {
             if self.s.write_unavailable.is_none() {
@@ -457,5 +470,52 @@ impl Ctx<'_> {
         }
         self.s.enter(Phase::Rebuilding, self.now);
         Flow::Continue
+    }
+
+    /// `None` once every pooler pod has confirmed its PAUSE (`confirmed` judges the answer),
+    /// or once [`Params::pooler_pause_timeout`] has passed since the first PAUSE: a pod that
+    /// does not answer (its node lost, its channel broken) or cannot drain (a transaction
+    /// longer than the bound) must not stop a switchover, since the fence, not the pause,
+    /// is what keeps writes safe. The switchover goes on and says so in its reason: those
+    /// pods' clients may see errors, as without a pooler.
+    fn hold_poolers(&mut self, confirmed: fn(PauseState) -> bool) -> Option<Flow> {
+        let unconfirmed: Vec<String> = self
+            .obs
+            .poolers
+            .iter()
+            .filter(|p| !p.state.is_some_and(confirmed))
+            .map(|p| p.pod.clone())
+            .collect();
+        if unconfirmed.is_empty() {
+            return None;
+        }
+        let started = *self.s.pooler_pause_started.get_or_insert(self.now);
+        let limit = self.params.pooler_pause_timeout;
+        if elapsed(self.watched_from(started), self.now) >= limit {
+            self.s.reason = Some(format!(
+                "pooler pods {} did not confirm the PAUSE within {}s: went on without holding their clients",
+                unconfirmed.join(", "),
+                limit.as_secs()
+            ));
+            return None;
+        }
+        Some(Step::PausePoolers { pods: unconfirmed }.into())
+    }
+
+    /// Once the new primary accepts writes: the step that points every answering pooler pod
+    /// at it and resumes it, until each says so. A pod that does not answer is not waited
+    /// for: its own bound resumes it.
+    fn release_poolers(&self, primary: &str) -> Option<Flow> {
+        if self.timed_out(self.params.promote_timeout) {
+            return None;
+        }
+        let pods: Vec<String> = self
+            .obs
+            .poolers
+            .iter()
+            .filter(|p| p.state.is_some() && !p.resumed_at(primary))
+            .map(|p| p.pod.clone())
+            .collect();
+        (!pods.is_empty()).then(|| Step::ResumePoolers { pods, primary: primary.to_owned() }.into())
     }
 }

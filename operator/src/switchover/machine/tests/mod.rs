@@ -13,6 +13,7 @@ use crate::switchover::sql::slot_name;
 
 mod failover;
 mod planned;
+mod pooler;
 mod rebuilding;
 mod simulation;
 mod synchronous;
@@ -77,6 +78,7 @@ pub fn cluster() -> Observed {
         role_move: RoleMove { holder: Some("so-1".into()), holder_active: true, cluster_version: "1".into() },
         watching_since: None,
         synchronous_standbys: None,
+        poolers: vec![],
     }
 }
 
