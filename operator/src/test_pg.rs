@@ -66,6 +66,11 @@ impl PgBed {
         bed
     }
 
+    /// The postgres user's uid and gid, when running as root.
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.owner
+    }
+
     /// Hands `path` to the postgres user (when running as root).
     pub fn give(&self, path: &Path) {
         if let Some((uid, gid)) = self.owner {

@@ -53,7 +53,7 @@ async fn resume(State(supervisor): State<Arc<Supervisor>>, body: Bytes) -> Respo
     let Ok(request) = serde_json::from_slice::<ResumeRequest>(&body) else {
         return (StatusCode::BAD_REQUEST, "expected {\"target\": \"<host>\"}").into_response();
     };
-    match supervisor.resume(request.target.as_deref()).await {
+    match supervisor.resume(request.target.as_deref(), request.port).await {
         Ok(state) => json(&state),
         Err(TargetError::Invalid) => {
             (StatusCode::BAD_REQUEST, "target must be a DNS name or an IP address").into_response()

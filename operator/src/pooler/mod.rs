@@ -18,3 +18,6 @@ pub mod run;
 pub mod supervisor;
 
 pub use run::{PoolerArgs, run};
+
+#[cfg(test)]
+mod pg_tests;

@@ -50,6 +50,9 @@ pub struct PoolerArgs {
     pub control_port: u16,
     #[arg(long, default_value = "pgbouncer")]
     pub pgbouncer: PathBuf,
+    /// Not a flag: the real-process tests (run as root) hand the files to PgBouncer's user.
+    #[arg(skip)]
+    pub file_owner: Option<(u32, u32)>,
 }
 
 /// A running pooler: PgBouncer, the channel and the bound.
@@ -84,6 +87,7 @@ pub async fn start(args: &PoolerArgs) -> anyhow::Result<Running> {
         databases: args.databases.clone(),
         target_port: args.target_port,
         run_dir: args.run_dir.clone(),
+        file_owner: args.file_owner,
     };
     let bound = Duration::from_secs(args.pause_bound_seconds.max(1));
     let supervisor = Supervisor::new(files, &args.initial_target, bound, admin)

@@ -32,6 +32,9 @@ pub struct Files {
     pub databases: Vec<String>,
     pub target_port: u16,
     pub run_dir: PathBuf,
+    /// Owner to give the written files, when PgBouncer runs as another user than the
+    /// supervisor (the real-process tests, run as root; never in a pod).
+    pub file_owner: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for Files {
@@ -58,13 +61,11 @@ impl Files {
         ))
     }
 
-    fn write(&self, target: &str) -> std::io::Result<()> {
-        write_private(
-            &self.run_dir.join(USERLIST_FILE),
-            &ini::userlist(&self.user, &self.password, &self.admin_password),
-        )?;
-        let ini = ini::with_target(&self.template, target, self.target_port, &self.databases);
-        write_private(&self.run_dir.join(INI_FILE), &ini)
+    fn write(&self, target: &str, port: u16) -> std::io::Result<()> {
+        let userlist = ini::userlist(&self.user, &self.password, &self.admin_password);
+        write_private(&self.run_dir.join(USERLIST_FILE), &userlist, self.file_owner)?;
+        let ini = ini::with_target(&self.template, target, port, &self.databases);
+        write_private(&self.run_dir.join(INI_FILE), &ini, self.file_owner)
     }
 }
 
@@ -72,7 +73,8 @@ pub struct Supervisor {
     pub admin: Admin,
     files: Files,
     pause: Mutex<Pause>,
-    target: Mutex<String>,
+    /// Host and port every database points at.
+    target: Mutex<(String, u16)>,
     pause_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -86,12 +88,13 @@ impl Supervisor {
         if !valid_target(target) {
             return Err(TargetError::Invalid);
         }
-        files.write(target).map_err(TargetError::Write)?;
+        files.write(target, files.target_port).map_err(TargetError::Write)?;
+        let port = files.target_port;
         Ok(Arc::new(Self {
             admin,
             files,
             pause: Mutex::new(Pause::new(bound)),
-            target: Mutex::new(target.to_string()),
+            target: Mutex::new((target.to_string(), port)),
             pause_task: Mutex::new(None),
         }))
     }
@@ -104,7 +107,7 @@ impl Supervisor {
         let pause = lock(&self.pause);
         PoolerState {
             state: pause.state(),
-            target: lock(&self.target).clone(),
+            target: lock(&self.target).0.clone(),
             resumes_by_itself_in_ms: pause.remaining(Instant::now()).map(|d| d.as_millis() as u64),
         }
     }
@@ -137,24 +140,25 @@ impl Supervisor {
     }
 
     /// Points every database at `target` (when given and different), then RESUMEs.
-    pub async fn resume(&self, target: Option<&str>) -> Result<PoolerState, TargetError> {
+    pub async fn resume(&self, target: Option<&str>, port: Option<u16>) -> Result<PoolerState, TargetError> {
         if let Some(target) = target {
-            self.set_target(target).await?;
+            self.set_target(target, port.unwrap_or(self.files.target_port)).await?;
         }
         let command = lock(&self.pause).request_resume();
         self.send_resume(command).await?;
         Ok(self.state())
     }
 
-    async fn set_target(&self, host: &str) -> Result<(), TargetError> {
+    async fn set_target(&self, host: &str, port: u16) -> Result<(), TargetError> {
         if !valid_target(host) {
             return Err(TargetError::Invalid);
         }
-        if *lock(&self.target) == host {
+        let wanted = (host.to_string(), port);
+        if *lock(&self.target) == wanted {
             return Ok(());
         }
-        self.files.write(host).map_err(TargetError::Write)?;
-        *lock(&self.target) = host.to_string();
+        self.files.write(host, port).map_err(TargetError::Write)?;
+        *lock(&self.target) = wanted;
         self.admin.command("RELOAD").await?;
         info!(target = host, "every database now points at the new target");
         Ok(())
@@ -195,7 +199,7 @@ impl Supervisor {
 
 /// Written whole and renamed into place, mode 0600: PgBouncer never reads half a file, and
 /// nobody else reads the passwords.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+fn write_private(path: &Path, contents: &str, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let partial = path.with_extension("partial");
@@ -203,6 +207,9 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&partial, Some(uid), Some(gid))?;
+    }
     std::fs::rename(partial, path)
 }
 

@@ -47,6 +47,9 @@ pub struct ResumeRequest {
     /// Host of the primary to send every database to; absent keeps the current one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Port of PostgreSQL at `target`; absent keeps the configured one (5432 in the pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// What PgBouncer is doing, as the supervisor knows it.

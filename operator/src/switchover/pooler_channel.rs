@@ -95,7 +95,7 @@ pub async fn resume(
     primary: &str,
 ) {
     let target = Some(names::pod_fqdn(cluster, primary, namespace));
-    let body = serde_json::to_vec(&ResumeRequest { target }).unwrap_or_default();
+    let body = serde_json::to_vec(&ResumeRequest { target, port: None }).unwrap_or_default();
     send(ctx, cluster, namespace, all, pods, RESUME_PATH, body, CALL_TIMEOUT).await;
 }
 
