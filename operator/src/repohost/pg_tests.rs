@@ -229,16 +229,20 @@ impl Drop for Bed {
 /// Mount options of `dir` as the `pgbackrest --config=<config> server` process sees it.
 fn mount_seen_by_server(config: &Path, dir: &Path) -> Option<String> {
     let wanted = format!("--config={}", config.display());
-    let server = fs::read_dir("/proc").ok()?.flatten().find(|entry| {
+    // Every matching process, not the first: a connection's child that is exiting (or a
+    // zombie) has no readable mountinfo, while the server beside it does.
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
         let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        words.first() == Some(&&b"pgbackrest"[..]) && words.contains(&wanted.as_bytes())
-    })?;
-    let mountinfo = fs::read_to_string(server.path().join("mountinfo")).ok()?;
-    // id parent major:minor root mount-point options ...
-    mountinfo.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(4) == Some(&dir.to_str()?)).then(|| fields.get(5).map(|o| o.to_string())).flatten()
+        if words.first() != Some(&&b"pgbackrest"[..]) || !words.contains(&wanted.as_bytes()) {
+            return None;
+        }
+        let mountinfo = fs::read_to_string(entry.path().join("mountinfo")).ok()?;
+        // id parent major:minor root mount-point options ...
+        mountinfo.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(4) == Some(&dir.to_str()?)).then(|| fields.get(5).map(|o| o.to_string())).flatten()
+        })
     })
 }
 
