@@ -9,7 +9,7 @@ source "$here/lib.sh"
 failed=()
 tests=("$@")
 if ((${#tests[@]} == 0)); then
-  tests=(bad-input pgcluster switchover backups schedule)
+  tests=(bad-input pgcluster switchover pooler backups schedule)
   # Node faults need more than one node; pod partitions need the local bed's netns.
   if [[ $RELEVO_CLUSTER == kind ]]; then tests+=(faults ha operator-node); else tests+=(partition); fi
 fi
