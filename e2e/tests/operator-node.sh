@@ -3,12 +3,14 @@
 # the writer of e2e/switchover-lib.sh, on a PgCluster of 3 instances: another
 # operator must take over (the relevo-operator Lease, a 10 s toleration of a
 # lost node) and complete the switchover with nothing lost.
-# In the default list on kind since 2026-12-03. It failed before two fixes:
-# 911461a (a slow instance stayed unanswered under the probe's short bound) and
-# 435e829 (a standby that had reconnected to the fenced old primary kept the move
-# before the fault in Rebuilding). After the first it passed 4 runs of 5, the one
-# failure being the second bug; after both, 2 of 2. Each pass: killed in phase
-# Fencing, the replacement operator Completed in 49-53 s, 0 rows lost.
+# NOT in the default e2e list: it still fails about one run in three. Run it with
+# `e2e/run-e2e.sh operator-node`. After the fixes 911461a (a slow instance stayed
+# unanswered under the probe's short bound) and 435e829 (a standby that had
+# reconnected to the fenced old primary kept the move before the fault in
+# Rebuilding), it passed 4 runs of 6 on 2026-12-03; each pass: killed in phase
+# Fencing, Completed in 49-53 s, 0 rows lost. The failure in the CI run of 48af556
+# is the old one: Failed "old primary demo-1 was not fenced within 30s; could not
+# unfence demo-1: restore it by hand" (the new operator never saw demo-1 fenced).
 source "$(dirname "$0")/../lib.sh"
 if [[ $RELEVO_CLUSTER != kind ]]; then
   say "operator-node: needs the kind cluster (RELEVO_CLUSTER=kind); skipped"
