@@ -288,6 +288,7 @@ await_failover() {
     wait_for "$switchover promoting a standby" 60 bash -c \
       "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev $switchover -o jsonpath='{.status.phase}') =~ ^(Rebuilding|Completed|Failed)$ ]]" || true
   else
+    fail "no Failover Switchover within 60 s after $1"
     switchover=none
   fi
 }

@@ -103,6 +103,10 @@ if wanted synchronous; then
   synchronous_ok "turned on"
   so_allow_loss=0
   ready_for_fault
+  # The move off the control plane leaves a new primary that runs asynchronously until
+  # the next reconcile sets its list; a failover then (rightly) finds no synchronous
+  # standby to promote. That window is a known gap (issue 11); the fault comes after it.
+  synchronous_ok "before the fault"
   run_scenario "ha: synchronous, the primary's node killed" kill_primary_node
   FIG_LAST_OLD_ACK=; report synchronous-killed
   synchronous_ok "after the failover"
