@@ -278,7 +278,7 @@ prepare_unplanned() {
 }
 
 # await_failover WHAT: sets $switchover to the Failover Switchover relevo starts
-# for WHAT (none when it starts none within 60 s) and waits until it has
+# for WHAT (none, and the check fails, when it starts none within 60 s) and waits until it has
 # promoted a standby (or ended).
 await_failover() {
   switchover=
