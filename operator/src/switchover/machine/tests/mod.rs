@@ -305,3 +305,22 @@ impl World {
         }
     }
 }
+
+/// pg-2 promoted (timeline 2); pg-1 fenced at 1000; labels not moved yet.
+pub fn promoted() -> Observed {
+    let mut c = cluster();
+    let p = inst(&mut c, "pg-1");
+    p.fence_marker = true;
+    p.in_recovery = Some(true);
+    p.current_lsn = None;
+    p.replay_lsn = Some(Lsn(1000));
+    p.upstream = None;
+    let n = inst(&mut c, "pg-2");
+    n.in_recovery = Some(false);
+    n.timeline = Some(2);
+    n.current_lsn = Some(Lsn(1100));
+    n.streams_from = None;
+    n.upstream = None;
+    inst(&mut c, "pg-3").streams_from = None;
+    c
+}

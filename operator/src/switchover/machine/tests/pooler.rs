@@ -98,22 +98,6 @@ fn a_failover_pauses_when_it_starts_and_an_answer_is_enough() {
     }
 }
 
-/// pg-2 promoted (accepts writes); pg-1 fenced at 1000; labels not moved yet.
-fn promoted() -> Observed {
-    let mut c = cluster();
-    let p = inst(&mut c, "pg-1");
-    p.fence_marker = true;
-    p.in_recovery = Some(true);
-    p.current_lsn = None;
-    p.replay_lsn = Some(Lsn(1000));
-    let n = inst(&mut c, "pg-2");
-    n.in_recovery = Some(false);
-    n.timeline = Some(2);
-    n.current_lsn = Some(Lsn(1100));
-    n.streams_from = None;
-    c
-}
-
 #[test]
 fn once_the_new_primary_is_writable_every_answering_pooler_is_pointed_at_it_and_resumed() {
     let s = state_in(Phase::Promoting, "pg-1", "pg-2", t(0));

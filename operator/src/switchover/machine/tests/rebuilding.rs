@@ -3,25 +3,6 @@
 
 use super::*;
 
-/// pg-2 promoted (timeline 2); pg-1 fenced at 1000; labels not moved yet.
-fn promoted() -> Observed {
-    let mut c = cluster();
-    let p = inst(&mut c, "pg-1");
-    p.fence_marker = true;
-    p.in_recovery = Some(true);
-    p.current_lsn = None;
-    p.replay_lsn = Some(Lsn(1000));
-    p.upstream = None;
-    let n = inst(&mut c, "pg-2");
-    n.in_recovery = Some(false);
-    n.timeline = Some(2);
-    n.current_lsn = Some(Lsn(1100));
-    n.streams_from = None;
-    n.upstream = None;
-    inst(&mut c, "pg-3").streams_from = None;
-    c
-}
-
 #[test]
 fn promote_is_requested_while_the_target_is_in_recovery() {
     let s = state_in(Phase::Promoting, "pg-1", "pg-2", t(0));
