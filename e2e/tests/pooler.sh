@@ -64,11 +64,12 @@ wait_for "pgbench's first rows" 30 first_rows || fail "pgbench did not start: $(
 completed=0
 for i in $(seq 1 "$switchovers"); do
   target=demo-2; [[ $(so_primary) == demo-2 ]] && target=demo-1
+  say "pooler-$i -> $target applied at $(date -u +%T.%3N)"
   apply_switchover "pooler-$i" "$target"
   if wait_for "pooler-$i Completed" 120 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $so_ns get switchovers.relevo.dev pooler-$i -o jsonpath='{.status.phase}') =~ ^(Completed|Failed)$ ]]" \
       && [[ $(switchover_phase "pooler-$i") == Completed ]]; then
     completed=$((completed + 1))
-    say "pooler-$i -> $target Completed in $(k -n "$so_ns" get switchovers.relevo.dev "pooler-$i" -o jsonpath='{.status.durationSeconds}')s; $(k -n "$so_ns" get switchovers.relevo.dev "pooler-$i" -o jsonpath='{.status.reason}')"
+    say "pooler-$i -> $target Completed in $(k -n "$so_ns" get switchovers.relevo.dev "pooler-$i" -o jsonpath='{.status.durationSeconds}')s; $(k -n "$so_ns" get switchovers.relevo.dev "pooler-$i" -o jsonpath='{.status.reason}'); phases: $(k -n "$so_ns" get switchovers.relevo.dev "pooler-$i" -o jsonpath='{range .status.phaseTimestamps[*]}{.phase}@{.time} {end}')"
   else
     fail "pooler-$i did not complete: $(k -n "$so_ns" get switchovers.relevo.dev "pooler-$i" -o jsonpath='{.status.phase}: {.status.reason}')"
     so_diagnose "pooler-$i"
@@ -103,6 +104,11 @@ fi
 cat "$work"/tx.* | awk '{print $3 / 1000}' | sort -n >"$work/latency"
 n=$(wc -l <"$work/latency")
 pct() { sed -n "$(( ($1 * n + 99) / 100 ))p" "$work/latency"; }
+# The longest stalls, each with the wall-clock time its transaction started, to set
+# against the switchovers' times above. pgbench's log: client, tx, latency (us),
+# script, epoch s, epoch us (the end).
+say "longest stalls (ms, started at): $(cat "$work"/tx.* | awk '{printf "%.0f %.3f\n", $3 / 1000, $5 + $6 / 1e6 - $3 / 1e6}' \
+  | sort -rn | head -5 | while read -r ms at; do printf '%s@%s ' "$ms" "$(date -u -d "@$at" +%T.%3N)"; done)"
 say "FIGURES pooler: $n transactions over $switchovers switchovers; latency p50 $(pct 50) ms, p99 $(pct 99) ms, max (the longest stall a client saw) $(tail -1 "$work/latency") ms"
 
 say "spec.pooler removed, then put back"

@@ -34,6 +34,7 @@ use super::status::{
     self, ArchiverObservation, ComputedStatus, InstanceObservation, Observation, PostgresState, Problem,
     SenderObservation,
 };
+use super::synchronous::StandbyNamesChange;
 use super::topology::{self, Topology};
 use super::validate::ValidSpec;
 use super::{synchronous, synchronous_io};
@@ -44,7 +45,7 @@ pub struct Instances {
     pub observations: Vec<InstanceObservation>,
     pub archivers: Vec<ArchiverObservation>,
     pub senders: Vec<SenderObservation>,
-    /// synchronous_standby_names of every instance that answered as a primary.
+    /// synchronous_standby_names of every instance that answered, primaries and standbys.
     pub synchronous_standby_names: BTreeMap<String, String>,
     pub pods: Vec<Pod>,
 }
@@ -206,6 +207,9 @@ impl Stages for ClusterStages<'_> {
                 maintain_slots(self.owner, self.cluster, &primary).await;
                 maintain_synchronous(self.owner, self.synchronous(), observed, &primary).await;
             }
+            for standby in standby_connections(self.ctx, self.owner, status, pods, password, ca) {
+                prepare_standby_for_promotion(self.owner, self.synchronous(), observed, &standby).await;
+            }
         }
         Ok(())
     }
@@ -273,7 +277,9 @@ async fn observe_instances(
                 streaming: primary.streaming_standbys.clone(),
                 synchronous: primary.synchronous_standbys.clone(),
             });
-            synchronous_standby_names.insert(instance.clone(), primary.synchronous_standby_names.clone());
+        }
+        if let Some(probe) = probe {
+            synchronous_standby_names.insert(instance.clone(), probe.synchronous_standby_names.clone());
         }
         if let Some(state) = probe.and_then(|p| p.archiver.clone()) {
             archivers.push(ArchiverObservation { instance: instance.clone(), state });
@@ -400,12 +406,13 @@ fn pgbackrest_ordinals(cluster: &str, topology: &Topology) -> Vec<i32> {
     ordinals
 }
 
-/// The ready primary the status names, and how to reach it.
-struct PrimaryConnection<'a> {
+/// An instance and how to reach it.
+struct InstanceConnection<'a> {
     name: String,
     connection: Connection<'a>,
 }
 
+/// The ready primary the status names, and how to reach it.
 fn primary_connection<'a>(
     ctx: &Context,
     owner: &Owner,
@@ -413,30 +420,58 @@ fn primary_connection<'a>(
     pods: &[Pod],
     password: &'a str,
     ca: &'a ClusterCa,
-) -> Option<PrimaryConnection<'a>> {
+) -> Option<InstanceConnection<'a>> {
     let primary = status.instances.iter().find(|i| i.role == InstanceRole::Primary && i.ready)?;
     if status.current_primary.as_deref() != Some(primary.name.as_str()) {
         return None;
     }
+    instance_connection(ctx, owner, &primary.name, pods, password, ca)
+}
+
+/// Every ready standby, and how to reach it.
+fn standby_connections<'a>(
+    ctx: &Context,
+    owner: &Owner,
+    status: &PgClusterStatus,
+    pods: &[Pod],
+    password: &'a str,
+    ca: &'a ClusterCa,
+) -> Vec<InstanceConnection<'a>> {
+    status
+        .instances
+        .iter()
+        .filter(|i| i.role == InstanceRole::Standby && i.ready)
+        .filter_map(|i| instance_connection(ctx, owner, &i.name, pods, password, ca))
+        .collect()
+}
+
+fn instance_connection<'a>(
+    ctx: &Context,
+    owner: &Owner,
+    instance: &str,
+    pods: &[Pod],
+    password: &'a str,
+    ca: &'a ClusterCa,
+) -> Option<InstanceConnection<'a>> {
     let host = pods
         .iter()
-        .find(|pod| pod.name_any() == names::pod(&primary.name))
+        .find(|pod| pod.name_any() == names::pod(instance))
         .and_then(|pod| pod.status.as_ref())
         .and_then(|s| s.pod_ip.clone())?;
     let connection = Connection {
         host,
-        server_name: names::pod_fqdn(&owner.name, &primary.name, &owner.namespace),
+        server_name: names::pod_fqdn(&owner.name, instance, &owner.namespace),
         superuser_password: password,
         ca,
         timeout: ctx.config.postgres_timeout,
         connect_timeout: None,
     };
-    Some(PrimaryConnection { name: primary.name.clone(), connection })
+    Some(InstanceConnection { name: instance.to_owned(), connection })
 }
 
 /// Gives the primary one slot per other instance and drops slots of removed instances. A
 /// failure is logged and retried next time: standbys keep streaming meanwhile (wal_keep_size).
-async fn maintain_slots(owner: &Owner, cluster: &PgCluster, primary: &PrimaryConnection<'_>) {
+async fn maintain_slots(owner: &Owner, cluster: &PgCluster, primary: &InstanceConnection<'_>) {
     let wanted =
         topology::plan(&owner.name, cluster.spec.instances, &[], Some(&primary.name), Bootstrap::Clone).slots;
     let converged = match primary.connection.connect().await {
@@ -455,7 +490,7 @@ async fn maintain_synchronous(
     owner: &Owner,
     spec: Option<&SynchronousSpec>,
     observed: &Instances,
-    primary: &PrimaryConnection<'_>,
+    primary: &InstanceConnection<'_>,
 ) {
     let Some(current) = observed.synchronous_standby_names.get(&primary.name) else { return };
     let streaming = observed
@@ -463,17 +498,35 @@ async fn maintain_synchronous(
         .iter()
         .find(|s| s.instance == primary.name)
         .map_or(0, |s| synchronous::streaming_instances(&owner.name, &s.streaming));
-    let Some(change) = synchronous::standby_names_change(&owner.name, spec, streaming, current) else {
-        return;
-    };
-    let applied = match primary.connection.connect().await {
+    let change = synchronous::standby_names_change(&owner.name, spec, streaming, current);
+    apply_standby_names(primary, change).await;
+}
+
+/// Gives a standby the synchronous_standby_names it must run with the moment it is promoted
+/// (see [`synchronous::standby_names_on_promotion`]): it has no effect in recovery, and it
+/// closes the window in which a just-promoted primary acknowledges commits asynchronously
+/// until the next reconcile reaches it.
+async fn prepare_standby_for_promotion(
+    owner: &Owner,
+    spec: Option<&SynchronousSpec>,
+    observed: &Instances,
+    standby: &InstanceConnection<'_>,
+) {
+    let Some(current) = observed.synchronous_standby_names.get(&standby.name) else { return };
+    let change = synchronous::standby_names_on_promotion(&owner.name, spec, current);
+    apply_standby_names(standby, change).await;
+}
+
+async fn apply_standby_names(instance: &InstanceConnection<'_>, change: Option<StandbyNamesChange>) {
+    let Some(change) = change else { return };
+    let applied = match instance.connection.connect().await {
         Ok(client) => synchronous_io::apply(&client, &change).await,
         Err(error) => Err(error),
     };
     match applied {
-        Ok(()) => tracing::info!(primary = %primary.name, ?change, "synchronous_standby_names changed"),
+        Ok(()) => tracing::info!(instance = %instance.name, ?change, "synchronous_standby_names changed"),
         Err(error) => {
-            tracing::warn!(primary = %primary.name, %error, "could not set synchronous_standby_names")
+            tracing::warn!(instance = %instance.name, %error, "could not set synchronous_standby_names")
         }
     }
 }

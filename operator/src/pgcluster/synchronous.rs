@@ -61,6 +61,19 @@ pub fn standby_names_change(
     (wanted != current).then_some(StandbyNamesChange::Set(wanted))
 }
 
+/// What to do to a standby's synchronous_standby_names so that it runs right the moment it
+/// is promoted, before any reconcile reaches it as primary: `required` the full list (its
+/// commits wait for a standby, as they must), `preferred` empty (no standby streams to a
+/// primary just promoted, and writes must carry on), asynchronous as
+/// [`standby_names_change`]. In recovery the value has no effect.
+pub fn standby_names_on_promotion(
+    cluster: &str,
+    spec: Option<&SynchronousSpec>,
+    current: &str,
+) -> Option<StandbyNamesChange> {
+    standby_names_change(cluster, spec, 0, current)
+}
+
 /// Whether `value` has the shape [`standby_names`] gives it for this cluster.
 fn written_by_relevo(cluster: &str, value: &str) -> bool {
     let any = SynchronousSpec::default();
@@ -164,6 +177,26 @@ mod tests {
 
     fn names_of(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_standby_is_readied_for_promotion_full_list_when_required_and_empty_when_preferred() {
+        let full = wanted_standby_names("demo", Some(&required(1)), 0);
+        assert_eq!(
+            standby_names_on_promotion("demo", Some(&required(1)), ""),
+            Some(StandbyNamesChange::Set(full.clone()))
+        );
+        assert_eq!(standby_names_on_promotion("demo", Some(&required(1)), &full), None);
+        // Cloned from a preferred primary with one standby streaming: promoted as is, it
+        // would hold every commit until a standby connected.
+        let copied = wanted_standby_names("demo", Some(&preferred(1)), 1);
+        assert_eq!(
+            standby_names_on_promotion("demo", Some(&preferred(1)), &copied),
+            Some(StandbyNamesChange::Set(String::new()))
+        );
+        assert_eq!(standby_names_on_promotion("demo", Some(&preferred(1)), ""), None);
+        assert_eq!(standby_names_on_promotion("demo", None, &full), Some(StandbyNamesChange::Reset));
+        assert_eq!(standby_names_on_promotion("demo", None, "*"), None);
     }
 
     #[test]

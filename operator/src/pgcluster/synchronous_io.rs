@@ -1,4 +1,5 @@
-//! synchronous_standby_names on the running primary, with ALTER SYSTEM and pg_reload_conf().
+//! synchronous_standby_names on a running instance, with ALTER SYSTEM and pg_reload_conf():
+//! the primary's, and each standby's for the moment it is promoted.
 //!
 //! Why not postgresql.conf (the ConfigMap): the ConfigMap reaches a pod's mount only at the
 //! kubelet's next sync and nothing reloads PostgreSQL after it, while `preferred` must follow
@@ -6,7 +7,8 @@
 //! hold every commit of the first primary's bootstrap SQL, before any standby exists. ALTER
 //! SYSTEM takes effect on reload (the parameter needs no restart), and the value is the same
 //! on any instance, so the copy pg_basebackup and pg_rewind carry in postgresql.auto.conf is
-//! harmless; after a failover the next reconcile asserts it on the new primary.
+//! harmless. ALTER SYSTEM also works in recovery, which is how a standby is given, ahead of
+//! any switchover, the value it must run with once promoted.
 
 use tokio_postgres::Client;
 

@@ -92,3 +92,43 @@ fn a_required_commit_waits_for_a_standby_with_the_instance_name() {
     bed.sql(primary_port, "INSERT INTO ledger VALUES (2)");
     assert!(started.elapsed() < BOUNDED_WAIT, "a preferred commit waited {:?}", started.elapsed());
 }
+
+/// A standby cloned while the cluster was asynchronous, readied as the reconcile readies every
+/// standby, runs relevo's `required` list the moment it is promoted: its first commit waits
+/// for a standby instead of being acknowledged asynchronously until a reconcile reaches it.
+#[test]
+fn a_standby_readied_for_promotion_is_synchronous_from_its_first_commit_as_primary() {
+    use crate::pgcluster::synchronous::standby_names_on_promotion;
+    let tools = ["initdb", "pg_ctl", "postgres", "pg_basebackup", "psql"];
+    let mut bed = PgBed::new("relevo-sync-promote", &tools, PASSWORD);
+    let (primary_port, standby_port) = (free_port(), free_port());
+    bed.initdb_streaming("primary");
+    bed.start("primary", primary_port);
+    bed.sql(primary_port, "CREATE TABLE ledger (id int)");
+    let standby = names::instance("demo", 2);
+    bed.clone_standby("standby", primary_port, &format!("user=postgres application_name={standby}"), "");
+    bed.start("standby", standby_port);
+    assert_eq!(bed.sql(standby_port, "SELECT pg_is_in_recovery()"), "t");
+
+    let required = SynchronousSpec { number: 1, ..SynchronousSpec::default() };
+    let current = bed.sql(standby_port, "SHOW synchronous_standby_names");
+    assert_eq!(current, "", "cloned from an asynchronous primary");
+    let change = standby_names_on_promotion("demo", Some(&required), &current).expect("a change");
+    let StandbyNamesChange::Set(value) = &change else { panic!("{change:?}") };
+    apply_as_the_reconcile_does(&bed, standby_port, &change);
+    wait_for_setting(&bed, standby_port, value);
+    assert_eq!(bed.sql(primary_port, "SHOW synchronous_standby_names"), "", "the primary is untouched");
+
+    bed.stop("primary", "fast");
+    assert_eq!(bed.sql(standby_port, "SELECT pg_promote(true, 60)"), "t");
+    assert_eq!(bed.sql(standby_port, "SHOW synchronous_standby_names"), *value);
+    std::thread::scope(|scope| {
+        let commit = scope.spawn(|| bed.psql(standby_port, "INSERT INTO ledger VALUES (1)"));
+        std::thread::sleep(BOUNDED_WAIT);
+        let finished = commit.is_finished();
+        // Released either way, so that the scope can end: an empty list frees the waiter.
+        apply_as_the_reconcile_does(&bed, standby_port, &StandbyNamesChange::Set(String::new()));
+        let result = commit.join().expect("the commit thread");
+        assert!(!finished, "the first commit as primary returned with no standby: {result:?}");
+    });
+}

@@ -502,18 +502,22 @@ impl Ctx<'_> {
         Some(Step::PausePoolers { pods: unconfirmed }.into())
     }
 
-    /// Once the new primary accepts writes: the step that points every answering pooler pod
-    /// at it and resumes it, until each says so. A pod that does not answer is not waited
-    /// for: its own bound resumes it.
+    /// Once the new primary accepts writes: the step that points every pooler pod at it and
+    /// resumes it, until each says so. A pod that did not answer this observation (a status
+    /// call that timed out under load, or a pod on a lost node) is tried too, but only for
+    /// [`Params::pooler_pause_timeout`] after promotion began, so that a dead pod cannot
+    /// hold the role labels back; past that, its own bound resumes it, and a pod that then
+    /// answers on the old target is pointed again.
     fn release_poolers(&self, primary: &str) -> Option<Flow> {
         if self.timed_out(self.params.promote_timeout) {
             return None;
         }
+        let retry_unanswered = !self.timed_out(self.params.pooler_pause_timeout);
         let pods: Vec<String> = self
             .obs
             .poolers
             .iter()
-            .filter(|p| p.state.is_some() && !p.resumed_at(primary))
+            .filter(|p| (p.state.is_some() || retry_unanswered) && !p.resumed_at(primary))
             .map(|p| p.pod.clone())
             .collect();
         (!pods.is_empty()).then(|| Step::ResumePoolers { pods, primary: primary.to_owned() }.into())

@@ -99,7 +99,8 @@ fn a_failover_pauses_when_it_starts_and_an_answer_is_enough() {
 }
 
 #[test]
-fn once_the_new_primary_is_writable_every_answering_pooler_is_pointed_at_it_and_resumed() {
+fn once_the_new_primary_is_writable_every_pooler_is_pointed_at_it_and_resumed_an_unanswering_one_for_a_bounded_time()
+ {
     let s = state_in(Phase::Promoting, "pg-1", "pg-2", t(0));
     let mut c = promoted();
     c.poolers = vec![
@@ -107,15 +108,22 @@ fn once_the_new_primary_is_writable_every_answering_pooler_is_pointed_at_it_and_
         // Resumed by its own bound, still on the old target: pointed again.
         pooler("pooler-1", RUNNING, Some("pg-1")),
         pooler("pooler-2", RUNNING, Some("pg-2")),
-        // Not answering: not waited for (its bound resumes it).
+        // Not answering this time: tried too, for a bounded time.
         pooler("pooler-3", None, None),
     ];
-    let d = decide(&planned("pg-2"), &s, &c, t(10));
-    assert_eq!(d.step, Step::ResumePoolers { pods: pods(&["pooler-0", "pooler-1"]), primary: "pg-2".into() });
+    let d = decide(&planned("pg-2"), &s, &c, secs(1));
+    assert_eq!(
+        d.step,
+        Step::ResumePoolers { pods: pods(&["pooler-0", "pooler-1", "pooler-3"]), primary: "pg-2".into() }
+    );
     for p in &mut c.poolers[..2] {
         *p = pooler(&p.pod.clone(), RUNNING, Some("pg-2"));
     }
-    let d = decide(&planned("pg-2"), &s, &c, t(20));
+    let d = decide(&planned("pg-2"), &s, &c, secs(2));
+    assert_eq!(d.step, Step::ResumePoolers { pods: pods(&["pooler-3"]), primary: "pg-2".into() });
+    // Past the pause timeout, a pod that still does not answer no longer holds the labels
+    // back (its own bound resumes it).
+    let d = decide(&planned("pg-2"), &s, &c, secs(10));
     assert!(matches!(d.step, Step::MoveRoleLabels { .. }), "{d:?}");
     // Not before the target accepts writes.
     let mut still_standby = c.clone();
