@@ -28,7 +28,11 @@ fn names_in(cert_pem: &str) -> (String, Vec<String>) {
 
 /// `openssl verify` of `leaf` against `ca` for one purpose; its output on failure.
 fn openssl_verify(ca: &str, leaf: &str, purpose: &str) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("relevo-pki-{}-{purpose}", std::process::id()));
+    // One directory per call: tests run in parallel threads of one process, and a shared
+    // one was removed under a concurrent call's feet.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("relevo-pki-{}-{call}-{purpose}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ca.crt"), ca).unwrap();
     std::fs::write(dir.join("tls.crt"), leaf).unwrap();
