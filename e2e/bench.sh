@@ -8,9 +8,11 @@
 #     unplanned failovers after losing the primary's node (BENCH_FAILOVERS,
 #     default 3): write gap, time to writable, time to Completed, time until
 #     the old primary streams again; median and max of each;
-#   - the operator's overhead per backup Job (BENCH_BACKUPS, default 5).
+#   - the operator's overhead per backup Job (BENCH_BACKUPS, default 5);
+#   - the pooler: the same writer through demo-rw and through demo-pooler across
+#     planned switchovers (failed transactions, latency, longest stall).
 # Traffic stays on this machine: the cluster's own pod and service ranges.
-# BENCH_ONLY=switchover or BENCH_ONLY=backup measures only those;
+# BENCH_ONLY=switchover, BENCH_ONLY=backup or BENCH_ONLY=pooler measures only those;
 # BENCH_ONLY=scale runs e2e/bench-scale.sh instead (operator memory and API load with
 # 1, 10 and 50 PgClusters, against the integration apiserver; no cluster needed);
 # BENCH_NO_INSTALL=1 keeps the relevo already installed.
@@ -89,11 +91,59 @@ if [[ $only == all || $only == backup ]]; then
   k delete namespace "$bns" --wait=false >/dev/null
   trap - EXIT
 fi
-[[ $only == all || $only == switchover ]] || exit 0
+[[ $only == all || $only == switchover || $only == pooler ]] || exit 0
 
 # On kind, failovers and partitions are real node faults on workers.
 [[ $RELEVO_CLUSTER != kind ]] || source "$E2E_DIR/faults.sh"
 source "$E2E_DIR/switchover-lib.sh"
+
+# The pooler's worth: the same writer (e2e/loadgen.py: 4 clients with persistent
+# connections, 60 INSERTs/s in all, a failed one reconnects for the next) through
+# demo-rw, then through demo-pooler (transaction mode), each across
+# BENCH_POOLER_SWITCHOVERS planned switchovers (default 5): failed transactions
+# per switchover, the latency (p50, p99, max, from each transaction's scheduled
+# start) and the longest a client went without an acknowledged commit.
+bench_rows() { [[ $(psql_to "$so_ns" demo-rw "SELECT count(*) > 0 FROM bench_load") == t ]]; }
+bench_switchover_ended() { [[ $(switchover_phase "$bench_switchover") =~ ^(Completed|Failed)$ ]]; }
+bench_primary_is() { [[ $(so_primary) == "$1" ]]; }
+bench_pooler() {
+  so_init relevo-bench-pooler
+  local switchovers=${BENCH_POOLER_SWITCHOVERS:-5} route
+  k -n "$so_ns" patch pgclusters.relevo.dev demo --type merge \
+    -p '{"spec":{"pooler":{"instances":2,"poolMode":"transaction"}}}' >/dev/null
+  wait_for "deployment/demo-pooler available" 180 \
+    k -n "$so_ns" wait --for=condition=Available deployment/demo-pooler --timeout=5s
+  psql_to "$so_ns" demo-rw "CREATE TABLE bench_load (client int, seq int, at timestamptz DEFAULT now())"
+  for route in demo-rw demo-pooler; do
+    psql_to "$so_ns" demo-rw "TRUNCATE bench_load" >/dev/null
+    so_client_env "$route" "$SO_WORK/env-$route"
+    rm -f "$SO_WORK/stop-load"
+    (source "$SO_WORK/env-$route" && exec /usr/bin/python3 "$E2E_DIR/loadgen.py" --seconds 900 \
+      --stop-file "$SO_WORK/stop-load" >"$SO_WORK/load-$route" 2>&1) &
+    local load_pid=$! i target bench_switchover
+    wait_for "the writer's first rows through $route" 60 bench_rows || true
+    for i in $(seq 1 "$switchovers"); do
+      target=demo-2; [[ $(so_primary) == demo-2 ]] && target=demo-1
+      bench_switchover=bench-pooler-${route#demo-}-$i
+      apply_switchover "$bench_switchover" "$target"
+      wait_for "$bench_switchover ended" 120 bench_switchover_ended || true
+      wait_for "currentPrimary $target" 30 bench_primary_is "$target" || true
+      # Settled, the old primary streaming again, before the next one.
+      wait_for "the standby streaming" 120 so_standbys_streaming 1 || true
+    done
+    touch "$SO_WORK/stop-load"
+    wait "$load_pid" || true
+    local figures failed stored
+    figures=$(tail -1 "$SO_WORK/load-$route")
+    failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$figures")
+    stored=$(psql_to "$so_ns" demo-rw "SELECT count(*) FROM bench_load")
+    printf 'pooler bench through %s, %d planned switchovers: %s; failed per switchover %s; stored %s\n' \
+      "$route" "$switchovers" "$figures" "$(echo "scale=1; ${failed:-0} / $switchovers" | bc)" "$stored"
+  done
+  so_cleanup
+}
+if [[ $only == pooler ]]; then bench_pooler; echo "checks during the benchmark: $PASSED passed, $FAILED failed"; exit 0; fi
+
 so_init relevo-bench-switchover
 gap=(); writable=(); completed=(); streaming=()
 record() {
@@ -149,4 +199,5 @@ for i in $(seq 1 "${BENCH_PARTITIONS:-2}"); do
 done
 stats "partition (delay $delay): writable after the cut" s "${writable[@]}"
 stats 'partition: cut-off primary last acknowledged a write after the cut' s "${last_ack[@]}"
+[[ $only != all ]] || bench_pooler
 echo "checks during the benchmark: $PASSED passed, $FAILED failed"

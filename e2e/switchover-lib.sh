@@ -77,6 +77,22 @@ so_standbys_streaming() {
   [[ $(PSQL_ROLE=superuser psql_to "$so_ns" demo-rw \
     "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "$1" ]]
 }
+# so_client_env SERVICE FILE: libpq's environment for an application of the
+# app database dialling SERVICE (demo-rw, demo-pooler) over verify-full, as an
+# application gets it, written to FILE (sourced, so no password reaches a
+# command line).
+so_client_env() {
+  local ip ca
+  ip=$(k -n "$so_ns" get service "$1" -o jsonpath='{.spec.clusterIP}')
+  ca=$(cluster_ca "$so_ns" demo)
+  {
+    printf 'export PGHOST=%s.%s.svc PGHOSTADDR=%s PGPORT=5432 PGDATABASE=app\n' "$1" "$so_ns" "$ip"
+    printf 'export PGUSER=%q PGPASSWORD=%q\n' "$(so_secret app username)" "$(so_secret app password)"
+    printf 'export PGSSLMODE=verify-full PGSSLROOTCERT=%q PGCONNECT_TIMEOUT=5\n' "$ca"
+  } >"$2"
+  chmod 600 "$2"
+}
+
 now() { date +%s.%N; }
 
 # writer FIRST COUNT: inserts rows FIRST.. one by one, at most COUNT or until

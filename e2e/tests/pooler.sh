@@ -29,20 +29,7 @@ else
   summary pooler; exit 1
 fi
 
-# pooler_env FILE: libpq's environment for a client of demo-pooler, as an
-# application gets it, written to FILE (sourced, so no password reaches a
-# command line).
-pooler_env() {
-  local ip ca
-  ip=$(k -n "$so_ns" get service demo-pooler -o jsonpath='{.spec.clusterIP}')
-  ca=$(cluster_ca "$so_ns" demo)
-  {
-    printf 'export PGHOST=demo-pooler.%s.svc PGHOSTADDR=%s PGPORT=5432 PGDATABASE=app\n' "$so_ns" "$ip"
-    printf 'export PGUSER=%q PGPASSWORD=%q\n' "$(so_secret app username)" "$(so_secret app password)"
-    printf 'export PGSSLMODE=verify-full PGSSLROOTCERT=%q PGCONNECT_TIMEOUT=5\n' "$ca"
-  } >"$1"
-  chmod 600 "$1"
-}
+pooler_env() { so_client_env demo-pooler "$1"; }
 pooled_psql() { (pooler_env "$work/env" && source "$work/env" && psql -XAtq -v ON_ERROR_STOP=1 -c "$1"); }
 
 if wait_for "a query through demo-pooler" 60 pooled_psql "SELECT 1"; then
