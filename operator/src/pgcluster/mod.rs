@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod builders;
 pub mod certificates;
+pub mod connect;
 pub mod controller;
 pub mod drain;
 pub mod failover_check;

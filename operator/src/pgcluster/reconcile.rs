@@ -17,7 +17,7 @@ use crate::instance::plan::Bootstrap;
 use crate::metrics::InstanceLabels;
 use crate::pgcluster::validate::SpecError;
 use crate::postgres::probe::{ProbeTarget, probe_all};
-use crate::postgres::{ClusterCa, Connection, PgError};
+use crate::postgres::{ClusterCa, PgError};
 use crate::runtime::context::Context;
 use crate::runtime::{is_ready, kube_error};
 use crate::switchover::observe::active_of;
@@ -27,6 +27,7 @@ use super::builders::statefulset::{InstanceInput, SwitchoverOverrides};
 use super::builders::tls::ServerTls;
 use super::builders::{self, Owner};
 use super::certificates;
+use super::connect::{InstanceConnection, primary_connection, standby_connections};
 use super::failover_check::{self, FailoverClock};
 use super::slots;
 use super::stages::{StageFailure, Stages};
@@ -34,7 +35,6 @@ use super::status::{
     self, ArchiverObservation, ComputedStatus, InstanceObservation, Observation, PostgresState, Problem,
     SenderObservation,
 };
-use super::synchronous::StandbyNamesChange;
 use super::topology::{self, Topology};
 use super::validate::ValidSpec;
 use super::{synchronous, synchronous_io};
@@ -208,7 +208,10 @@ impl Stages for ClusterStages<'_> {
                 maintain_synchronous(self.owner, self.synchronous(), observed, &primary).await;
             }
             for standby in standby_connections(self.ctx, self.owner, status, pods, password, ca) {
-                prepare_standby_for_promotion(self.owner, self.synchronous(), observed, &standby).await;
+                if let Some(current) = observed.synchronous_standby_names.get(&standby.name) {
+                    synchronous_io::ready_standby(&self.owner.name, self.synchronous(), &standby, current)
+                        .await;
+                }
             }
         }
         Ok(())
@@ -406,69 +409,6 @@ fn pgbackrest_ordinals(cluster: &str, topology: &Topology) -> Vec<i32> {
     ordinals
 }
 
-/// An instance and how to reach it.
-struct InstanceConnection<'a> {
-    name: String,
-    connection: Connection<'a>,
-}
-
-/// The ready primary the status names, and how to reach it.
-fn primary_connection<'a>(
-    ctx: &Context,
-    owner: &Owner,
-    status: &PgClusterStatus,
-    pods: &[Pod],
-    password: &'a str,
-    ca: &'a ClusterCa,
-) -> Option<InstanceConnection<'a>> {
-    let primary = status.instances.iter().find(|i| i.role == InstanceRole::Primary && i.ready)?;
-    if status.current_primary.as_deref() != Some(primary.name.as_str()) {
-        return None;
-    }
-    instance_connection(ctx, owner, &primary.name, pods, password, ca)
-}
-
-/// Every ready standby, and how to reach it.
-fn standby_connections<'a>(
-    ctx: &Context,
-    owner: &Owner,
-    status: &PgClusterStatus,
-    pods: &[Pod],
-    password: &'a str,
-    ca: &'a ClusterCa,
-) -> Vec<InstanceConnection<'a>> {
-    status
-        .instances
-        .iter()
-        .filter(|i| i.role == InstanceRole::Standby && i.ready)
-        .filter_map(|i| instance_connection(ctx, owner, &i.name, pods, password, ca))
-        .collect()
-}
-
-fn instance_connection<'a>(
-    ctx: &Context,
-    owner: &Owner,
-    instance: &str,
-    pods: &[Pod],
-    password: &'a str,
-    ca: &'a ClusterCa,
-) -> Option<InstanceConnection<'a>> {
-    let host = pods
-        .iter()
-        .find(|pod| pod.name_any() == names::pod(instance))
-        .and_then(|pod| pod.status.as_ref())
-        .and_then(|s| s.pod_ip.clone())?;
-    let connection = Connection {
-        host,
-        server_name: names::pod_fqdn(&owner.name, instance, &owner.namespace),
-        superuser_password: password,
-        ca,
-        timeout: ctx.config.postgres_timeout,
-        connect_timeout: None,
-    };
-    Some(InstanceConnection { name: instance.to_owned(), connection })
-}
-
 /// Gives the primary one slot per other instance and drops slots of removed instances. A
 /// failure is logged and retried next time: standbys keep streaming meanwhile (wal_keep_size).
 async fn maintain_slots(owner: &Owner, cluster: &PgCluster, primary: &InstanceConnection<'_>) {
@@ -483,9 +423,7 @@ async fn maintain_slots(owner: &Owner, cluster: &PgCluster, primary: &InstanceCo
     }
 }
 
-/// Keeps the primary's synchronous_standby_names what [`synchronous`] wants, from what the
-/// probe of this reconcile saw (see `synchronous_io` for why through ALTER SYSTEM). A failure
-/// is logged and retried next time.
+/// The primary's synchronous_standby_names kept right, from what this reconcile's probe saw.
 async fn maintain_synchronous(
     owner: &Owner,
     spec: Option<&SynchronousSpec>,
@@ -498,37 +436,7 @@ async fn maintain_synchronous(
         .iter()
         .find(|s| s.instance == primary.name)
         .map_or(0, |s| synchronous::streaming_instances(&owner.name, &s.streaming));
-    let change = synchronous::standby_names_change(&owner.name, spec, streaming, current);
-    apply_standby_names(primary, change).await;
-}
-
-/// Gives a standby the synchronous_standby_names it must run with the moment it is promoted
-/// (see [`synchronous::standby_names_on_promotion`]): it has no effect in recovery, and it
-/// closes the window in which a just-promoted primary acknowledges commits asynchronously
-/// until the next reconcile reaches it.
-async fn prepare_standby_for_promotion(
-    owner: &Owner,
-    spec: Option<&SynchronousSpec>,
-    observed: &Instances,
-    standby: &InstanceConnection<'_>,
-) {
-    let Some(current) = observed.synchronous_standby_names.get(&standby.name) else { return };
-    let change = synchronous::standby_names_on_promotion(&owner.name, spec, current);
-    apply_standby_names(standby, change).await;
-}
-
-async fn apply_standby_names(instance: &InstanceConnection<'_>, change: Option<StandbyNamesChange>) {
-    let Some(change) = change else { return };
-    let applied = match instance.connection.connect().await {
-        Ok(client) => synchronous_io::apply(&client, &change).await,
-        Err(error) => Err(error),
-    };
-    match applied {
-        Ok(()) => tracing::info!(instance = %instance.name, ?change, "synchronous_standby_names changed"),
-        Err(error) => {
-            tracing::warn!(instance = %instance.name, %error, "could not set synchronous_standby_names")
-        }
-    }
+    synchronous_io::keep_primary(&owner.name, spec, primary, current, streaming).await;
 }
 
 fn record_instance_metrics(ctx: &Context, owner: &Owner, status: &PgClusterStatus) {

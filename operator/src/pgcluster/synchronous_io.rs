@@ -15,7 +15,10 @@ use tokio_postgres::Client;
 use crate::postgres::PgError;
 use crate::switchover::sql::quote_literal;
 
-use super::synchronous::StandbyNamesChange;
+use crate::crd::pgcluster::SynchronousSpec;
+
+use super::connect::InstanceConnection;
+use super::synchronous::{self, StandbyNamesChange};
 
 /// The statement for `change`. ALTER SYSTEM takes no bind parameters; the value is built from
 /// instance names only, and quoted as a literal anyway.
@@ -34,6 +37,46 @@ pub async fn apply(client: &Client, change: &StandbyNamesChange) -> Result<(), P
     client.batch_execute(&alter_system(change)).await?;
     client.batch_execute("SELECT pg_reload_conf()").await?;
     Ok(())
+}
+
+/// Keeps the primary's synchronous_standby_names what [`synchronous`] wants, given its
+/// `current` value and the instances `streaming` from it. A failure is logged and retried at
+/// the next reconcile.
+pub async fn keep_primary(
+    cluster: &str,
+    spec: Option<&SynchronousSpec>,
+    primary: &InstanceConnection<'_>,
+    current: &str,
+    streaming: usize,
+) {
+    set(primary, synchronous::standby_names_change(cluster, spec, streaming, current)).await;
+}
+
+/// Gives a standby the value it must run with the moment it is promoted (see
+/// [`synchronous::standby_names_on_promotion`]): it has no effect in recovery, and it closes
+/// the window in which a just-promoted primary acknowledges commits asynchronously until a
+/// reconcile reaches it.
+pub async fn ready_standby(
+    cluster: &str,
+    spec: Option<&SynchronousSpec>,
+    standby: &InstanceConnection<'_>,
+    current: &str,
+) {
+    set(standby, synchronous::standby_names_on_promotion(cluster, spec, current)).await;
+}
+
+async fn set(instance: &InstanceConnection<'_>, change: Option<StandbyNamesChange>) {
+    let Some(change) = change else { return };
+    let applied = match instance.connection.connect().await {
+        Ok(client) => apply(&client, &change).await,
+        Err(error) => Err(error),
+    };
+    match applied {
+        Ok(()) => tracing::info!(instance = %instance.name, ?change, "synchronous_standby_names changed"),
+        Err(error) => {
+            tracing::warn!(instance = %instance.name, %error, "could not set synchronous_standby_names")
+        }
+    }
 }
 
 #[cfg(test)]
