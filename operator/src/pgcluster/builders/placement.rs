@@ -47,6 +47,19 @@ pub fn away_from_primary(cluster: &str) -> Affinity {
     }
 }
 
+/// Preferred anti-affinity between the pods `match_labels` selects (the pooler's): losing
+/// one node then loses at most one of them while there are nodes enough, and the clients
+/// of the others keep their connections.
+pub fn spread_over_nodes(match_labels: BTreeMap<String, String>) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![weighted(term(match_labels))]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
 fn term(match_labels: BTreeMap<String, String>) -> PodAffinityTerm {
     PodAffinityTerm {
         label_selector: Some(LabelSelector { match_labels: Some(match_labels), ..LabelSelector::default() }),

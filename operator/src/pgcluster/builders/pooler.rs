@@ -171,6 +171,7 @@ fn deployment(owner: &Owner, name: &str, spec: &PoolerSpec, database: &str, conf
                     security_context: Some(postgres_pod_security()),
                     containers: vec![container(owner, spec, database)],
                     volumes: Some(volumes),
+                    affinity: Some(super::placement::spread_over_nodes(selector(cluster))),
                     // Leaves time for the supervisor's drain (PAUSE, then SHUTDOWN).
                     termination_grace_period_seconds: Some(30),
                     ..PodSpec::default()

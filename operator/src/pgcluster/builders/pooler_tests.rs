@@ -122,3 +122,17 @@ fn the_certificate_secret_carries_the_leaf_and_the_cluster_ca() {
         ("LEAF", "KEY", "CA")
     );
 }
+
+#[test]
+fn pooler_pods_prefer_distinct_nodes() {
+    let objects = objects(&PoolerSpec::default());
+    let affinity = pod_spec(&objects).affinity.expect("an affinity");
+    let anti = affinity.pod_anti_affinity.expect("anti-affinity");
+    assert!(anti.required_during_scheduling_ignored_during_execution.is_none(), "only preferred");
+    let terms = anti.preferred_during_scheduling_ignored_during_execution.expect("preferred terms");
+    assert_eq!(terms.len(), 1);
+    let term = &terms[0].pod_affinity_term;
+    assert_eq!(term.topology_key, "kubernetes.io/hostname");
+    let wanted = objects.deployment.spec.as_ref().unwrap().selector.match_labels.clone();
+    assert_eq!(term.label_selector.as_ref().unwrap().match_labels, wanted, "its own pods");
+}
