@@ -4,6 +4,7 @@
 //! observation of an instance is the one [`probe`], shared by the PgCluster status and the
 //! switchover machine.
 
+pub mod lsn;
 pub mod probe;
 pub mod tls;
 

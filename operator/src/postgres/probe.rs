@@ -20,7 +20,7 @@ use futures::future::join_all;
 use tokio_postgres::Row;
 
 use super::{ClusterCa, Connection, PgError};
-use crate::switchover::Lsn;
+use super::lsn::Lsn;
 
 /// Role, LSNs and timelines (columns: in_recovery, flush_lsn, receive_lsn, replay_lsn,
 /// timeline, checkpoint_timeline, sender_host, receiver_slot); see the module doc for the

@@ -22,7 +22,7 @@ pub mod convert;
 pub mod executor;
 pub mod failover;
 pub mod fence_channel;
-pub mod lsn;
+pub use crate::postgres::lsn;
 pub mod machine;
 pub mod model;
 pub mod observe;
