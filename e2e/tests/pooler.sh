@@ -96,8 +96,8 @@ pct() { sed -n "$(( ($1 * n + 99) / 100 ))p" "$work/latency"; }
 # script, epoch s, epoch us (the end).
 say "longest stalls (ms, started at): $(cat "$work"/tx.* | awk '{printf "%.0f %.3f\n", $3 / 1000, $5 + $6 / 1e6 - $3 / 1e6}' \
   | sort -rn | head -5 | while read -r ms at; do printf '%s@%s ' "$ms" "$(date -u -d "@$at" +%T.%3N)"; done)"
-max_ms=$(tail -1 "$work/latency")
-if (( ${max_ms%.*} > 2000 )); then
+max_ms=$(tail -1 "$work/latency"); max_ms=${max_ms%.*}
+if (( ${max_ms:-0} > 2000 )); then
   # Over the 2 s target: what the pooler pods and the operator did, on stderr.
   for pod in $(k -n "$so_ns" get pods -l app.kubernetes.io/component=pooler -o name 2>/dev/null); do
     echo "--- $pod" >&2
