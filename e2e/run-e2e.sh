@@ -18,6 +18,14 @@ for test in "${tests[@]}"; do
   say "=== $test"
   "$E2E_DIR/tests/$test.sh" || failed+=("$test")
 done
+# What the operator used of its ClusterRole in these stories, from the API
+# server's audit (kind only). A report for now, not a check: see e2e/rbac-audit.py.
+if [[ $RELEVO_CLUSTER == kind ]]; then
+  say "=== rbac audit (report)"
+  source "$E2E_DIR/kind/lib.sh"
+  podman exec "$KIND_CLUSTER-control-plane" sh -c 'cat $(ls -tr /var/log/kubernetes/audit/audit*.log 2>/dev/null) 2>/dev/null' \
+    | /usr/bin/python3 "$E2E_DIR/rbac-audit.py" "$REPO_ROOT/manifests/rbac.yaml" >&2 || true
+fi
 if ((${#failed[@]})); then
   say "failed: ${failed[*]}"
   say "operator log tail:"; k -n relevo-system logs deploy/relevo-operator --tail=40 >&2 || true

@@ -54,7 +54,14 @@ if grep -qx "$KIND_CLUSTER" <<<"$clusters"; then
   fi
 else
   log "creating kind cluster $KIND_CLUSTER (3 nodes)"
-  "$KIND" create cluster --name "$KIND_CLUSTER" --config "$KIND_CONFIG" \
+  # kind-config.yaml plus, for the tests only, the API server's audit of the
+  # operator's requests (e2e/rbac-audit.py reads it): the policy is mounted from
+  # here, and kind needs an absolute path for that.
+  mkdir -p "$KIND_STATE/audit"
+  cp "$REPO_ROOT/e2e/kind/audit-policy.yaml" "$KIND_STATE/audit/policy.yaml"
+  /usr/bin/python3 "$REPO_ROOT/e2e/kind/with-audit.py" "$KIND_CONFIG" "$KIND_STATE/audit" \
+    >"$KIND_STATE/kind-config-audited.yaml"
+  "$KIND" create cluster --name "$KIND_CLUSTER" --config "$KIND_STATE/kind-config-audited.yaml" \
     --kubeconfig "$KIND_KUBECONFIG" --wait 0s
 fi
 "$KIND" get kubeconfig --name "$KIND_CLUSTER" >"$KIND_KUBECONFIG.new"

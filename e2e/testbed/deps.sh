@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 
 PACKAGES=(docker.io containerd runc containernetworking-plugins debootstrap
   iptables conntrack ethtool socat ipset jq openssl iproute2 kmod bc curl
-  postgresql-15 pgbackrest pgbouncer redis-server redis-tools python3-psycopg2)
+  postgresql-15 pgbackrest pgbouncer redis-server redis-tools python3-psycopg2 python3-yaml)
 
 ensure_packages "${PACKAGES[@]}"
 
