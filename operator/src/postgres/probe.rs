@@ -19,8 +19,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use tokio_postgres::Row;
 
-use super::{ClusterCa, Connection, PgError};
 use super::lsn::Lsn;
+use super::{ClusterCa, Connection, PgError};
 
 /// Role, LSNs and timelines (columns: in_recovery, flush_lsn, receive_lsn, replay_lsn,
 /// timeline, checkpoint_timeline, sender_host, receiver_slot); see the module doc for the

@@ -186,7 +186,7 @@ impl Ctx<'_> {
             let target = self.s.to.clone().unwrap_or_default();
             let rogue = self.obs.instances.iter().find(|i| i.name != target && i.is_primary());
             return match rogue {
-                None => self.fail(reason),
+                None => self.resume_poolers_on(&target, gave_up).unwrap_or_else(|| self.fail(reason)),
                 Some(r) if gave_up => {
                     let name = r.name.clone();
                     self.fail(format!("{reason}; could not fence {name}: fence it by hand"))
@@ -198,7 +198,9 @@ impl Ctx<'_> {
         let Some(from_name) = self.s.from.clone() else { return self.fail(reason) };
         if let Some(other) = self.obs.instances.iter().find(|i| i.name != from_name && i.is_primary()) {
             let other = other.name.clone();
-            return self.fail(format!("{reason}; {other} accepts writes, so {from_name} stays fenced"));
+            return self.resume_poolers_on(&other, gave_up).unwrap_or_else(|| {
+                self.fail(format!("{reason}; {other} accepts writes, so {from_name} stays fenced"))
+            });
         }
         let Some(from) = self.obs.instance(&from_name) else { return self.fail(reason) };
         let unfenced = match self.req.mode {
@@ -206,7 +208,9 @@ impl Ctx<'_> {
             Mode::Failover => from.sts_replicas > 0 && !from.fence_marker,
         };
         if unfenced {
-            return self.fail(reason);
+            let writable = from.is_primary();
+            let resume = writable.then(|| self.resume_poolers_on(&from_name, gave_up)).flatten();
+            return resume.unwrap_or_else(|| self.fail(reason));
         }
         if gave_up {
             return self.fail(format!("{reason}; could not unfence {from_name}: restore it by hand"));
@@ -216,6 +220,26 @@ impl Ctx<'_> {
         } else {
             Step::WaitForUnfence { instance: from_name }
         }
+    }
+}
+
+impl Ctx<'_> {
+    /// A failed switchover's pooler pods that still hold their clients, pointed at the
+    /// instance that accepts writes and resumed, before it ends: otherwise they would wait
+    /// for their own bound and then go back to the address they had. Pods that do not
+    /// answer are left to that bound; nothing is tried once the clean-up has given up.
+    fn resume_poolers_on(&self, primary: &str, gave_up: bool) -> Option<Step> {
+        if gave_up {
+            return None;
+        }
+        let pods: Vec<String> = self
+            .obs
+            .poolers
+            .iter()
+            .filter(|p| p.state.is_some() && !p.resumed_at(primary))
+            .map(|p| p.pod.clone())
+            .collect();
+        (!pods.is_empty()).then(|| Step::ResumePoolers { pods, primary: primary.to_owned() })
     }
 }
 

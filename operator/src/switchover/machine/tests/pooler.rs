@@ -132,3 +132,32 @@ fn once_the_new_primary_is_writable_every_pooler_is_pointed_at_it_and_resumed_an
     let d = decide(&planned("pg-2"), &s, &still_standby, t(20));
     assert!(!matches!(d.step, Step::ResumePoolers { .. }), "{d:?}");
 }
+
+#[test]
+fn a_failed_switchover_resumes_its_poolers_on_the_instance_that_accepts_writes_before_it_ends() {
+    // The fence never took effect: the old primary is unfenced, then the paused poolers are
+    // pointed at it and resumed, and only then does the switchover end Failed.
+    let s = state_in(Phase::Fencing, "pg-1", "pg-2", t(0));
+    let mut c = with_poolers(cluster(), &[PAUSED, PAUSED, None]);
+    inst(&mut c, "pg-1").fence_marker = true;
+    let limit = Params::default().fence_timeout.as_secs() as i64;
+    let d = decide(&planned("pg-2"), &s, &c, secs(limit));
+    assert_eq!(d.step, Step::Unfence { instance: "pg-1".into() }, "{d:?}");
+    inst(&mut c, "pg-1").fence_marker = false;
+    let d = decide(&planned("pg-2"), &d.state, &c, secs(limit + 1));
+    // The pod that does not answer is left to its own bound.
+    assert_eq!(d.step, Step::ResumePoolers { pods: pods(&["pooler-0", "pooler-1"]), primary: "pg-1".into() });
+    assert_ne!(d.state.phase, Phase::Failed);
+    c.poolers[0] = pooler("pooler-0", RUNNING, Some("pg-1"));
+    c.poolers[1] = pooler("pooler-1", RUNNING, Some("pg-1"));
+    let d = decide(&planned("pg-2"), &d.state, &c, secs(limit + 2));
+    assert_eq!(d.state.phase, Phase::Failed, "{d:?}");
+    // Past the clean-up bound, a pod that never resumes does not hold the failure open.
+    c.poolers[1] = pooler("pooler-1", PAUSED, None);
+    let cleanup = Params::default().cleanup_timeout.as_secs() as i64;
+    let mut failing = d.state.clone();
+    failing.phase = Phase::Fencing;
+    failing.failing_since = Some(secs(limit));
+    let d = decide(&planned("pg-2"), &failing, &c, secs(limit + cleanup));
+    assert_eq!(d.state.phase, Phase::Failed, "{d:?}");
+}
