@@ -103,6 +103,11 @@ if (( ${max_ms:-0} > 2000 )); then
     echo "--- $pod" >&2
     k -n "$so_ns" logs "$pod" 2>&1 | grep -E "PAUSE|RESUME|target|bound" | tail -40 >&2 || true
   done
+  for pod in demo-1-0 demo-2-0; do
+    echo "--- $pod (fences and restarts)" >&2
+    k -n "$so_ns" logs "$pod" -c postgres 2>&1 \
+      | grep -iE "relevo instance|shutting down|shutdown|checkpoint (starting|complete)|ready to accept|consistent recovery|promot" | tail -40 >&2 || true
+  done
   operator=$(live_operator | awk '{print $1}')
   [[ -z $operator ]] || k -n relevo-system logs "$operator" 2>&1 | grep -F "$so_ns" | grep -iE "pooler" | tail -60 >&2 || true
 fi
