@@ -48,7 +48,11 @@ def used(lines):
             event = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if event.get("user", {}).get("username") != OPERATOR or event.get("stage") != "ResponseComplete":
+        # A watch is long-running: its ResponseStarted is what a watch still open shows.
+        if event.get("user", {}).get("username") != OPERATOR or event.get("stage") not in (
+            "ResponseStarted",
+            "ResponseComplete",
+        ):
             continue
         ref = event.get("objectRef") or {}
         if not ref.get("resource"):
