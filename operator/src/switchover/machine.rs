@@ -186,7 +186,11 @@ impl Ctx<'_> {
             let target = self.s.to.clone().unwrap_or_default();
             let rogue = self.obs.instances.iter().find(|i| i.name != target && i.is_primary());
             return match rogue {
-                None => self.resume_poolers_on(&target, gave_up).unwrap_or_else(|| self.fail(reason)),
+                None => {
+                    let writable = self.obs.instance(&target).is_some_and(|t| t.is_primary());
+                    let resume = writable.then(|| self.resume_poolers_on(&target, gave_up)).flatten();
+                    resume.unwrap_or_else(|| self.fail(reason))
+                }
                 Some(r) if gave_up => {
                     let name = r.name.clone();
                     self.fail(format!("{reason}; could not fence {name}: fence it by hand"))
