@@ -236,11 +236,17 @@ impl Ctx<'_> {
         if gave_up {
             return None;
         }
+        self.resume_step(primary, false)
+    }
+
+    /// The step that points at `primary` and resumes every pooler pod not yet running there:
+    /// those that answered this observation, and with `unanswered` the others too.
+    pub(crate) fn resume_step(&self, primary: &str, unanswered: bool) -> Option<Step> {
         let pods: Vec<String> = self
             .obs
             .poolers
             .iter()
-            .filter(|p| p.state.is_some() && !p.resumed_at(primary))
+            .filter(|p| (p.state.is_some() || unanswered) && !p.resumed_at(primary))
             .map(|p| p.pod.clone())
             .collect();
         (!pods.is_empty()).then(|| Step::ResumePoolers { pods, primary: primary.to_owned() })

@@ -513,13 +513,6 @@ impl Ctx<'_> {
             return None;
         }
         let retry_unanswered = !self.timed_out(self.params.pooler_pause_timeout);
-        let pods: Vec<String> = self
-            .obs
-            .poolers
-            .iter()
-            .filter(|p| (p.state.is_some() || retry_unanswered) && !p.resumed_at(primary))
-            .map(|p| p.pod.clone())
-            .collect();
-        (!pods.is_empty()).then(|| Step::ResumePoolers { pods, primary: primary.to_owned() }.into())
+        self.resume_step(primary, retry_unanswered).map(Flow::from)
     }
 }
