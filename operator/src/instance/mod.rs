@@ -13,6 +13,9 @@ pub mod exec;
 pub mod lease_keeper;
 pub mod marker_decision;
 pub mod plan;
+pub mod shutdown;
+#[cfg(test)]
+mod shutdown_pg_tests;
 pub mod supervise;
 
 /// Runs the entrypoint to the end: prepares the data directory, then supervises PostgreSQL

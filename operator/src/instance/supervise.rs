@@ -8,7 +8,8 @@
 //! another instance (see [`crate::lease`]). It starts PostgreSQL out of recovery only while
 //! the Lease names this instance.
 //!
-//! The pod's SIGTERM becomes a fast shutdown (pg_ctl stop -m fast): PostgreSQL's own answer
+//! A fence and the pod's SIGTERM stop PostgreSQL with [`super::shutdown::stop_unheld`]: a
+//! fast shutdown that an archiver unable to archive cannot hold. PostgreSQL's own answer
 //! to SIGTERM is a "smart" shutdown that waits for every client to disconnect, which would
 //! outlast the grace period and end in SIGKILL. A signal during long work (the bootstrap, a
 //! rebuild) ends the entrypoint at once: that work runs off the signal path (and off the
@@ -26,6 +27,7 @@ use super::control;
 use super::exec::{ExecError, InstanceArgs, clone_from_primary, io, log, wipe, write_private};
 use super::lease_keeper::{self, Inputs, LeaseClient};
 use super::marker_decision::{Action, Local, decide};
+use super::shutdown;
 use crate::lease::{Holder, SELF_FENCE_TOKEN};
 use crate::protocol::layout;
 use crate::protocol::markers::{ANNOTATIONS_FILE, Markers, parse_annotations_file};
@@ -34,8 +36,6 @@ use crate::rebuild::{self, RebuildSource, StartMode};
 
 /// How often the annotations file is read: a fence waits at most this long for us.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Seconds pg_ctl waits for a fast shutdown; below the pod's grace period.
-const STOP_TIMEOUT_SECONDS: &str = "50";
 /// A self-fence escalates to an immediate shutdown after this long.
 const SELF_FENCE_STOP_SECONDS: &str = "2";
 /// A rebuild (a pg_basebackup of the whole database in the worst case) is bounded too.
@@ -215,7 +215,10 @@ pub async fn supervise_postgres(
             self_fence = false;
         } else {
             log(args, "stopping PostgreSQL (fast shutdown)");
-            stop(&args.pgdata, STOP_TIMEOUT_SECONDS).await;
+            let stopped = shutdown::stop_unheld(&shutdown::Tools::default(), &args.pgdata).await;
+            if let Some(line) = shutdown::describe(&stopped) {
+                log(args, &line);
+            }
         }
         let status = postgres.wait().await.map_err(io("waiting for postgres"))?;
         inputs.running.store(false, Ordering::SeqCst);
