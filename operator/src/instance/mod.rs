@@ -7,6 +7,9 @@
 //! [`supervise`] runs PostgreSQL and obeys the operator's fence and rebuild markers, as
 //! [`marker_decision`] decides.
 
+pub mod archive_backfill;
+#[cfg(test)]
+mod archive_backfill_pg_tests;
 pub mod conf;
 pub mod control;
 pub mod exec;

@@ -27,7 +27,7 @@ use super::control;
 use super::exec::{ExecError, InstanceArgs, clone_from_primary, io, log, wipe, write_private};
 use super::lease_keeper::{self, Inputs, LeaseClient};
 use super::marker_decision::{Action, Local, decide};
-use super::shutdown;
+use super::{archive_backfill, shutdown};
 use crate::lease::{Holder, SELF_FENCE_TOKEN};
 use crate::protocol::layout;
 use crate::protocol::markers::{ANNOTATIONS_FILE, Markers, parse_annotations_file};
@@ -162,6 +162,7 @@ pub async fn supervise_postgres(
             .spawn()
             .map_err(io("starting postgres"))?;
         inputs.running.store(true, Ordering::SeqCst);
+        let mut in_recovery = inputs.standby_signal.exists();
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         // Why a fenced instance stays fenced, logged once per change.
         let mut last_waiting: Option<String> = None;
@@ -173,6 +174,10 @@ pub async fn supervise_postgres(
                 () = channel.wake.notified() => {}
             }
             let report = keeper.borrow().clone();
+            // PostgreSQL removes standby.signal when it is promoted.
+            if std::mem::replace(&mut in_recovery, inputs.standby_signal.exists()) && !in_recovery {
+                backfill_archive(args);
+            }
             if !inputs.standby_signal.exists()
                 && let Some(reason) = report.self_fence_reason(Instant::now())
             {
@@ -227,6 +232,19 @@ pub async fn supervise_postgres(
             Some(action) => pending = action,
         }
     }
+}
+
+/// Once promoted, pushes the earlier timelines' WAL the repository may lack, in the background
+/// ([`archive_backfill`]).
+fn backfill_archive(args: &InstanceArgs) {
+    let (args, pgbackrest) = match crate::pgbackrest::command::instance_pgbackrest(&args.cluster) {
+        Ok(p) => (args.clone(), p),
+        Err(error) => return log(args, &format!("no archive backfill: {error}")),
+    };
+    tokio::spawn(async move {
+        let summary = archive_backfill::push_earlier_timelines(&[], &pgbackrest, &args.pgdata).await;
+        log(&args, &summary.describe());
+    });
 }
 
 /// The operator's direct channel (mutual TLS with the cluster's certificate); without the

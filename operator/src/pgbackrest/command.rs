@@ -124,6 +124,14 @@ impl Pgbackrest {
         self.command(["--output=json".to_string()], "info")
     }
 
+    /// Pushes one WAL file at once, whatever `archive-async` says: the asynchronous push
+    /// only looks at the files PostgreSQL marked `.ready`.
+    pub fn archive_push_now(&self, wal_file: &str) -> Vec<String> {
+        let mut argv = self.command(["--no-archive-async".to_string()], "archive-push");
+        argv.push(wal_file.to_string());
+        argv
+    }
+
     /// Applies the configured retention.
     pub fn expire(&self) -> Vec<String> {
         self.command([], "expire")
@@ -180,6 +188,14 @@ impl Pgbackrest {
             self.global_options().iter().map(|w| shell_word(w)).collect();
         Ok(words?.join(" "))
     }
+}
+
+/// pgBackRest as the instance pods run it: pg-host.conf, the cluster's stanza. Its
+/// `archive_command` is what postgresql.conf gets.
+pub fn instance_pgbackrest(cluster: &str) -> Result<Pgbackrest, CommandError> {
+    use crate::protocol::names;
+    Ok(Pgbackrest::new(&names::stanza(cluster))?
+        .with_config(&names::pgbackrest_conf_path(names::PG_HOST_CONF_KEY)))
 }
 
 /// `recovery_target_time` text: `2025-10-07 12:00:00+00`, with fractions only when present.

@@ -26,6 +26,14 @@ fn maintenance_commands() {
 }
 
 #[test]
+fn a_push_now_bypasses_the_asynchronous_queue() {
+    assert_eq!(
+        pgbr().archive_push_now("pg_wal/000000010000000000000003"),
+        with_head(&["--no-archive-async", "archive-push", "pg_wal/000000010000000000000003"])
+    );
+}
+
+#[test]
 fn backup_types() {
     assert_eq!(pgbr().backup(BackupType::Full), with_head(&["--type=full", "backup"]));
     assert_eq!(pgbr().backup(BackupType::Diff), with_head(&["--type=diff", "backup"]));

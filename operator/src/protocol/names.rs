@@ -132,6 +132,13 @@ pub fn config_map_pgbackrest(cluster: &str) -> String {
 }
 /// Where pods mount the pgBackRest ConfigMap and TLS Secret.
 pub const PGBACKREST_CONF_DIR: &str = "/etc/pgbackrest/conf";
+/// The instance pods' pgBackRest configuration, a key of that ConfigMap.
+pub const PG_HOST_CONF_KEY: &str = "pg-host.conf";
+
+/// Path of a file of the pgBackRest ConfigMap inside a pod.
+pub fn pgbackrest_conf_path(key: &str) -> String {
+    format!("{PGBACKREST_CONF_DIR}/{key}")
+}
 pub const PGBACKREST_TLS_DIR: &str = "/etc/pgbackrest/tls";
 /// Common name of the one certificate a cluster's pgBackRest hosts present, as servers and as
 /// clients; `tls-server-auth` admits it for the cluster's stanza.

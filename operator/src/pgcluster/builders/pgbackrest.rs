@@ -25,7 +25,7 @@ use super::Owner;
 use super::pod::{DATA_VOLUME, container_security, empty_dir, mount};
 
 /// Keys of the pgBackRest ConfigMap.
-pub const PG_HOST_CONF_KEY: &str = "pg-host.conf";
+pub use crate::protocol::names::PG_HOST_CONF_KEY;
 pub const REPO_HOST_CONF_KEY: &str = "repo-host.conf";
 pub const RESTORE_CONF_KEY: &str = "restore.conf";
 /// Where the instance restoring from another cluster mounts that cluster's TLS Secret.
@@ -57,9 +57,7 @@ pub const SIDECAR_TMP_VOLUME: &str = "pgbackrest-tmp";
 pub const SIDECAR: &str = "pgbackrest";
 
 /// Path of a file of the pgBackRest ConfigMap inside a pod.
-pub fn conf_path(key: &str) -> String {
-    format!("{}/{key}", names::PGBACKREST_CONF_DIR)
-}
+pub use crate::protocol::names::pgbackrest_conf_path as conf_path;
 
 fn tls_path(key: &str) -> String {
     format!("{}/{key}", names::PGBACKREST_TLS_DIR)
@@ -81,11 +79,7 @@ fn tls_server() -> TlsServer {
     }
 }
 
-/// pgBackRest as the instance pods run it: pg-host.conf, the cluster's stanza. Its
-/// `archive_command` is what postgresql.conf gets.
-pub fn instance_pgbackrest(cluster: &str) -> Result<Pgbackrest, CommandError> {
-    Ok(Pgbackrest::new(&names::stanza(cluster))?.with_config(&conf_path(PG_HOST_CONF_KEY)))
-}
+pub use crate::pgbackrest::command::instance_pgbackrest;
 
 /// pgBackRest as the repo host (and whoever mounts repo-host.conf) runs it.
 pub fn repo_host_pgbackrest(cluster: &str) -> Result<Pgbackrest, CommandError> {
