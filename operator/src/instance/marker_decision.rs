@@ -46,7 +46,8 @@ impl Action {
 /// primary whatever else is set, and the operator only requests one after a promotion.
 /// `lease` matters only to an instance that fenced itself for want of the primary Lease: it
 /// comes back as the primary only if the Lease still names it (nobody was promoted in its
-/// place), follows the new primary if it names another, and waits while it is unknown.
+/// place), is rebuilt from the new primary if it names another (follows `-rw` when it names
+/// nobody yet), and waits while it is unknown.
 pub fn decide(markers: &Markers, local: &Local, lease: &Holder) -> Action {
     if let (Some(token), Some(source)) = (&markers.rebuild, &markers.rebuild_source)
         && local.last_rebuild.as_ref() != Some(token)
@@ -59,7 +60,15 @@ pub fn decide(markers: &Markers, local: &Local, lease: &Holder) -> Action {
         (Some(_), Some(_)) => Action::Nothing,
         (None, Some(by)) if by == SELF_FENCE_TOKEN => match lease {
             Holder::Me => Action::RestorePrimary,
-            Holder::Other(_) => Action::FollowPrimary,
+            // Another was promoted. This instance acknowledged writes until its self-fence
+            // deadline (and a frozen one may hold WAL it never sent), so it has likely
+            // diverged and could not stream: it rewinds onto the new primary at once, instead
+            // of waiting for the operator's rebuild marker, which reaches the pod only at
+            // kubelet's next sync of the annotations file (up to about a minute).
+            Holder::Other(Some(holder)) => {
+                Action::Rebuild { token: format!("{SELF_FENCE_TOKEN}:{holder}"), source: holder.clone() }
+            }
+            Holder::Other(None) => Action::FollowPrimary,
             Holder::Unknown => Action::Nothing,
         },
         (None, Some(by)) if markers.restore_primary.as_ref() == Some(by) => Action::RestorePrimary,
@@ -137,7 +146,11 @@ mod tests {
         let fenced = local(Some(SELF_FENCE_TOKEN), None);
         let none = Markers::default();
         assert_eq!(decide(&none, &fenced, &Holder::Me), Action::RestorePrimary);
-        assert_eq!(decide(&none, &fenced, &Holder::Other(Some("pg-2".into()))), Action::FollowPrimary);
+        assert_eq!(
+            decide(&none, &fenced, &Holder::Other(Some("pg-2".into()))),
+            Action::Rebuild { token: format!("{SELF_FENCE_TOKEN}:pg-2"), source: "pg-2".into() },
+            "a successor holds the Lease: rewind onto it"
+        );
         assert_eq!(decide(&none, &fenced, &Holder::Other(None)), Action::FollowPrimary);
         assert_eq!(decide(&none, &fenced, &Holder::Unknown), Action::Nothing);
         // An operator fence on top of a self-fence is recorded, and then holds.
