@@ -18,6 +18,18 @@ use crate::pgbackrest::command::Pgbackrest;
 pub const MAX_SEGMENTS: usize = 256;
 /// One push, including the connection to the repo host.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(90);
+/// The pauses before each retry of a failed push: the repository is often briefly
+/// unavailable around a promotion (a new cluster's repo host holds its archive lock while it
+/// creates the stanza), so a failure is retried for about two minutes before giving up.
+pub const RETRY_PAUSES: [Duration; 7] = [
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+    Duration::from_secs(30),
+    Duration::from_secs(30),
+    Duration::from_secs(30),
+];
 
 /// The timeline of a WAL segment file name (24 hex digits) or of a `.history` file.
 fn timeline_of(name: &str) -> Option<u32> {
@@ -89,25 +101,15 @@ pub async fn push_earlier_timelines(wrapper: &[OsString], pgbackrest: &Pgbackres
     let segments = earlier_timeline_segments(&names);
     let mut summary = Summary { pushed: 0, candidates: segments.len(), failed: None };
     for segment in segments {
-        let argv = pgbackrest.archive_push_now(&wal.join(&segment).to_string_lossy());
-        let mut words = wrapper.iter().cloned().chain(argv.into_iter().map(OsString::from));
-        let mut command = tokio::process::Command::new(words.next().unwrap_or_default());
-        command
-            .args(words)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let outcome = tokio::time::timeout(PUSH_TIMEOUT, async { command.output().await }).await;
-        let failure = match outcome {
-            Err(_) => Some(format!("no answer within {}s", PUSH_TIMEOUT.as_secs())),
-            Ok(Err(error)) => Some(format!("could not run pgbackrest: {error}")),
-            Ok(Ok(out)) if !out.status.success() => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                Some(format!("{}: {}", out.status, stderr.lines().last().unwrap_or("").trim()))
+        let path = wal.join(&segment).to_string_lossy().into_owned();
+        let mut failure = push_one(wrapper, pgbackrest, &path).await.err();
+        for pause in RETRY_PAUSES {
+            if failure.is_none() || !std::path::Path::new(&path).exists() {
+                break;
             }
-            Ok(Ok(_)) => None,
-        };
+            tokio::time::sleep(pause).await;
+            failure = push_one(wrapper, pgbackrest, &path).await.err();
+        }
         if let Some(why) = failure {
             summary.failed = Some((segment, why));
             break;
@@ -115,6 +117,28 @@ pub async fn push_earlier_timelines(wrapper: &[OsString], pgbackrest: &Pgbackres
         summary.pushed += 1;
     }
     summary
+}
+
+/// One `archive-push`; the error says why it failed.
+async fn push_one(wrapper: &[OsString], pgbackrest: &Pgbackrest, path: &str) -> Result<(), String> {
+    let argv = pgbackrest.archive_push_now(path);
+    let mut words = wrapper.iter().cloned().chain(argv.into_iter().map(OsString::from));
+    let mut command = tokio::process::Command::new(words.next().unwrap_or_default());
+    command
+        .args(words)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    match tokio::time::timeout(PUSH_TIMEOUT, command.output()).await {
+        Err(_) => Err(format!("no answer within {}s", PUSH_TIMEOUT.as_secs())),
+        Ok(Err(error)) => Err(format!("could not run pgbackrest: {error}")),
+        Ok(Ok(out)) if !out.status.success() => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            Err(format!("{}: {}", out.status, stderr.lines().last().unwrap_or("").trim()))
+        }
+        Ok(Ok(_)) => Ok(()),
+    }
 }
 
 #[cfg(test)]

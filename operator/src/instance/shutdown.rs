@@ -7,7 +7,7 @@
 //! archive lock, or gone with its node), each segment is retried at every attempt, and a new
 //! cluster's first planned switchover saw its fence outlast the operator's 30 s. Once the
 //! control file says "shut down", the checkpoint is on disk: nothing the database holds is
-//! lost by no longer waiting. After a grace for the walsenders (which need milliseconds), an
+//! lost by no longer waiting. After a short grace for the walsenders and the archiver, an
 //! immediate shutdown ends it, and the segments left unarchived are named in the log; they
 //! stay in pg_wal as `.ready`.
 
@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use crate::rebuild::controldata::ControlData;
 use crate::rebuild::plan::ClusterState;
 
-/// After the shutdown checkpoint, how long the archiver and the walsenders get.
-pub const AFTER_CHECKPOINT_GRACE: Duration = Duration::from_secs(5);
+/// After the shutdown checkpoint, how long the archiver and the walsenders get. Walsenders
+/// need milliseconds; a short grace keeps a planned switchover's write gap short, and what
+/// the archiver had not done the new primary pushes ([`super::archive_backfill`]).
+pub const AFTER_CHECKPOINT_GRACE: Duration = Duration::from_secs(2);
 /// However far the shutdown got, it ends by then (below the pod's grace period).
 pub const STOP_LIMIT: Duration = Duration::from_secs(50);
 const POLL: Duration = Duration::from_millis(100);
@@ -160,7 +162,7 @@ mod tests {
         assert_eq!(next(S(1), None), Next::Wait, "checkpoint not written yet");
         assert_eq!(next(S(30), None), Next::Wait, "a long checkpoint is waited for");
         assert_eq!(next(S(3), Some(S(1))), Next::Wait, "walsenders and archiver get their grace");
-        assert_eq!(next(S(6), Some(AFTER_CHECKPOINT_GRACE)), Next::Immediate);
+        assert_eq!(next(S(3), Some(AFTER_CHECKPOINT_GRACE)), Next::Immediate);
     }
 
     #[test]
