@@ -8,10 +8,10 @@
 //! complete segments of earlier timelines still in its pg_wal. pgBackRest accepts a segment
 //! it already holds with the same checksum, so pushing one twice is harmless.
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
+use super::tools::Tools;
 use crate::pgbackrest::command::Pgbackrest;
 
 /// At most this many segments (the newest), so a large pg_wal cannot keep it busy for long.
@@ -88,9 +88,8 @@ impl Summary {
     }
 }
 
-/// Pushes [`earlier_timeline_segments`] of `pgdata`'s pg_wal with `pgbackrest`, run through
-/// `wrapper` (empty in the pod, which runs as the postgres user).
-pub async fn push_earlier_timelines(wrapper: &[OsString], pgbackrest: &Pgbackrest, pgdata: &Path) -> Summary {
+/// Pushes [`earlier_timeline_segments`] of `pgdata`'s pg_wal with `pgbackrest`.
+pub async fn push_earlier_timelines(tools: &Tools, pgbackrest: &Pgbackrest, pgdata: &Path) -> Summary {
     let wal = pgdata.join("pg_wal");
     let names: Vec<String> = std::fs::read_dir(&wal)
         .into_iter()
@@ -102,13 +101,13 @@ pub async fn push_earlier_timelines(wrapper: &[OsString], pgbackrest: &Pgbackres
     let mut summary = Summary { pushed: 0, candidates: segments.len(), failed: None };
     for segment in segments {
         let path = wal.join(&segment).to_string_lossy().into_owned();
-        let mut failure = push_one(wrapper, pgbackrest, &path).await.err();
+        let mut failure = push_one(tools, pgbackrest, &path).await.err();
         for pause in RETRY_PAUSES {
             if failure.is_none() || !std::path::Path::new(&path).exists() {
                 break;
             }
             tokio::time::sleep(pause).await;
-            failure = push_one(wrapper, pgbackrest, &path).await.err();
+            failure = push_one(tools, pgbackrest, &path).await.err();
         }
         if let Some(why) = failure {
             summary.failed = Some((segment, why));
@@ -120,13 +119,11 @@ pub async fn push_earlier_timelines(wrapper: &[OsString], pgbackrest: &Pgbackres
 }
 
 /// One `archive-push`; the error says why it failed.
-async fn push_one(wrapper: &[OsString], pgbackrest: &Pgbackrest, path: &str) -> Result<(), String> {
+async fn push_one(tools: &Tools, pgbackrest: &Pgbackrest, path: &str) -> Result<(), String> {
     let argv = pgbackrest.archive_push_now(path);
-    let mut words = wrapper.iter().cloned().chain(argv.into_iter().map(OsString::from));
-    let mut command = tokio::process::Command::new(words.next().unwrap_or_default());
+    let mut command = tools.command(&argv[0]);
     command
-        .args(words)
-        .stdin(std::process::Stdio::null())
+        .args(&argv[1..])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);

@@ -1,10 +1,10 @@
 //! Real PostgreSQL 15 and pgBackRest: a primary that could not archive its last segment is
 //! replaced by a promoted standby, which puts that segment into the repository.
 
-use std::ffi::OsString;
 use std::path::Path;
 
 use super::archive_backfill::push_earlier_timelines;
+use super::tools::Tools;
 use crate::pgbackrest::command::Pgbackrest;
 use crate::rebuild::process::args;
 use crate::test_pg::{PgBed, free_port};
@@ -74,16 +74,16 @@ fn a_promoted_standby_archives_the_segments_its_old_primary_could_not() {
     bed.sql(new_port, "SELECT pg_promote()");
 
     write_conf(&bed, "new", new_port);
-    let wrapper: Vec<OsString> = bed.runner.wrapper.clone();
+    let tools = Tools { wrapper: bed.runner.wrapper.clone(), pg_bin_dir: None };
     let pgbr = Pgbackrest::new("db").unwrap().with_config(&conf.display().to_string());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let summary = runtime.block_on(push_earlier_timelines(&wrapper, &pgbr, &bed.dir("new")));
+    let summary = runtime.block_on(push_earlier_timelines(&tools, &pgbr, &bed.dir("new")));
 
     assert_eq!(summary.failed, None, "{}", summary.describe());
     assert!(summary.pushed >= 1, "{summary:?}");
     pgbackrest(&bed, &["archive-get", &unarchived, &fetched])
         .unwrap_or_else(|e| panic!("{unarchived} is still missing from the archive: {e}"));
     // Twice is harmless: pgBackRest accepts a segment it holds with the same checksum.
-    let again = runtime.block_on(push_earlier_timelines(&wrapper, &pgbr, &bed.dir("new")));
+    let again = runtime.block_on(push_earlier_timelines(&tools, &pgbr, &bed.dir("new")));
     assert_eq!(again.failed, None, "{}", again.describe());
 }

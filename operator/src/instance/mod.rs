@@ -20,6 +20,7 @@ pub mod shutdown;
 #[cfg(test)]
 mod shutdown_pg_tests;
 pub mod supervise;
+pub mod tools;
 
 /// Runs the entrypoint to the end: prepares the data directory, then supervises PostgreSQL
 /// until it exits; returns its exit status. A stop signal is obeyed at every stage.

@@ -11,10 +11,10 @@
 //! immediate shutdown ends it, and the segments left unarchived are named in the log; they
 //! stay in pg_wal as `.ready`.
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub use super::tools::Tools;
 use crate::rebuild::controldata::ControlData;
 use crate::rebuild::plan::ClusterState;
 
@@ -45,45 +45,21 @@ pub fn checkpointed(state: Option<&ClusterState>) -> bool {
     matches!(state, Some(ClusterState::ShutDown | ClusterState::ShutDownInRecovery))
 }
 
-/// How to run `pg_ctl` and `pg_controldata`: from PATH in the pod (which runs as the postgres
-/// user); through a wrapper (`runuser -u postgres --`) and a directory in tests run as root.
-#[derive(Debug, Clone, Default)]
-pub struct Tools {
-    pub wrapper: Vec<OsString>,
-    pub bin_dir: Option<PathBuf>,
+async fn pg_ctl_stop(tools: &Tools, pgdata: &Path, mode: &str, wait: bool) {
+    let status = tools
+        .command("pg_ctl")
+        .args(["stop", "-m", mode, if wait { "-w" } else { "-W" }, "-D"])
+        .arg(pgdata)
+        .status()
+        .await;
+    if let Err(error) = status {
+        eprintln!("relevo instance: pg_ctl stop -m {mode} could not run: {error}");
+    }
 }
 
-impl Tools {
-    fn command(&self, tool: &str) -> tokio::process::Command {
-        let program = self.bin_dir.as_ref().map_or_else(|| PathBuf::from(tool), |dir| dir.join(tool));
-        let mut command = match self.wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = tokio::process::Command::new(first);
-                c.args(rest).arg(program);
-                c
-            }
-            None => tokio::process::Command::new(program),
-        };
-        command.env("LC_ALL", "C").stdin(std::process::Stdio::null());
-        command
-    }
-
-    async fn pg_ctl_stop(&self, pgdata: &Path, mode: &str, wait: bool) {
-        let status = self
-            .command("pg_ctl")
-            .args(["stop", "-m", mode, if wait { "-w" } else { "-W" }, "-D"])
-            .arg(pgdata)
-            .status()
-            .await;
-        if let Err(error) = status {
-            eprintln!("relevo instance: pg_ctl stop -m {mode} could not run: {error}");
-        }
-    }
-
-    async fn cluster_state(&self, pgdata: &Path) -> Option<ClusterState> {
-        let output = self.command("pg_controldata").arg("-D").arg(pgdata).output().await.ok()?;
-        ControlData::parse(&String::from_utf8_lossy(&output.stdout)).cluster_state
-    }
+async fn cluster_state(tools: &Tools, pgdata: &Path) -> Option<ClusterState> {
+    let output = tools.command("pg_controldata").arg("-D").arg(pgdata).output().await.ok()?;
+    ControlData::parse(&String::from_utf8_lossy(&output.stdout)).cluster_state
 }
 
 /// WAL segments still waiting for the archiver, sorted.
@@ -112,18 +88,18 @@ pub enum Stopped {
 pub async fn stop_unheld(tools: &Tools, pgdata: &Path) -> Stopped {
     let pid_file = pgdata.join("postmaster.pid");
     let requested = Instant::now();
-    tools.pg_ctl_stop(pgdata, "fast", false).await;
+    pg_ctl_stop(tools, pgdata, "fast", false).await;
     let mut checkpointed_at: Option<Instant> = None;
     loop {
         if !pid_file.exists() {
             return Stopped::Clean;
         }
-        if checkpointed_at.is_none() && checkpointed(tools.cluster_state(pgdata).await.as_ref()) {
+        if checkpointed_at.is_none() && checkpointed(cluster_state(tools, pgdata).await.as_ref()) {
             checkpointed_at = Some(Instant::now());
         }
         if next(requested.elapsed(), checkpointed_at.map(|at| at.elapsed())) == Next::Immediate {
             let unarchived = unarchived_segments(pgdata);
-            tools.pg_ctl_stop(pgdata, "immediate", true).await;
+            pg_ctl_stop(tools, pgdata, "immediate", true).await;
             return Stopped::Escalated { checkpointed: checkpointed_at.is_some(), unarchived };
         }
         tokio::time::sleep(POLL).await;

@@ -18,7 +18,7 @@ fn primary(archive_command: &str) -> (PgBed, u16) {
 }
 
 fn tools(bed: &PgBed) -> Tools {
-    Tools { wrapper: bed.runner.wrapper.clone(), bin_dir: Some(bed.bin.clone()) }
+    Tools { wrapper: bed.runner.wrapper.clone(), pg_bin_dir: Some(bed.bin.clone()) }
 }
 
 fn stop(bed: &PgBed) -> (Stopped, Duration) {

@@ -242,7 +242,8 @@ fn backfill_archive(args: &InstanceArgs) {
         Err(error) => return log(args, &format!("no archive backfill: {error}")),
     };
     tokio::spawn(async move {
-        let summary = archive_backfill::push_earlier_timelines(&[], &pgbackrest, &args.pgdata).await;
+        let summary =
+            archive_backfill::push_earlier_timelines(&Default::default(), &pgbackrest, &args.pgdata).await;
         log(&args, &summary.describe());
     });
 }
