@@ -193,10 +193,17 @@ pub fn instance_view(
     let template_annotations =
         sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.annotations.as_ref());
     // The pod's own marker is what the instance manager sees; with no pod, the template's is
-    // what the next pod will see.
+    // what the next pod will see. A Rebuild step writes the pod, then the StatefulSet (its
+    // template, and its replicas back from a fence's zero): a conflict on the second write
+    // left a frozen node's old primary scaled to zero for good, its pod carrying the token.
+    // So a rebuild counts as requested only once both carry it, and is asked again otherwise.
+    let template_token = template_annotations.and_then(|a| a.get(markers::REBUILD)).cloned();
     let rebuild_token = match pod {
-        Some(_) => pod_annotations.and_then(|a| a.get(markers::REBUILD)).cloned(),
-        None => template_annotations.and_then(|a| a.get(markers::REBUILD)).cloned(),
+        Some(_) => pod_annotations
+            .and_then(|a| a.get(markers::REBUILD))
+            .cloned()
+            .filter(|t| Some(t) == template_token.as_ref()),
+        None => template_token,
     };
     let role_label = pod.and_then(|p| p.labels().get(names::LABEL_ROLE)).and_then(|r| match r.as_str() {
         "primary" => Some(Role::Primary),

@@ -80,11 +80,18 @@ fn view_combines_objects_markers_and_sql() {
     assert!(one.is_primary() && one.fence_marker);
     assert_eq!(one.current_lsn, Some(Lsn(100)));
     assert_eq!(one.role_label, Some(Role::Primary));
-    let two = instance_view("demo", &sts("demo-2", 1), Some(&pods[1]), &pods, &answers);
+    let mut rebuilt = sts("demo-2", 1);
+    rebuilt.spec.as_mut().unwrap().template.metadata = Some(ObjectMeta {
+        annotations: Some(BTreeMap::from([(markers::REBUILD.into(), "so-0".into())])),
+        ..ObjectMeta::default()
+    });
+    let two = instance_view("demo", &rebuilt, Some(&pods[1]), &pods, &answers);
     assert!(two.is_standby() && !two.fence_marker);
     assert_eq!(two.streams_from.as_deref(), Some("demo-1"));
     assert_eq!(two.upstream.as_deref(), Some("demo-1"));
     assert_eq!(two.rebuild_token.as_deref(), Some("so-0"));
+    let half_written = instance_view("demo", &sts("demo-2", 0), Some(&pods[1]), &pods, &answers);
+    assert_eq!(half_written.rebuild_token, None, "the StatefulSet write failed: the rebuild is asked again");
     assert_eq!(two.current_lsn, None, "a standby has no insert position");
 
     let mut gone = sts("demo-3", 0);
