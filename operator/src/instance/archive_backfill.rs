@@ -43,10 +43,6 @@ fn timeline_of(name: &str) -> Option<u32> {
     u32::from_str_radix(tli, 16).ok()
 }
 
-fn is_segment(name: &str) -> bool {
-    name.len() == 24 && timeline_of(name).is_some()
-}
-
 /// The complete segments of timelines before the newest one seen, oldest first; at most
 /// [`MAX_SEGMENTS`], the newest of them. A `.partial` file is left alone: PostgreSQL archives
 /// the one it renamed at promotion itself.
@@ -54,7 +50,7 @@ pub fn earlier_timeline_segments(names: &[String]) -> Vec<String> {
     let Some(current) = names.iter().filter_map(|n| timeline_of(n)).max() else { return Vec::new() };
     let mut earlier: Vec<String> = names
         .iter()
-        .filter(|n| is_segment(n) && timeline_of(n).is_some_and(|t| t < current))
+        .filter(|n| n.len() == 24 && timeline_of(n).is_some_and(|t| t < current))
         .cloned()
         .collect();
     earlier.sort();
@@ -100,10 +96,11 @@ pub async fn push_earlier_timelines(tools: &Tools, pgbackrest: &Pgbackrest, pgda
     let segments = earlier_timeline_segments(&names);
     let mut summary = Summary { pushed: 0, candidates: segments.len(), failed: None };
     for segment in segments {
-        let path = wal.join(&segment).to_string_lossy().into_owned();
+        let path = wal.join(&segment);
         let mut failure = push_one(tools, pgbackrest, &path).await.err();
         for pause in RETRY_PAUSES {
-            if failure.is_none() || !std::path::Path::new(&path).exists() {
+            // A segment recycled meanwhile cannot be pushed any more.
+            if failure.is_none() || !path.exists() {
                 break;
             }
             tokio::time::sleep(pause).await;
@@ -119,8 +116,8 @@ pub async fn push_earlier_timelines(tools: &Tools, pgbackrest: &Pgbackrest, pgda
 }
 
 /// One `archive-push`; the error says why it failed.
-async fn push_one(tools: &Tools, pgbackrest: &Pgbackrest, path: &str) -> Result<(), String> {
-    let argv = pgbackrest.archive_push_now(path);
+async fn push_one(tools: &Tools, pgbackrest: &Pgbackrest, path: &Path) -> Result<(), String> {
+    let argv = pgbackrest.archive_push_now(&path.to_string_lossy());
     let mut command = tools.command(&argv[0]);
     command
         .args(&argv[1..])

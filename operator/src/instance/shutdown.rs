@@ -25,6 +25,8 @@ pub const AFTER_CHECKPOINT_GRACE: Duration = Duration::from_secs(2);
 /// However far the shutdown got, it ends by then (below the pod's grace period).
 pub const STOP_LIMIT: Duration = Duration::from_secs(50);
 const POLL: Duration = Duration::from_millis(100);
+/// pg_ctl's own default wait, for an immediate shutdown.
+pub const IMMEDIATE_WAIT_SECONDS: &str = "60";
 
 /// What the stop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,13 +47,16 @@ pub fn checkpointed(state: Option<&ClusterState>) -> bool {
     matches!(state, Some(ClusterState::ShutDown | ClusterState::ShutDownInRecovery))
 }
 
-async fn pg_ctl_stop(tools: &Tools, pgdata: &Path, mode: &str, wait: bool) {
-    let status = tools
-        .command("pg_ctl")
-        .args(["stop", "-m", mode, if wait { "-w" } else { "-W" }, "-D"])
-        .arg(pgdata)
-        .status()
-        .await;
+/// `pg_ctl stop -m MODE`; with `wait_seconds`, waits up to that long for PostgreSQL to exit,
+/// else only sends the signal.
+pub async fn pg_ctl_stop(tools: &Tools, pgdata: &Path, mode: &str, wait_seconds: Option<&str>) {
+    let mut command = tools.command("pg_ctl");
+    command.args(["stop", "-m", mode]);
+    match wait_seconds {
+        Some(seconds) => command.args(["-w", "-t", seconds]),
+        None => command.arg("-W"),
+    };
+    let status = command.arg("-D").arg(pgdata).status().await;
     if let Err(error) = status {
         eprintln!("relevo instance: pg_ctl stop -m {mode} could not run: {error}");
     }
@@ -88,7 +93,7 @@ pub enum Stopped {
 pub async fn stop_unheld(tools: &Tools, pgdata: &Path) -> Stopped {
     let pid_file = pgdata.join("postmaster.pid");
     let requested = Instant::now();
-    pg_ctl_stop(tools, pgdata, "fast", false).await;
+    pg_ctl_stop(tools, pgdata, "fast", None).await;
     let mut checkpointed_at: Option<Instant> = None;
     loop {
         if !pid_file.exists() {
@@ -99,7 +104,7 @@ pub async fn stop_unheld(tools: &Tools, pgdata: &Path) -> Stopped {
         }
         if next(requested.elapsed(), checkpointed_at.map(|at| at.elapsed())) == Next::Immediate {
             let unarchived = unarchived_segments(pgdata);
-            pg_ctl_stop(tools, pgdata, "immediate", true).await;
+            pg_ctl_stop(tools, pgdata, "immediate", Some(IMMEDIATE_WAIT_SECONDS)).await;
             return Stopped::Escalated { checkpointed: checkpointed_at.is_some(), unarchived };
         }
         tokio::time::sleep(POLL).await;

@@ -175,12 +175,11 @@ pub async fn supervise_postgres(
             }
             let report = keeper.borrow().clone();
             // PostgreSQL removes standby.signal when it is promoted.
-            if std::mem::replace(&mut in_recovery, inputs.standby_signal.exists()) && !in_recovery {
+            let was_in_recovery = std::mem::replace(&mut in_recovery, inputs.standby_signal.exists());
+            if was_in_recovery && !in_recovery {
                 backfill_archive(args);
             }
-            if !inputs.standby_signal.exists()
-                && let Some(reason) = report.self_fence_reason(Instant::now())
-            {
+            if !in_recovery && let Some(reason) = report.self_fence_reason(Instant::now()) {
                 log(args, &format!("fencing myself: {reason}"));
                 self_fence = true;
                 break Some(Action::Fence { token: SELF_FENCE_TOKEN.into() });
@@ -212,10 +211,12 @@ pub async fn supervise_postgres(
         if self_fence {
             // Sessions end at the first signal; the escalation bounds a shutdown that
             // waits for walsenders with nowhere to send (a partition).
-            stop(&args.pgdata, SELF_FENCE_STOP_SECONDS).await;
+            let tools = shutdown::Tools::default();
+            shutdown::pg_ctl_stop(&tools, &args.pgdata, "fast", Some(SELF_FENCE_STOP_SECONDS)).await;
             if postgres.try_wait().ok().flatten().is_none() {
                 log(args, "fast shutdown did not finish: immediate shutdown");
-                stop_immediate(&args.pgdata).await;
+                let wait = Some(shutdown::IMMEDIATE_WAIT_SECONDS);
+                shutdown::pg_ctl_stop(&tools, &args.pgdata, "immediate", wait).await;
             }
             self_fence = false;
         } else {
@@ -326,28 +327,6 @@ async fn set_passwords_once_promoted(args: &InstanceArgs, sql: &str) -> bool {
     }
     log(args, "restored roles now have this cluster's passwords");
     fs::remove_file(&marker).is_ok()
-}
-
-async fn stop(pgdata: &Path, timeout_seconds: &str) {
-    let stop = tokio::process::Command::new("pg_ctl")
-        .args(["stop", "-m", "fast", "-w", "-t", timeout_seconds, "-D"])
-        .arg(pgdata)
-        .status()
-        .await;
-    if let Err(error) = stop {
-        eprintln!("relevo instance: pg_ctl stop could not run: {error}");
-    }
-}
-
-async fn stop_immediate(pgdata: &Path) {
-    let stop = tokio::process::Command::new("pg_ctl")
-        .args(["stop", "-m", "immediate", "-w", "-D"])
-        .arg(pgdata)
-        .status()
-        .await;
-    if let Err(error) = stop {
-        eprintln!("relevo instance: pg_ctl stop -m immediate could not run: {error}");
-    }
 }
 
 async fn reload(pgdata: &Path) {

@@ -5,6 +5,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::rebuild::process::wrapped;
+
 #[derive(Debug, Clone, Default)]
 pub struct Tools {
     pub wrapper: Vec<OsString>,
@@ -19,14 +21,7 @@ impl Tools {
             Some(dir) if dir.join(program).is_file() => dir.join(program),
             _ => PathBuf::from(program),
         };
-        let mut command = match self.wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = tokio::process::Command::new(first);
-                c.args(rest).arg(path);
-                c
-            }
-            None => tokio::process::Command::new(path),
-        };
+        let mut command = tokio::process::Command::from(wrapped(&self.wrapper, &path));
         command.env("LC_ALL", "C").stdin(std::process::Stdio::null());
         command
     }

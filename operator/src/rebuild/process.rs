@@ -34,18 +34,24 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// `program` run through `wrapper` (e.g. `runuser -u postgres --`), or directly when it is
+/// empty.
+pub fn wrapped(wrapper: &[OsString], program: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 impl Runner {
     /// Runs `program args...` with stdin closed, and fails unless it exits 0 in time.
     pub fn run(&self, program: &Path, args: &[OsString]) -> Result<Output, ExecError> {
         let shown = describe(program, args);
-        let mut command = match self.wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(program);
-                c
-            }
-            None => Command::new(program),
-        };
+        let mut command = wrapped(&self.wrapper, program);
         command
             .args(args)
             .env("LC_ALL", "C")
