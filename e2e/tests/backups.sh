@@ -117,8 +117,15 @@ if k -n "$ns" wait --for=condition=Ready pgclusters.relevo.dev/restored --timeou
   else
     fail "restored cluster has $restored_rows rows, the source had $expected_rows at the backup"
   fi
-  [[ $(PSQL_ROLE=superuser psql_to "$ns" restored-ro "SELECT pg_is_in_recovery()") == t ]] \
-    && pass "the restored cluster's standby answers through restored-ro" || fail "no standby behind restored-ro"
+  # Ready is PostgreSQL's word (the standby streams); restored-ro answering also needs the
+  # endpoint controller and kube-proxy to have caught up with the role label, which on two
+  # loaded cores took over a second once (the CI run of 01e683b).
+  standby_behind_ro() { [[ $(PSQL_ROLE=superuser psql_to "$ns" restored-ro "SELECT pg_is_in_recovery()") == t ]]; }
+  if wait_for "a standby answering through restored-ro" 30 standby_behind_ro; then
+    pass "the restored cluster's standby answers through restored-ro"
+  else
+    fail "no standby behind restored-ro: $(k -n "$ns" get endpointslices -l kubernetes.io/service-name=restored-ro -o wide 2>&1)"
+  fi
 else
   fail "restored cluster not Ready: $(k -n "$ns" get pgclusters.relevo.dev restored -o jsonpath='{.status.conditions}')"
   k -n "$ns" logs restored-1-0 -c postgres --tail=30 >&2 || true

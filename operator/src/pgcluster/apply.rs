@@ -22,6 +22,7 @@ use crate::runtime::context::Context;
 use crate::runtime::conventions::{is_conflict, is_not_found};
 use crate::runtime::{events, kube_error};
 
+use super::applied::{self, APPLIED, ChildKey};
 use super::builders::{self, Owner};
 use super::passwords::Passwords;
 use super::status::{CONDITION_DEGRADED, CONDITION_READY, RoleLabelChange};
@@ -47,13 +48,31 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let name = object.meta().name.clone().unwrap_or_default();
-    if let Some(existing) = api.get_metadata_opt(&name).await.map_err(kube_error(action))?
-        && let Some(controller) = owner.foreign_controller(&existing.metadata)
-    {
+    let existing = api.get_metadata_opt(&name).await.map_err(kube_error(action))?;
+    if let Some(controller) = existing.as_ref().and_then(|e| owner.foreign_controller(&e.metadata)) {
         return Err(Error::ForeignChild { kind: K::kind(&()).into_owned(), name, owner: controller });
     }
-    api.patch(&name, &apply_params(), &Patch::Apply(object)).await.map_err(kube_error(action))?;
-    Ok(())
+    let key = ChildKey {
+        namespace: owner.namespace.clone(),
+        cluster: owner.name.clone(),
+        kind: K::kind(&()).into_owned(),
+        name: name.clone(),
+    };
+    let digest = applied::digest(object);
+    let current = existing.as_ref().and_then(|e| e.metadata.resource_version.as_deref());
+    if APPLIED.unchanged(&key, digest, current) {
+        return Ok(());
+    }
+    match api.patch(&name, &apply_params(), &Patch::Apply(object)).await {
+        Ok(stored) => {
+            APPLIED.record(key, digest, stored.meta().resource_version.clone());
+            Ok(())
+        }
+        Err(error) => {
+            APPLIED.invalidate(&key);
+            Err(kube_error(action)(error))
+        }
+    }
 }
 
 /// Creates the Secrets that do not exist yet, with freshly generated passwords. Existing

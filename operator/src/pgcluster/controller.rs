@@ -71,6 +71,7 @@ fn forget_deleted(metrics: &crate::metrics::Metrics, event: &watcher::Event<PgCl
             let (namespace, name) = key(cluster);
             metrics.forget_cluster(&namespace, &name);
             FAILOVER_CLOCK.forget(&format!("{namespace}/{name}"));
+            super::applied::APPLIED.forget_cluster(&namespace, &name);
         }
         watcher::Event::Init => metrics.relist_started(),
         watcher::Event::InitApply(cluster) => metrics.relist_saw(key(cluster)),

@@ -4,6 +4,7 @@
 //! observe → status ([`status`], pure) → failover check ([`failover_check`]) → apply ([`builders`],
 //! pure; [`apply`] writes), each reported on its own ([`reconcile`] carries them out).
 
+pub mod applied;
 pub mod apply;
 pub mod builders;
 pub mod certificates;

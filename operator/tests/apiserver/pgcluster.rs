@@ -147,3 +147,51 @@ async fn operator_owned_parameter_is_refused_and_builds_nothing() {
     let statefulsets: Api<StatefulSet> = Api::namespaced(admin.clone(), ns);
     assert!(statefulsets.list(&Default::default()).await.unwrap().items.is_empty(), "nothing is built");
 }
+
+/// The operator's client (its ServiceAccount, as [`setup`] makes it), counting the PATCHes it
+/// sends to Services.
+async fn counting_service_patches() -> (Client, Arc<std::sync::atomic::AtomicUsize>) {
+    let patches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = patches.clone();
+    let count = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        if request.method() == http::Method::PATCH && request.uri().path().contains("/services/") {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        request
+    });
+    let mut config = admin_config().await;
+    config.auth_info.impersonate = Some(OPERATOR_SA.into());
+    let client = kube::client::ClientBuilder::try_from(config).unwrap().with_layer(&count).build();
+    (client, patches)
+}
+
+#[tokio::test]
+async fn a_reconcile_writes_only_what_changed_and_still_undoes_an_edit() {
+    use std::sync::atomic::Ordering;
+    setup().await;
+    let admin = Client::try_from(admin_config().await).unwrap();
+    let ns = &namespace(&admin, "it-applied").await;
+    let cluster = create_cluster(&admin, ns, "gamma", serde_json::json!({})).await;
+    let (operator, service_patches) = counting_service_patches().await;
+    let ctx = context(operator);
+
+    reconcile(cluster.clone(), ctx.clone()).await.expect("first reconcile");
+    let first = service_patches.swap(0, Ordering::SeqCst);
+    assert!(first >= 4, "the first reconcile applies the Services (-rw, -ro, -r, headless): {first} PATCHes");
+
+    reconcile(cluster.clone(), ctx.clone()).await.expect("second reconcile");
+    assert_eq!(
+        service_patches.swap(0, Ordering::SeqCst),
+        0,
+        "nothing changed, so no Service is written again"
+    );
+
+    // Someone edits -rw's selector: the next reconcile puts it back.
+    let services: Api<Service> = Api::namespaced(admin.clone(), ns);
+    let edit = serde_json::json!({"spec": {"selector": {"relevo.dev/role": "standby"}}});
+    services.patch("gamma-rw", &PatchParams::default(), &Patch::Merge(&edit)).await.expect("user's edit");
+    reconcile(cluster.clone(), ctx.clone()).await.expect("reconcile after the edit");
+    assert_eq!(service_patches.swap(0, Ordering::SeqCst), 1, "only the edited Service is written again");
+    let selector = services.get("gamma-rw").await.unwrap().spec.unwrap().selector.unwrap();
+    assert_eq!(selector.get("relevo.dev/role").map(String::as_str), Some("primary"), "the edit is undone");
+}
