@@ -10,7 +10,9 @@
 #     first "idle" (every cluster waiting for pods that never come), then with
 #     one more cluster failing (its ConfigMap pre-created immutable, so every
 #     apply of it is refused by the apiserver).
-# BENCH_COUNTS overrides "1 10 50"; BENCH_PROFILE=debug uses a debug build.
+# BENCH_COUNTS overrides "1 10 50"; BENCH_PROFILE=debug uses a debug build;
+# BENCH_BINARY=PATH runs that operator binary instead of building one (to
+# compare two builds on the same apiserver).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -37,12 +39,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "building the operator ($profile)"
-build_flags=(--locked -p relevo --bin relevo)
-[[ $profile == release ]] && build_flags+=(--release)
-(cd "$root" && cargo build "${build_flags[@]}" >&2)
-target=${CARGO_TARGET_DIR:-$root/target}
-binary=$target/$profile/relevo
+binary=${BENCH_BINARY:-}
+if [[ -z $binary ]]; then
+  say "building the operator ($profile)"
+  build_flags=(--locked -p relevo --bin relevo)
+  [[ $profile == release ]] && build_flags+=(--release)
+  (cd "$root" && cargo build "${build_flags[@]}" >&2)
+  binary=${CARGO_TARGET_DIR:-$root/target}/$profile/relevo
+fi
+[[ -x $binary ]] || { say "no operator binary at $binary"; exit 1; }
+say "operator: $binary"
 
 "$apiserver" start >&2
 export KUBECONFIG
