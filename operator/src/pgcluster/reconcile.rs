@@ -1,7 +1,7 @@
 //! The stages of a PgCluster reconcile ([`super::stages`]) over the API and PostgreSQL.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -257,10 +257,15 @@ async fn observe_instances(
         .filter(|pod| instances.iter().any(|instance| pod.name_any() == names::pod(instance)))
         .collect();
     let pod_of = |instance: &str| pods.iter().find(|pod| pod.name_any() == names::pod(instance));
+    // A primary whose Lease has gone unrenewed is presumed lost: its instance manager would
+    // renew it however slow PostgreSQL were.
+    let lease = ctx.leases.view(&crate::lease::Tracker::key(&owner.namespace, &owner.name), Instant::now());
+    let stale_holder = lease.filter(crate::lease::LeaseView::stale).and_then(|lease| lease.holder);
     let targets = instances.iter().filter_map(|instance| {
         let host = pod_of(instance)?.status.as_ref()?.pod_ip.clone()?;
         let server_name = names::pod_fqdn(&owner.name, instance, &owner.namespace);
-        Some(ProbeTarget { instance: instance.clone(), host, server_name })
+        let presumed_lost = stale_holder.as_deref() == Some(instance.as_str());
+        Some(ProbeTarget { instance: instance.clone(), host, server_name, presumed_lost })
     });
     let probes = match (password, ca) {
         (Some(password), Some(ca)) => {

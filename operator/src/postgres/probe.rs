@@ -131,6 +131,9 @@ pub struct ProbeTarget {
     pub instance: String,
     pub host: String,
     pub server_name: String,
+    /// Already judged lost by the decision that probes it: a failover's old primary, or a
+    /// primary whose Lease is not being renewed. See [`Unanswered::bounds`].
+    pub presumed_lost: bool,
 }
 
 /// How long the TCP connect to a host that did not answer its last probe may take: a dead
@@ -141,6 +144,14 @@ pub struct ProbeTarget {
 /// bound on them too would keep a slow instance unanswered for good (the new operator of the
 /// operator-node story never saw the fenced primary again that way).
 pub const UNANSWERED_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long the whole probe of an instance presumed lost may take once it has gone
+/// unanswered. A frozen node's kernel completes the TCP connect, and its PostgreSQL then never
+/// answers, so the connect bound does not help: without this, every decision of a failover
+/// waited the whole timeout for it (the frozen-node scenario: 2 s a round, about 10 s in all).
+/// A primary that is only slow still renews its Lease, so it is not presumed lost, and a
+/// lost one that answers within this bound gets the whole timeout again.
+pub const LOST_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The hosts (pod IPs) whose last probe went unanswered, shared by every probe of the
 /// operator. A recreated pod has a new IP, so it starts with the full timeout.
@@ -158,6 +169,16 @@ impl Unanswered {
         silent.then_some(UNANSWERED_CONNECT_TIMEOUT)
     }
 
+    /// The bounds of the next probe of `host`: the whole probe, and the TCP connect alone
+    /// (`None`: the whole bound). A silent host gets a short connect; a silent host presumed
+    /// lost a short whole probe as well ([`LOST_PROBE_TIMEOUT`]).
+    pub fn bounds(&self, host: &str, presumed_lost: bool, timeout: Duration) -> (Duration, Option<Duration>) {
+        match self.connect_timeout(host) {
+            Some(connect) if presumed_lost => (timeout.min(LOST_PROBE_TIMEOUT), Some(connect)),
+            connect => (timeout, connect),
+        }
+    }
+
     pub fn record(&self, host: &str, answered: bool) {
         let mut hosts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if answered {
@@ -173,7 +194,7 @@ impl Unanswered {
 
 /// Probes every target at once; an instance that does not answer within the timeout is
 /// absent from the result (and logged at debug: a restarting pod is normal). A host that
-/// did not answer last time gets [`UNANSWERED_CONNECT_TIMEOUT`] for its TCP connect.
+/// did not answer last time gets the shorter bounds of [`Unanswered::bounds`].
 pub async fn probe_all(
     targets: impl IntoIterator<Item = ProbeTarget>,
     superuser_password: &str,
@@ -182,8 +203,8 @@ pub async fn probe_all(
     unanswered: &Unanswered,
 ) -> BTreeMap<String, Probe> {
     let probes = targets.into_iter().map(|target| async move {
-        let ProbeTarget { instance, host, server_name } = target;
-        let connect_timeout = unanswered.connect_timeout(&host);
+        let ProbeTarget { instance, host, server_name, presumed_lost } = target;
+        let (timeout, connect_timeout) = unanswered.bounds(&host, presumed_lost, timeout);
         let connection = Connection { host, server_name, superuser_password, ca, timeout, connect_timeout };
         let result = probe(&connection).await;
         unanswered.record(&connection.host, result.is_ok());
@@ -254,6 +275,61 @@ mod tests {
         assert_eq!(unanswered.connect_timeout("10.0.0.2"), None, "only that host");
         unanswered.record("10.0.0.1", true);
         assert_eq!(unanswered.connect_timeout("10.0.0.1"), None);
+    }
+
+    #[test]
+    fn only_a_silent_host_presumed_lost_gets_a_short_whole_probe() {
+        let unanswered = Unanswered::default();
+        let whole = Duration::from_secs(2);
+        assert_eq!(unanswered.bounds("10.0.0.1", true, whole), (whole, None), "answered last time");
+        unanswered.record("10.0.0.1", false);
+        assert_eq!(
+            unanswered.bounds("10.0.0.1", false, whole),
+            (whole, Some(UNANSWERED_CONNECT_TIMEOUT)),
+            "silent but not presumed lost: a slow instance keeps the whole timeout"
+        );
+        assert_eq!(
+            unanswered.bounds("10.0.0.1", true, whole),
+            (LOST_PROBE_TIMEOUT, Some(UNANSWERED_CONNECT_TIMEOUT)),
+            "silent and presumed lost"
+        );
+        let short = Duration::from_millis(100);
+        assert_eq!(unanswered.bounds("10.0.0.1", true, short).0, short, "never longer than the timeout");
+        unanswered.record("10.0.0.1", true);
+        assert_eq!(unanswered.bounds("10.0.0.1", true, whole), (whole, None), "it answered again");
+    }
+
+    /// A frozen node: its kernel completes the TCP handshake (from the listen backlog of a
+    /// socket nobody accepts on), and nothing ever answers.
+    #[tokio::test]
+    async fn a_frozen_host_presumed_lost_costs_the_short_bound_from_its_second_probe_on() {
+        let host = "127.0.0.77";
+        let port = crate::protocol::layout::POSTGRES_PORT as u16;
+        let _frozen = std::net::TcpListener::bind((host, port))
+            .unwrap_or_else(|e| panic!("a silent listener on {host}:{port}: {e}"));
+        let authority = crate::pki::CertificateAuthority::generate("demo").unwrap();
+        let ca = crate::postgres::ClusterCa::from_pem(&authority.pem().cert_pem).unwrap();
+        let unanswered = Unanswered::default();
+        let timeout = Duration::from_millis(1500);
+        let round = |presumed_lost| {
+            let target = ProbeTarget {
+                instance: "demo-1".into(),
+                host: host.into(),
+                server_name: "demo-1-0.demo.ns.svc".into(),
+                presumed_lost,
+            };
+            let (unanswered, ca) = (&unanswered, &ca);
+            async move {
+                let started = std::time::Instant::now();
+                let answers = probe_all([target], "pw", ca, timeout, unanswered).await;
+                assert!(answers.is_empty(), "nothing answers");
+                started.elapsed()
+            }
+        };
+        assert!(round(true).await >= timeout, "its first probe gets the whole timeout");
+        assert!(round(false).await >= timeout, "silent, not presumed lost: the whole timeout");
+        let short = round(true).await;
+        assert!(short < Duration::from_millis(1000), "silent and presumed lost: {short:?}");
     }
 
     #[test]

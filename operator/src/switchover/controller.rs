@@ -59,7 +59,12 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
     if state.phase.is_terminal() {
         return Ok(Action::await_change());
     }
-    let snapshot = observe::observe(ctx, &namespace, &request.cluster, &request.name).await?;
+    let lost = match (request.mode, state.from.as_deref()) {
+        (Mode::Failover, Some(from)) => observe::Lost::Instance(from),
+        (Mode::Failover, None) => observe::Lost::CurrentPrimary,
+        (Mode::Planned, _) => observe::Lost::Nothing,
+    };
+    let snapshot = observe::observe(ctx, &namespace, &request.cluster, &request.name, lost).await?;
     let decision = machine::next(&request, &state, &snapshot.observed, &Params::default(), Utc::now());
 
     // Persist first, then act.

@@ -53,12 +53,26 @@ impl Snapshot {
     }
 }
 
+/// The instance a failover takes for lost, probed with a short bound once it has gone silent
+/// ([`crate::postgres::probe::Unanswered::bounds`]): every decision waits for its slowest
+/// probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lost<'a> {
+    /// A planned switchover: nothing is presumed lost.
+    Nothing,
+    /// A failover that has recorded the instance it fails over from.
+    Instance(&'a str),
+    /// A failover before that: the cluster's recorded primary.
+    CurrentPrimary,
+}
+
 /// Everything `switchover` (the requester) decides on, for the cluster `cluster_name`.
 pub async fn observe(
     ctx: &Context,
     namespace: &str,
     cluster_name: &str,
     switchover: &str,
+    lost: Lost<'_>,
 ) -> Result<Snapshot> {
     let clusters: Api<PgCluster> = Api::namespaced(ctx.client.clone(), namespace);
     let cluster = clusters.get_opt(cluster_name).await.map_err(kube_error("reading the PgCluster"))?;
@@ -83,12 +97,19 @@ pub async fn observe(
             .await?;
     let ca = crate::pgcluster::certificates::read_cluster_ca(ctx, namespace, cluster_name).await?;
 
+    let current_primary = cluster.status.as_ref().and_then(|s| s.current_primary.clone());
+    let lost = match lost {
+        Lost::Nothing => None,
+        Lost::Instance(instance) => Some(instance),
+        Lost::CurrentPrimary => current_primary.as_deref(),
+    };
     let targets = statefulsets.iter().filter_map(|sts| {
         let instance = sts.name_any();
         let pod = pods.iter().find(|p| p.name_any() == names::pod(&instance))?;
         let host = pod.status.as_ref().and_then(|s| s.pod_ip.clone())?;
         let server_name = names::pod_fqdn(cluster_name, &instance, namespace);
-        Some(ProbeTarget { instance, host, server_name })
+        let presumed_lost = lost == Some(instance.as_str());
+        Some(ProbeTarget { instance, host, server_name, presumed_lost })
     });
     let answers = match (password.as_deref(), ca.as_ref()) {
         (Some(password), Some(ca)) => {
@@ -122,7 +143,7 @@ pub async fn observe(
     let (poolers, pooler_pods) = super::pooler_channel::observe(ctx, &cluster, namespace).await?;
     let observed = Observed {
         cluster_exists: true,
-        current_primary: cluster.status.as_ref().and_then(|s| s.current_primary.clone()),
+        current_primary,
         instances,
         active_switchovers,
         lease,
