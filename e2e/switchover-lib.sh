@@ -100,7 +100,11 @@ now() { date +%s.%N; }
 so_writer() {
   local id=$1 last=$(($1 + $2))
   while ((id < last)) && [[ ! -e $SO_WORK/stop ]]; do
-    if PGPASSWORD=$so_app_pass PGCONNECT_TIMEOUT=1 psql -h "$so_rw_ip" -U app -d app -XAtq \
+    # Each insert is bounded: one sent to a frozen primary (whose kernel keeps the
+    # connection open) would otherwise hang until the thaw, and the writer would
+    # measure its own stuck client instead of when -rw takes writes again. A
+    # timed-out insert counts as refused, never as acknowledged.
+    if PGPASSWORD=$so_app_pass PGCONNECT_TIMEOUT=1 timeout 3 psql -h "$so_rw_ip" -U app -d app -XAtq \
         -c "INSERT INTO load(id) VALUES ($id)" >/dev/null 2>&1; then
       echo "$id $(now)" >>"$SO_WORK/acked"
     else
