@@ -69,14 +69,6 @@ impl AppliedMemo {
     pub fn forget_cluster(&self, namespace: &str, cluster: &str) {
         self.entries().retain(|key, _| key.namespace != namespace || key.cluster != cluster);
     }
-
-    pub fn len(&self) -> usize {
-        self.entries().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A digest of the object as it would be sent. serde_json writes struct fields in declaration
@@ -137,9 +129,9 @@ mod tests {
         memo.record(key("demo", "demo-config"), 1, Some("7".into()));
         memo.record(key("demo-2", "demo-2-config"), 1, Some("7".into()));
         memo.forget_cluster("ns", "demo");
-        assert_eq!(memo.len(), 1);
+        assert_eq!(memo.entries().len(), 1);
         assert!(memo.unchanged(&key("demo-2", "demo-2-config"), 1, Some("7")));
         memo.record(key("demo-2", "demo-2-config"), 1, None);
-        assert!(memo.is_empty(), "an apply that returned no resourceVersion is not remembered");
+        assert!(memo.entries().is_empty(), "an apply that returned no resourceVersion is not remembered");
     }
 }

@@ -164,7 +164,7 @@ impl Unanswered {
     const CAPACITY: usize = 4096;
 
     /// The bound on the TCP connect of the next probe of `host`; `None`: the whole timeout.
-    pub fn connect_timeout(&self, host: &str) -> Option<Duration> {
+    fn connect_timeout(&self, host: &str) -> Option<Duration> {
         let silent = self.0.lock().unwrap_or_else(|e| e.into_inner()).contains(host);
         silent.then_some(UNANSWERED_CONNECT_TIMEOUT)
     }
