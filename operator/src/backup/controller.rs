@@ -30,7 +30,7 @@ use crate::protocol::names;
 use crate::runtime::context::Context;
 use crate::runtime::conventions::FIELD_MANAGER;
 use crate::runtime::conventions::is_conflict;
-use crate::runtime::{self, kube_error};
+use crate::runtime::{self, kube_error, list_now};
 
 /// Label value of this controller in metrics.
 pub const CONTROLLER: &str = "backup";
@@ -98,7 +98,8 @@ async fn reconcile_backup(cached: &Backup, ctx: &Context) -> Result<Action> {
 
 async fn create_job(ctx: &Context, backup: &Backup, image: &str) -> Result<()> {
     let namespace = backup.namespace().unwrap_or_default();
-    let schedules = owned(ctx.caches.backup_schedules(&namespace).await?);
+    // Read fresh: the retention pgBackRest applies deletes backups.
+    let schedules = list_now(&ctx.client, &namespace, "listing the BackupSchedules").await?;
     let retention_full = retention::retention_full_for(&backup.spec.cluster, &schedules);
     let Some(job) = job::build_with_retention(backup, image, retention_full) else {
         return Err(Error::Missing { kind: "Backup uid", name: backup.name_any() });
@@ -125,7 +126,8 @@ async fn record(ctx: &Context, api: &Api<Backup>, backup: &Backup, cluster: &PgC
         warn!("a Completed Backup without label or start time cannot be recorded");
         return Ok(Action::await_change());
     };
-    let schedules = owned(ctx.caches.backup_schedules(&backup.namespace().unwrap_or_default()).await?);
+    let namespace = backup.namespace().unwrap_or_default();
+    let schedules = list_now(&ctx.client, &namespace, "listing the BackupSchedules").await?;
     let tz = record::record_time_zone(backup, &schedules);
 
     let written = async {
@@ -178,11 +180,6 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Objects read from a watch cache, owned, for the pure functions that take slices.
-fn owned<K: Clone>(cached: Vec<std::sync::Arc<K>>) -> Vec<K> {
-    cached.iter().map(|object| K::clone(object)).collect()
 }
 
 #[cfg(test)]

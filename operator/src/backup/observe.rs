@@ -16,7 +16,7 @@ use crate::crd::{Backup, PgCluster, Switchover, SwitchoverPhase};
 use crate::error::Result;
 use crate::protocol::names;
 use crate::runtime::context::Context;
-use crate::runtime::{is_ready, kube_error};
+use crate::runtime::{is_ready, kube_error, list_now};
 
 /// The observation, plus the PgCluster itself (its image, its Redis). Only what the
 /// Backup's phase needs is looked up: the queue, the Switchovers and the repo host only while
@@ -46,8 +46,7 @@ pub async fn observe(ctx: &Context, backup: &Backup) -> Result<BackupSnapshot> {
         },
     };
     let ahead = if queue_matters {
-        let all: Vec<Backup> =
-            ctx.caches.backups(&namespace).await?.iter().map(|b| Backup::clone(b)).collect();
+        let all: Vec<Backup> = list_now(&ctx.client, &namespace, "listing the Backups").await?;
         first_in_line(backup, &all)
     } else {
         None

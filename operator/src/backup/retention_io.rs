@@ -13,6 +13,7 @@ use super::redis_target::connect_in_cluster;
 use super::retention::{self, RepoView};
 use crate::crd::{Backup, PgCluster};
 use crate::runtime::context::Context;
+use crate::runtime::list_now;
 
 /// One retention pass for `cluster` from `view`.
 pub async fn apply(ctx: &Context, cluster: &PgCluster, view: &RepoView) {
@@ -37,8 +38,9 @@ pub async fn apply(ctx: &Context, cluster: &PgCluster, view: &RepoView) {
     };
 
     let api: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
-    let backups: Vec<Backup> = match ctx.caches.backups(&namespace).await {
-        Ok(cached) => cached.iter().map(|b| Backup::clone(b)).collect(),
+    // Read fresh: a Backup that completed a moment ago may not be in a watch cache yet.
+    let backups: Vec<Backup> = match list_now(&ctx.client, &namespace, "listing the Backups").await {
+        Ok(backups) => backups,
         Err(error) => {
             warn!(cluster = %name, %error, "could not read Backups to mark the expired ones");
             return;

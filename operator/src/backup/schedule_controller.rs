@@ -29,7 +29,7 @@ use crate::runtime::api::apply_status;
 use crate::runtime::context::Context;
 use crate::runtime::conventions::FIELD_MANAGER;
 use crate::runtime::conventions::is_conflict;
-use crate::runtime::{self, events, kube_error};
+use crate::runtime::{self, events, kube_error, list_now};
 
 /// Label value of this controller in metrics.
 pub const CONTROLLER: &str = "backupschedule";
@@ -64,26 +64,15 @@ async fn reconcile_schedule(cached: &BackupSchedule, ctx: &Context) -> Result<Ac
         clusters.get_opt(&schedule.spec.cluster).await.map_err(kube_error("reading the PgCluster"))?;
     let backups: Api<Backup> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = schedule.name_any();
-    let mut ours: BTreeMap<String, Option<BackupPhase>> = ctx
-        .caches
-        .backups(&namespace)
-        .await?
-        .into_iter()
-        .filter(|b| b.spec.schedule.as_deref() == Some(name.as_str()))
-        .map(|b| (b.name_any(), b.status.as_ref().and_then(|s| s.phase)))
-        .collect();
-    // A Backup of the last run that the cache lacks is either just created (the watch has not
-    // delivered it yet) or deleted; the machine counts a deleted one as failed and moves on,
-    // so ask the API server which it is.
-    let mut missing = schedule.status.as_ref().map(|s| s.last_run_backups.clone()).unwrap_or_default();
-    missing.retain(|b| !ours.contains_key(b));
-    for missing in &missing {
-        if let Some(backup) =
-            backups.get_opt(missing).await.map_err(kube_error("reading a scheduled Backup"))?
-        {
-            ours.insert(missing.clone(), backup.status.as_ref().and_then(|s| s.phase));
-        }
-    }
+    // Read fresh, not from a watch cache: a Backup created or finished a moment ago must not
+    // look absent (the machine counts an absent Backup of the last run as deleted, failed).
+    let ours: BTreeMap<String, Option<BackupPhase>> =
+        list_now::<Backup>(&ctx.client, &namespace, "listing the Backups")
+            .await?
+            .into_iter()
+            .filter(|b| b.spec.schedule.as_deref() == Some(name.as_str()))
+            .map(|b| (b.name_any(), b.status.as_ref().and_then(|s| s.phase)))
+            .collect();
     let observed = ScheduleObservation { now: Utc::now(), cluster_exists: cluster.is_some(), backups: ours };
 
     let ScheduleDecision { status, create, requeue } = schedule_machine::decide(&schedule, &observed);

@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +27,16 @@ where
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     }
+}
+
+/// The objects of `K` in `namespace` as the apiserver has them now (a quorum read), for a
+/// decision a watch cache one event behind would get wrong.
+pub async fn list_now<K>(client: &Client, namespace: &str, action: &'static str) -> Result<Vec<K>>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    Ok(api.list(&ListParams::default()).await.map_err(kube_error(action))?.items)
 }
 
 /// Server-side apply of the whole status of `object`, with the resourceVersion it was read at

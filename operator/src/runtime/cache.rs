@@ -1,8 +1,10 @@
 //! Watch caches the controllers share, so that no decision LISTs a whole namespace on a timer:
-//! one reflector per kind a decision reads beside its own object (Switchovers, Backups,
-//! BackupSchedules), started with the [`Context`](crate::runtime::context::Context), read
-//! through [`Caches`]. A reader waits (bounded) for the first full list, so an empty cache is
-//! never mistaken for "nothing there".
+//! one reflector per kind a frequent decision reads beside its own object (Switchovers, read
+//! by every PgCluster reconcile), started with the [`Context`](crate::runtime::context::Context),
+//! read through [`Caches`]. A reader waits (bounded) for the first full list, so an empty cache
+//! is never mistaken for "nothing there". Decisions taken once per backup that a cache one
+//! event behind would get wrong (the queue, retention) read fresh
+//! ([`list_now`](crate::runtime::list_now)).
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::config::RunArgs;
-use crate::crd::{Backup, BackupSchedule, Switchover};
+use crate::crd::Switchover;
 use crate::error::{Error, Result};
 
 /// How long a reader waits for a cache's first full list before the reconcile fails (and is
@@ -27,34 +29,18 @@ const SYNC_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Caches {
     switchovers: Cache<Switchover>,
-    backups: Cache<Backup>,
-    backup_schedules: Cache<BackupSchedule>,
 }
 
 impl Caches {
     /// Starts the reflectors on the current tokio runtime; they run as long as it does,
     /// re-listing with backoff after a broken watch.
     pub fn start(client: &Client, config: &RunArgs) -> Self {
-        Self {
-            switchovers: Cache::start(client, config, "Switchover"),
-            backups: Cache::start(client, config, "Backup"),
-            backup_schedules: Cache::start(client, config, "BackupSchedule"),
-        }
+        Self { switchovers: Cache::start(client, config, "Switchover") }
     }
 
     /// The Switchovers of `namespace`, from the cache.
     pub async fn switchovers(&self, namespace: &str) -> Result<Vec<Arc<Switchover>>> {
         self.switchovers.in_namespace(namespace).await
-    }
-
-    /// The Backups of `namespace`, from the cache.
-    pub async fn backups(&self, namespace: &str) -> Result<Vec<Arc<Backup>>> {
-        self.backups.in_namespace(namespace).await
-    }
-
-    /// The BackupSchedules of `namespace`, from the cache.
-    pub async fn backup_schedules(&self, namespace: &str) -> Result<Vec<Arc<BackupSchedule>>> {
-        self.backup_schedules.in_namespace(namespace).await
     }
 }
 

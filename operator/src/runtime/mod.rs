@@ -26,7 +26,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{Instrument, debug, info_span, warn};
 
-pub use api::{kube_error, scoped};
+pub use api::{kube_error, list_now, scoped};
 pub use conventions::{FIELD_MANAGER, is_conflict, is_not_found, is_ready};
 
 use crate::error::{Error, Result};
