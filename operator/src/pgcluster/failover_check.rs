@@ -20,6 +20,7 @@ use super::builders::Owner;
 use super::status::InstanceObservation;
 use crate::crd::{PgCluster, Switchover, SwitchoverMode, SwitchoverSpec};
 use crate::error::Result;
+use crate::lease::{LeaseView, Tracker};
 use crate::runtime::context::Context;
 use crate::runtime::conventions::is_conflict;
 use crate::runtime::{events, kube_error};
@@ -97,6 +98,30 @@ pub fn unready_since(
     if primary_healthy { None } else { Some(previous.unwrap_or(now)) }
 }
 
+/// How long a failed primary must have been seen failing before its stretch can be
+/// backdated to its Lease's missed renewal ([`delay_counted_from`]): a single failed probe
+/// beside a Lease watch that lags is not enough.
+pub const LEASE_BACKDATE_AFTER: Duration = Duration::from_secs(1);
+
+/// Where `failover.delay` is counted from: the first failed observation of the primary, or
+/// earlier, the moment its Lease renewal fell due and did not come, when the Lease still names
+/// it and has gone stale. A primary that cannot renew fences itself before its Lease expires
+/// anyway, so waiting the whole delay after the operator's own probes notice only postpones
+/// the promotion; the promotion itself still waits for the Lease to expire and be revoked.
+pub fn delay_counted_from(
+    first_failure: DateTime<Utc>,
+    lease: Option<&LeaseView>,
+    primary: &str,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let confirmed = (now - first_failure).to_std().is_ok_and(|seen| seen >= LEASE_BACKDATE_AFTER);
+    let overdue = lease.filter(|l| confirmed && l.held_by(primary) && l.stale()).and_then(|l| {
+        let unrenewed = l.unchanged_for.saturating_sub(crate::lease::RENEW_INTERVAL);
+        chrono::Duration::from_std(unrenewed).ok().map(|d| now - d)
+    });
+    overdue.map_or(first_failure, |overdue| overdue.min(first_failure))
+}
+
 /// The machine's view from what the PgCluster controller already observed (no second round
 /// of connections).
 pub fn observed_from(
@@ -171,7 +196,9 @@ pub async fn check(
         return Ok(None);
     }
     let delay = crate::duration::parse(&spec.delay).unwrap_or(Duration::from_secs(5));
-    let unhealthy_for = (now - since).to_std().unwrap_or_default();
+    let lease = ctx.leases.view(&Tracker::key(&owner.namespace, &owner.name), std::time::Instant::now());
+    let counted_from = delay_counted_from(since, lease.as_ref(), &primary.name, now);
+    let unhealthy_for = (now - counted_from).to_std().unwrap_or_default();
     if unhealthy_for < delay {
         return Ok(Some(look_again_after(unhealthy_for, delay)));
     }
@@ -180,7 +207,7 @@ pub async fn check(
     if !observed.active_switchovers.is_empty() {
         return Ok(None);
     }
-    match failover_decision(&observed, Some(since), delay, now, spec.enabled) {
+    match failover_decision(&observed, Some(counted_from), delay, now, spec.enabled) {
         Some(trigger) => {
             start(ctx, cluster, owner, &trigger, since).await?;
             Ok(Some(WATCH_INTERVAL))
@@ -290,6 +317,27 @@ mod tests {
         assert_eq!(clock.observe("db/other", false, t(3)), Some(t(3)));
         assert_eq!(clock.observe("db/pg", true, t(4)), None);
         assert_eq!(clock.observe("db/pg", false, t(5)), Some(t(5)));
+    }
+
+    #[test]
+    fn the_delay_counts_from_a_missed_lease_renewal_once_the_failure_is_confirmed() {
+        let lease = |holder: &str, unchanged_for: u64| LeaseView {
+            holder: Some(holder.into()),
+            resource_version: "7".into(),
+            unchanged_for: Duration::from_secs(unchanged_for),
+        };
+        let stale = lease("pg-1", 6);
+        // Seen failing for 2 s; the Lease was last renewed 6 s ago, so the renewal due 4 s ago
+        // never came.
+        assert_eq!(delay_counted_from(t(8), Some(&stale), "pg-1", t(10)), t(6));
+        // Not confirmed yet: one failed observation.
+        assert_eq!(delay_counted_from(t(10), Some(&stale), "pg-1", t(10)), t(10));
+        // A fresh Lease, a Lease of another instance, or none: the first failure.
+        assert_eq!(delay_counted_from(t(8), Some(&lease("pg-1", 3)), "pg-1", t(10)), t(8));
+        assert_eq!(delay_counted_from(t(8), Some(&lease("pg-2", 6)), "pg-1", t(10)), t(8));
+        assert_eq!(delay_counted_from(t(8), None, "pg-1", t(10)), t(8));
+        // Never later than the first failure.
+        assert_eq!(delay_counted_from(t(2), Some(&stale), "pg-1", t(10)), t(2));
     }
 
     #[test]
