@@ -12,6 +12,7 @@ use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::rebuild::process::{Runner, args};
@@ -35,8 +36,24 @@ fn id_of(flag: &str) -> u32 {
         .expect("the postgres user must exist to run PostgreSQL as root")
 }
 
+/// A loopback port for a test server to listen on. Taken below the kernel's ephemeral range
+/// (32768 and up): a port the kernel hands out (`bind(:0)`) can be taken again, between this
+/// choice and the server's own bind, by a client connection of a test running in parallel.
+/// Each test process walks its own stretch of the range (by process id), and never hands out
+/// the same port twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(997) % SPAN;
+    for _ in 0..SPAN {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = u16::try_from(FIRST + offset).expect("below 32768");
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
 }
 
 impl PgBed {
@@ -121,7 +138,12 @@ impl PgBed {
         argv.push(self.root.join(format!("{name}.log")).into());
         argv.extend(args(["-o", &format!("-p {port}")]));
         self.started.push(self.dir(name));
-        self.run("pg_ctl", argv).unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        if let Err(error) = self.run("pg_ctl", argv) {
+            let log = fs::read_to_string(self.root.join(format!("{name}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!("starting {name} on port {port}: {error}\nits log ends:\n{}", tail.join("\n"));
+        }
     }
 
     pub fn stop(&self, name: &str, mode: &str) {

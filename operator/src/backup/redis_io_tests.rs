@@ -1,7 +1,6 @@
 //! Integration tests against a real `redis-server` process on a free loopback port.
 //! A missing `redis-server` fails these tests: it must never pass silently.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,8 +23,7 @@ impl RedisServer {
     }
 
     fn start_with(extra: &[&str]) -> Self {
-        let port =
-            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free loopback port").port();
+        let port = crate::test_pg::free_port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(extra)
@@ -271,7 +269,7 @@ async fn connect_authenticates_with_the_password_setting() {
 async fn connect_gives_up_quickly_on_a_silent_redis() {
     use crate::backup::redis_target::connection_info;
     // Nothing listens on a port we just released: refused at once, well within TIMEOUT.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::test_pg::free_port();
     let started = Instant::now();
     let result = connect(connection_info(&format!("redis://127.0.0.1:{port}/"), None).unwrap()).await;
     assert!(result.is_err());

@@ -7,7 +7,6 @@
 //! stopped (immediate) when the test ends, pass or fail.
 
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,7 +97,7 @@ impl Drop for Setup {
 #[test]
 fn backup_job_leaves_the_new_set_in_the_termination_message() {
     let setup = Setup::new();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let port = crate::test_pg::free_port().to_string();
     let conf = setup.path("pgbackrest.conf");
     fs::write(
         &conf,
@@ -214,7 +213,7 @@ fn backup_job_leaves_the_new_set_in_the_termination_message() {
     };
     let argv = crate::instance::exec::restore_argv(&args).unwrap();
     setup.command(Path::new(&argv[0]), &argv[1..].iter().map(String::as_str).collect::<Vec<_>>());
-    let copy_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let copy_port = crate::test_pg::free_port().to_string();
     let copy_log = setup.path("restored.log").display().to_string();
     // The test's copy keeps the source's postgresql.conf; it must not archive into the source.
     let options = format!("-p {copy_port} -c archive_mode=off");

@@ -18,7 +18,6 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -41,13 +40,10 @@ use crate::postgres::probe::ARCHIVER_QUERY;
 use crate::protocol::names;
 use crate::protocol::quote::conf_value as quote;
 use crate::rebuild::process::{Runner, args};
+use crate::test_pg::free_port;
 
 const CLUSTER: &str = "demo";
 const NAMESPACE: &str = "db";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn id_of(flag: &str) -> u32 {
     let out = Command::new("id").args([flag, "postgres"]).output().expect("running id");
