@@ -31,6 +31,11 @@ use crate::runtime::{self, events, kube_error};
 pub const CONTROLLER: &str = "switchover";
 /// While a switchover runs: each round trip adds to the write-unavailable window.
 const ACTIVE_INTERVAL: Duration = Duration::from_millis(300);
+/// After a step whose effect the very next observation sees (the Lease as written is recorded
+/// at once; promotion and role labels are read back from PostgreSQL and the API): decide again
+/// almost at once, since the write gap is the sum of these round trips. Not zero, so a step
+/// that somehow takes no effect is repeated at most 20 times a second until its phase times out.
+const FOLLOW_UP_INTERVAL: Duration = Duration::from_millis(50);
 /// While it waits for another Switchover of the same cluster (whose phase changes also wake
 /// it up, through the watch).
 const QUEUED_INTERVAL: Duration = Duration::from_secs(2);
@@ -90,6 +95,10 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
         Step::WaitForTurn { .. } => Action::requeue(QUEUED_INTERVAL),
         // Holding the role move, the switchover starts on the very next decision.
         Step::ClaimRoleMove { .. } => Action::requeue(Duration::ZERO),
+        Step::RevokeLease { .. }
+        | Step::HandOverLease { .. }
+        | Step::Promote { .. }
+        | Step::MoveRoleLabels { .. } => Action::requeue(FOLLOW_UP_INTERVAL),
         _ => Action::requeue(ACTIVE_INTERVAL),
     })
 }
