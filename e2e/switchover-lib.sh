@@ -159,7 +159,7 @@ YAML
 run_scenario() {
   local name=$1; shift
   rm -f "$SO_WORK/stop"
-  so_recovered_at=
+  so_recovered_at= so_fault_at=
   : >"$SO_WORK/acked"; : >"$SO_WORK/refused"; : >"$SO_WORK/roles"
   so_scenarios=$((so_scenarios + 1))
   local first=$((so_scenarios * 10000)) started old_primary
@@ -247,10 +247,14 @@ run_scenario() {
 
   # Figures. The gap: the longest stretch between two acknowledged writes,
   # which holds the whole write-unavailable window (the writer's own pace is
-  # ~0.1 s). Writable: from the action to the first acknowledged write after
-  # the first refused one (or after the action, when none was refused).
+  # ~0.1 s). Writable: from the fault (so_fault_at, set by a fault action just
+  # before it strikes; else the action's start) to the first acknowledged write
+  # after the first refused one (or after that start, when none was refused).
+  # Before 2026-12-07 it counted from the action's start, which for the
+  # partitioned and frozen scenarios included ~10 s of pinned-writer set-up.
   FIG_GAP=$(awk 'NR > 1 && $2 - p > g {g = $2 - p} {p = $2} END {printf "%.2f", g}' "$SO_WORK/acked")
   local outage
+  started=${so_fault_at:-$started}
   outage=$(awk -v s="$started" '$2 > s {print $2; exit}' "$SO_WORK/refused")
   FIG_WRITABLE=$(awk -v s="$started" -v o="${outage:-$started}" \
     '$2 > o {printf "%.2f", $2 - s; exit}' "$SO_WORK/acked")
@@ -369,6 +373,7 @@ partition_primary() {
   wait_for "the pinned writer's first insert on $lost" 20 test -s "$SO_WORK/pinned" \
     || fail "the writer pinned to $lost-0 never got a write acknowledged"
   partition_ns=$ns
+  so_fault_at=$(now)
   ip netns exec "$ns" iptables -I INPUT -i eth0 -j DROP
   ip netns exec "$ns" iptables -I OUTPUT -o eth0 -j DROP
   partitioned_at=$(now)
@@ -552,6 +557,7 @@ hold_until() {
 kill_primary_node() {
   local lost node
   lost=$(so_primary); node=$(fault_target) || { switchover=none; return 0; }
+  so_fault_at=$(now)
   node_kill "$node"
   partitioned_at=$(now)
   await_failover "$node was killed"
@@ -566,6 +572,7 @@ partition_primary_node() {
   local node
   node=$(fault_target) || { switchover=none; return 0; }
   start_pinned pinned_writer_in_pod "$(so_primary)" "$1"
+  so_fault_at=$(now)
   node_partition "$node"
   partitioned_at=$(now)
   await_failover "$node was cut off"
@@ -583,6 +590,7 @@ freeze_primary_node() {
   node=$(fault_target) || { switchover=none; return 0; }
   ip=$(k -n "$so_ns" get pod "$(so_primary)-0" -o jsonpath='{.status.podIP}')
   start_pinned pinned_writer_bg - "$ip"
+  so_fault_at=$(now)
   node_freeze "$node"
   partitioned_at=$(now)
   await_failover "$node was frozen"
@@ -621,6 +629,7 @@ force_delete_primary() {
   lost=$(so_primary)
   # The new pod must be a new one (another uid) that is Ready, or a failover must start.
   uid=$(k -n "$so_ns" get pod "$lost-0" -o jsonpath='{.metadata.uid}')
+  so_fault_at=$(now)
   k -n "$so_ns" delete pod "$lost-0" --force --grace-period=0 >/dev/null 2>&1
   partitioned_at=$(now)
   if wait_for "a Failover Switchover or $lost-0 back" 90 back_or_failover "$lost-0" "$uid"; then
