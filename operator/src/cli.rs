@@ -188,17 +188,21 @@ pub async fn backup(args: &BackupArgs, mut created: impl FnMut(&str)) -> anyhow:
     Ok(())
 }
 
-/// Columns of `relevo backups`, as the users' `listar_backups.sh` showed them.
-const COLUMNS: [&str; 7] = ["KEY", "FECHA", "HORA", "TIPO_BACKUP", "MAESTRO_USADO", "LABEL", "SIZE"];
+/// Columns of `relevo backups`: the users' `listar_backups.sh` columns, then what
+/// `peso_backups.sh` answered (the database's size at the backup, what the backup added to
+/// the repository) and where the set lies (`direccion_almacenamiento`).
+const COLUMNS: [&str; 9] =
+    ["KEY", "FECHA", "HORA", "TIPO_BACKUP", "MAESTRO_USADO", "LABEL", "SIZE", "REPO_SIZE", "REPOSITORY"];
 
 /// The table `relevo backups` prints: one line per record, in the order given (time order).
 pub fn format_listing(records: &[(String, BTreeMap<String, String>)]) -> String {
     let field = |fields: &BTreeMap<String, String>, name: &str| fields.get(name).cloned().unwrap_or_default();
-    let rows: Vec<[String; 7]> = records
+    let bytes = |fields: &BTreeMap<String, String>, name: &str| {
+        fields.get(name).and_then(|s| s.parse::<u64>().ok()).map(human_size).unwrap_or_default()
+    };
+    let rows: Vec<[String; 9]> = records
         .iter()
         .map(|(key, f)| {
-            let size =
-                f.get("size_bytes").and_then(|s| s.parse::<u64>().ok()).map(human_size).unwrap_or_default();
             [
                 key.clone(),
                 field(f, "fecha"),
@@ -206,7 +210,9 @@ pub fn format_listing(records: &[(String, BTreeMap<String, String>)]) -> String 
                 field(f, "tipo_backup"),
                 field(f, "maestro_usado"),
                 field(f, "label"),
-                size,
+                bytes(f, "size_bytes"),
+                bytes(f, "repo_size_bytes"),
+                field(f, "direccion_almacenamiento"),
             ]
         })
         .collect();
@@ -380,6 +386,7 @@ mod tests {
     #[test]
     fn listings_read_like_listar_backups() {
         let record = |key: &str, fecha: &str, hora: &str, tipo: &str, label: &str, size: &str| {
+            let path = format!("/pgbackrest/repo/backup/pg/{label}");
             let fields = [
                 ("fecha", fecha),
                 ("hora", hora),
@@ -387,6 +394,8 @@ mod tests {
                 ("maestro_usado", "pg-1"),
                 ("label", label),
                 ("size_bytes", size),
+                ("repo_size_bytes", "3145728"),
+                ("direccion_almacenamiento", path.as_str()),
             ];
             (key.to_string(), fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
         };
@@ -419,7 +428,19 @@ mod tests {
             lines[1].starts_with("backup:2025-10-07_12-00-00  2025-10-07  12:00:00  completo     pg-1"),
             "{text}"
         );
-        assert!(lines[1].ends_with("20251007-120000F                   24.1MiB"), "{text}");
-        assert!(lines[2].ends_with("20251007-120000F_20251008-120001I  2.0KiB"), "{text}");
+        assert!(
+            lines[1].ends_with(
+                "20251007-120000F                   24.1MiB  3.0MiB     /pgbackrest/repo/backup/pg/20251007-120000F"
+            ),
+            "{text}"
+        );
+        assert!(lines[2].contains("20251007-120000F_20251008-120001I  2.0KiB   3.0MiB"), "{text}");
+        // A record of the old scripts, without sizes or path, leaves those cells empty.
+        let old = (
+            String::from("backup:2024-01-01_00-00-00"),
+            BTreeMap::from([("fecha".into(), "2024-01-01".into())]),
+        );
+        let text = format_listing(&[old]);
+        assert!(text.lines().nth(1).unwrap().ends_with("2024-01-01"), "{text}");
     }
 }
