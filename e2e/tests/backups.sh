@@ -98,6 +98,31 @@ n=$(rcli --scan --pattern 'backup:*' | wc -l)
 out=$("$relevo" backups demo -n "$ns" 2>&1) && [[ $(grep -c completo <<<"$out") -ge 1 ]] \
   && pass "relevo backups lists them:"$'\n'"$out" || fail "relevo backups: $out"
 
+# 6b. limpiar_backups.sh's question: a record whose backup the repository no longer has is an
+# orphan. Plant one (a label pgBackRest never had) and one of the old scripts (no label, never
+# touched), then prune: without a terminal and without --yes nothing goes; with --yes only the
+# orphan does, and the three real records stay.
+orphan=backup:2020-01-01_00-00-00 unlabelled=backup:2019-01-01_00-00-00
+rcli hset "$orphan" fecha 2020-01-01 hora 00:00:00 tipo_backup completo label 20200101-000000F >/dev/null
+rcli hset "$unlabelled" fecha 2019-01-01 hora 00:00:00 tipo_backup completo >/dev/null
+rcli zadd "backups:$ns/demo" 1577836800 "$orphan" 1546300800 "$unlabelled" >/dev/null
+if out=$("$relevo" backups demo -n "$ns" --prune-orphans </dev/null 2>&1); then
+  fail "--prune-orphans without --yes and without a terminal deleted: $out"
+elif [[ $out == *"$orphan"* && $out != *"$unlabelled"* && $(rcli exists "$orphan") == 1 ]]; then
+  pass "--prune-orphans lists the orphan and, unanswered, deletes nothing"
+else
+  fail "--prune-orphans without --yes: $out"
+fi
+out=$("$relevo" backups demo -n "$ns" --prune-orphans --yes 2>&1)
+if [[ $out == *"Deleted 1 orphan record"* && $(rcli exists "$orphan") == 0 \
+    && $(rcli zscore "backups:$ns/demo" "$orphan") == "" && $(rcli exists "$unlabelled") == 1 \
+    && $(rcli --scan --pattern 'backup:202*' | wc -l) == 3 ]]; then
+  pass "--prune-orphans --yes deleted only the orphan (and its index entry):"$'\n'"$out"
+else
+  fail "--prune-orphans --yes: $out"$'\n'"$(rcli --scan --pattern 'backup:*')"
+fi
+rcli del "$unlabelled" >/dev/null; rcli zrem "backups:$ns/demo" "$unlabelled" >/dev/null
+
 # 7. Restore the latest backup into a new PgCluster: the rows of the day-4 backup, a primary
 # promoted by recovery, this cluster's own passwords, and a standby cloned from it.
 k -n "$ns" apply -f - >/dev/null <<YAML

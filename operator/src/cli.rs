@@ -230,20 +230,17 @@ pub fn format_listing(records: &[(String, BTreeMap<String, String>)]) -> String 
     text
 }
 
-/// `relevo backups <cluster>`: the cluster's Redis records, oldest first. The managed Redis
-/// is reached at its Service's ClusterIP (this runs on a node, outside cluster DNS).
-pub async fn backups(target: &Target) -> anyhow::Result<String> {
-    let client = Client::try_default().await?;
-    let namespace = target.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
-    let clusters: Api<PgCluster> = Api::namespaced(client.clone(), &namespace);
-    let cluster = clusters
-        .get_opt(&target.cluster)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("PgCluster {} not found in namespace {namespace}", target.cluster))?;
-    let redis = redis_target::target_of(&cluster);
+/// The cluster's Redis, as this machine reaches it: the managed Redis at its Service's
+/// ClusterIP (this runs on a node, outside cluster DNS), or the external one.
+async fn redis_of(
+    client: &Client,
+    namespace: &str,
+    cluster: &PgCluster,
+) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let redis = redis_target::target_of(cluster);
     let host = match &redis {
         RedisTarget::Managed { service, .. } => {
-            let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+            let services: Api<Service> = Api::namespaced(client.clone(), namespace);
             let svc = services
                 .get(service)
                 .await
@@ -255,12 +252,68 @@ pub async fn backups(target: &Target) -> anyhow::Result<String> {
         }
         RedisTarget::External { .. } => String::new(),
     };
-    let mut conn = redis_target::connect(&client, &namespace, &redis, &host).await?;
+    Ok(redis_target::connect(client, namespace, &redis, &host).await?)
+}
+
+async fn cluster_of(target: &Target) -> anyhow::Result<(Client, String, PgCluster)> {
+    let client = Client::try_default().await?;
+    let namespace = target.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+    let clusters: Api<PgCluster> = Api::namespaced(client.clone(), &namespace);
+    let cluster = clusters
+        .get_opt(&target.cluster)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("PgCluster {} not found in namespace {namespace}", target.cluster))?;
+    Ok((client, namespace, cluster))
+}
+
+/// `relevo backups <cluster>`: the cluster's Redis records, oldest first.
+pub async fn backups(target: &Target) -> anyhow::Result<String> {
+    let (client, namespace, cluster) = cluster_of(target).await?;
+    let mut conn = redis_of(&client, &namespace, &cluster).await?;
     let records = crate::backup::redis_io::list_records(&mut conn, &namespace, &target.cluster).await?;
     if records.is_empty() {
         return Ok(format!("No backups of {namespace}/{} are recorded in Redis.\n", target.cluster));
     }
     Ok(format_listing(&records))
+}
+
+/// `relevo backups <cluster> --prune-orphans` (what `limpiar_backups.sh` did): the Redis
+/// records whose backup set the repository no longer lists are printed, then deleted (with
+/// their index entries and latest pointers) once `confirm` agrees. The records are read
+/// before the repository, so a backup that finishes in between cannot look orphaned; records
+/// without a label (the old scripts') are never touched. A repository that lists no backup
+/// at all is refused: that is a lost or foreign repository more likely than a clean one.
+pub async fn prune_orphans(target: &Target, confirm: impl FnOnce(&str) -> bool) -> anyhow::Result<String> {
+    use crate::backup::{redis_io, redis_record, repository};
+    let (client, namespace, cluster) = cluster_of(target).await?;
+    let mut conn = redis_of(&client, &namespace, &cluster).await?;
+    let records = redis_io::list_records(&mut conn, &namespace, &target.cluster).await?;
+    let live = repository::live_labels(&client, &namespace, &target.cluster).await?;
+    if live.is_empty() {
+        anyhow::bail!(
+            "the repository of {namespace}/{} lists no backup: refusing to treat every record as an orphan",
+            target.cluster
+        );
+    }
+    let labelled = records.iter().map(|(key, f)| (key.as_str(), f.get("label").map_or("", String::as_str)));
+    let doomed = redis_record::orphans(labelled, &live);
+    if doomed.is_empty() {
+        return Ok(format!(
+            "No orphan records: the repository of {namespace}/{} holds every labelled backup recorded in Redis.\n",
+            target.cluster
+        ));
+    }
+    let orphaned: Vec<_> = records.iter().filter(|(key, _)| doomed.contains(key)).cloned().collect();
+    let listing = format_listing(&orphaned);
+    let question = format!(
+        "{listing}{} record(s) name a backup the repository no longer has. Delete them?",
+        doomed.len()
+    );
+    if !confirm(&question) {
+        anyhow::bail!("{question}\nNothing deleted (answer y, or pass --yes).");
+    }
+    redis_io::delete_records(&mut conn, &namespace, &target.cluster, &doomed).await?;
+    Ok(format!("{listing}Deleted {} orphan record(s).\n", doomed.len()))
 }
 
 #[cfg(test)]

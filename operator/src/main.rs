@@ -46,9 +46,28 @@ enum Command {
     Backups {
         #[command(flatten)]
         target: relevo::cli::Target,
+        /// Delete the Redis records whose backup the repository no longer lists (they are
+        /// shown first, and deleted only once answered y, or with --yes).
+        #[arg(long)]
+        prune_orphans: bool,
+        /// With --prune-orphans: delete without asking.
+        #[arg(long, requires = "prune_orphans")]
+        yes: bool,
     },
     /// Entrypoint of a backup Job's pod: pgBackRest backup, result in the termination message.
     BackupJob(relevo::backup::run::BackupJobArgs),
+}
+
+/// Asks `question` on the terminal; anything but y/yes, or no terminal, is a no.
+fn ask(question: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,9 +103,14 @@ fn main() -> anyhow::Result<()> {
             runtime
                 .block_on(relevo::cli::backup(&args, |name| println!("backup.relevo.dev/{name} created")))?;
         }
-        Command::Backups { target } => {
+        Command::Backups { target, prune_orphans: false, .. } => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             print!("{}", runtime.block_on(relevo::cli::backups(&target))?);
+        }
+        Command::Backups { target, prune_orphans: true, yes } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let confirm = |question: &str| yes || ask(question);
+            print!("{}", runtime.block_on(relevo::cli::prune_orphans(&target, confirm))?);
         }
         Command::BackupJob(args) => {
             let program = relevo::backup::run::pgbackrest_program();

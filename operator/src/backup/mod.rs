@@ -10,7 +10,8 @@
 //!
 //! I/O at the edges: [`schedule_controller`], [`controller`] and [`observe`] (Kubernetes),
 //! [`run`] (`relevo backup-job`, pgBackRest inside the Job's pod), [`redis_io`] and
-//! [`redis_target`] (Redis), [`retention_io`] (both), [`persist`] (the status writes and Events both
+//! [`redis_target`] (Redis), [`repository`] (`pgbackrest info` on the repo host, for the CLI),
+//! [`retention_io`] (both), [`persist`] (the status writes and Events both
 //! share).
 
 pub mod controller;
@@ -23,6 +24,7 @@ pub mod record;
 pub mod redis_io;
 pub mod redis_record;
 pub mod redis_target;
+pub mod repository;
 pub mod result;
 pub mod retention;
 pub mod retention_io;

@@ -10,7 +10,7 @@
 //! Every function is idempotent, so the controller simply retries while Redis is down: the
 //! Backup object stays the source of truth until the record is written.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono_tz::Tz;
 use redis::RedisResult;
@@ -18,7 +18,7 @@ use redis::aio::ConnectionLike;
 
 use super::redis_record::{
     BackupRecord, IndexedRecord, LatestPointer, RedisCommand, TIPOS, delete_commands, index_key,
-    is_candidate, latest_key, orphans, record_key, resolve_key, write_commands,
+    is_candidate, latest_key, record_key, resolve_key, write_commands,
 };
 
 /// How long connecting, and then each command, may take: a Redis that does not answer must
@@ -175,22 +175,17 @@ pub async fn list_records<C: ConnectionLike + Send>(
     Ok(records)
 }
 
-/// Deletes the cluster's records whose label is not in `live_labels` (the backups pgBackRest
-/// still has), as `limpiar_backups.sh` did, and returns their keys.
-pub async fn delete_orphans<C: ConnectionLike + Send>(
+/// Deletes the cluster's records `keys`, each with its index entry and latest pointers.
+pub async fn delete_records<C: ConnectionLike + Send>(
     conn: &mut C,
     namespace: &str,
     cluster: &str,
-    live_labels: &BTreeSet<String>,
-) -> RedisResult<Vec<String>> {
-    let records = list_records(conn, namespace, cluster).await?;
-    let labelled =
-        records.iter().map(|(key, fields)| (key.as_str(), fields.get("label").map_or("", String::as_str)));
-    let doomed = orphans(labelled, live_labels);
-    for key in &doomed {
+    keys: &[String],
+) -> RedisResult<()> {
+    for key in keys {
         delete_record(conn, namespace, cluster, key).await?;
     }
-    Ok(doomed)
+    Ok(())
 }
 
 /// Deletes the cluster's records whose backup set retention removed, as `view` tells
@@ -206,9 +201,7 @@ pub async fn delete_expired<C: ConnectionLike + Send>(
     let labelled =
         records.iter().map(|(key, fields)| (key.as_str(), fields.get("label").map_or("", String::as_str)));
     let doomed = super::retention::records_to_delete(view, labelled);
-    for key in &doomed {
-        delete_record(conn, namespace, cluster, key).await?;
-    }
+    delete_records(conn, namespace, cluster, &doomed).await?;
     Ok(doomed)
 }
 

@@ -231,9 +231,12 @@ async fn orphans_are_deleted_and_the_rest_listed_in_time_order() {
     for r in [&kept_incr, &expired, &kept] {
         write_record(&mut conn, r, Tz::UTC).await.unwrap();
     }
-    let live: BTreeSet<String> = [kept.label.clone(), kept_incr.label.clone()].into();
-    let deleted = delete_orphans(&mut conn, "prod", "pg", &live).await.unwrap();
+    let live: std::collections::BTreeSet<String> = [kept.label.clone(), kept_incr.label.clone()].into();
+    let before = list_records(&mut conn, "prod", "pg").await.unwrap();
+    let labelled = before.iter().map(|(key, f)| (key.as_str(), f["label"].as_str()));
+    let deleted = crate::backup::redis_record::orphans(labelled, &live);
     assert_eq!(deleted, vec!["backup:2025-10-01_12-00-00".to_string()]);
+    delete_records(&mut conn, "prod", "pg", &deleted).await.unwrap();
     let listed = list_records(&mut conn, "prod", "pg").await.unwrap();
     let labels: Vec<&str> = listed.iter().map(|(_, f)| f["label"].as_str()).collect();
     assert_eq!(labels, vec![kept.label.as_str(), kept_incr.label.as_str()]);
