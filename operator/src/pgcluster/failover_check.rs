@@ -105,17 +105,22 @@ pub const LEASE_BACKDATE_AFTER: Duration = Duration::from_secs(1);
 
 /// Where `failover.delay` is counted from: the first failed observation of the primary, or
 /// earlier, the moment its Lease renewal fell due and did not come, when the Lease still names
-/// it and has gone stale. A primary that cannot renew fences itself before its Lease expires
-/// anyway, so waiting the whole delay after the operator's own probes notice only postpones
-/// the promotion; the promotion itself still waits for the Lease to expire and be revoked.
+/// it and has gone stale and the primary does not answer at all. A primary cut off like that
+/// fences itself before its Lease expires anyway, so waiting the whole delay after the
+/// operator's own probes notice only postpones the promotion; the promotion itself still waits
+/// for the Lease to expire and be revoked. A primary that answers in recovery gets the whole
+/// delay: after an API server outage every Lease looks stale and every primary has fenced
+/// itself, and each comes back as primary once it renews again.
 pub fn delay_counted_from(
     first_failure: DateTime<Utc>,
     lease: Option<&LeaseView>,
     primary: &str,
+    answers: bool,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
     let confirmed = (now - first_failure).to_std().is_ok_and(|seen| seen >= LEASE_BACKDATE_AFTER);
-    let overdue = lease.filter(|l| confirmed && l.held_by(primary) && l.stale()).and_then(|l| {
+    let silent = confirmed && !answers;
+    let overdue = lease.filter(|l| silent && l.held_by(primary) && l.stale()).and_then(|l| {
         let unrenewed = l.unchanged_for.saturating_sub(crate::lease::RENEW_INTERVAL);
         chrono::Duration::from_std(unrenewed).ok().map(|d| now - d)
     });
@@ -197,7 +202,7 @@ pub async fn check(
     }
     let delay = crate::duration::parse(&spec.delay).unwrap_or(Duration::from_secs(5));
     let lease = ctx.leases.view(&Tracker::key(&owner.namespace, &owner.name), std::time::Instant::now());
-    let counted_from = delay_counted_from(since, lease.as_ref(), &primary.name, now);
+    let counted_from = delay_counted_from(since, lease.as_ref(), &primary.name, primary.reachable, now);
     let unhealthy_for = (now - counted_from).to_std().unwrap_or_default();
     if unhealthy_for < delay {
         return Ok(Some(look_again_after(unhealthy_for, delay)));
@@ -329,15 +334,17 @@ mod tests {
         let stale = lease("pg-1", 6);
         // Seen failing for 2 s; the Lease was last renewed 6 s ago, so the renewal due 4 s ago
         // never came.
-        assert_eq!(delay_counted_from(t(8), Some(&stale), "pg-1", t(10)), t(6));
+        assert_eq!(delay_counted_from(t(8), Some(&stale), "pg-1", false, t(10)), t(6));
         // Not confirmed yet: one failed observation.
-        assert_eq!(delay_counted_from(t(10), Some(&stale), "pg-1", t(10)), t(10));
+        assert_eq!(delay_counted_from(t(10), Some(&stale), "pg-1", false, t(10)), t(10));
+        // It answers (in recovery: fenced by itself, maybe only for want of the API server).
+        assert_eq!(delay_counted_from(t(8), Some(&stale), "pg-1", true, t(10)), t(8));
         // A fresh Lease, a Lease of another instance, or none: the first failure.
-        assert_eq!(delay_counted_from(t(8), Some(&lease("pg-1", 3)), "pg-1", t(10)), t(8));
-        assert_eq!(delay_counted_from(t(8), Some(&lease("pg-2", 6)), "pg-1", t(10)), t(8));
-        assert_eq!(delay_counted_from(t(8), None, "pg-1", t(10)), t(8));
+        assert_eq!(delay_counted_from(t(8), Some(&lease("pg-1", 3)), "pg-1", false, t(10)), t(8));
+        assert_eq!(delay_counted_from(t(8), Some(&lease("pg-2", 6)), "pg-1", false, t(10)), t(8));
+        assert_eq!(delay_counted_from(t(8), None, "pg-1", false, t(10)), t(8));
         // Never later than the first failure.
-        assert_eq!(delay_counted_from(t(2), Some(&stale), "pg-1", t(10)), t(2));
+        assert_eq!(delay_counted_from(t(2), Some(&stale), "pg-1", false, t(10)), t(2));
     }
 
     #[test]

@@ -205,8 +205,9 @@ pub struct FailoverSpec {
     pub enabled: bool,
 
     /// How long the primary must be unreachable before failover, as a duration of at least
-    /// one second ("5s", "1m"), counted from its first missed primary-Lease renewal when that
-    /// came first. Shorter delays fail over faster but risk promoting on a blip.
+    /// one second ("5s", "1m"); for a primary that does not answer at all, counted from its
+    /// first missed primary-Lease renewal when that came first. Shorter delays fail over faster
+    /// but risk promoting on a blip.
     #[serde(default = "default_failover_delay")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(max = 16))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("failover.delay must be at least 1s"))]
