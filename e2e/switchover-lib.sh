@@ -38,6 +38,14 @@ so_init() {
   so_scenarios=0
 }
 
+# so_routes: where demo-rw sends connections now (its EndpointSlices) and the instances'
+# role labels, readiness and addresses.
+so_routes() {
+  k -n "$so_ns" get endpointslices -l kubernetes.io/service-name=demo-rw \
+    -o jsonpath='{range .items[*].endpoints[*]}demo-rw -> {.targetRef.name} {.addresses[0]} ready={.conditions.ready} serving={.conditions.serving} terminating={.conditions.terminating}{"\n"}{end}' || true
+  k -n "$so_ns" get pods -l relevo.dev/cluster=demo,relevo.dev/instance -L relevo.dev/role -o wide || true
+}
+
 so_cleanup() {
   touch "$SO_WORK/stop" "$SO_WORK/stop-pinned"
   heal_partition
@@ -198,8 +206,20 @@ run_scenario() {
   FIG_STREAMING=
   acked=$(wc -l <"$SO_WORK/acked")
   awk '{print $1}' "$SO_WORK/acked" | sort >"$SO_WORK/acked-ids"
-  PSQL_ROLE=superuser psql_to "$so_ns" demo-rw \
-    "SELECT id FROM load WHERE id >= $first AND id < $((first + 6000))" | sort >"$SO_WORK/stored"
+  # Read back through demo-rw. A failed attempt is shown with what demo-rw routed to (its
+  # EndpointSlices and the pods' role labels) and retried, at most 5 times; it must not end
+  # the story without a word, as `set -e` did in the CI run of 2026-12-07 13:21.
+  local tries
+  for ((tries = 1; tries <= 5; tries++)); do
+    PSQL_ROLE=superuser psql_to "$so_ns" demo-rw \
+      "SELECT id FROM load WHERE id >= $first AND id < $((first + 6000))" >"$SO_WORK/stored-raw" 2>"$SO_WORK/stored-err" \
+      && break
+    say "$name: reading the stored rows through demo-rw failed (attempt $tries): $(cat "$SO_WORK/stored-err")"
+    so_routes >&2
+    sleep 1
+  done
+  ((tries <= 5)) || fail "$name: the stored rows could not be read through demo-rw in 5 attempts"
+  sort "$SO_WORK/stored-raw" >"$SO_WORK/stored"
   missing=$(comm -23 "$SO_WORK/acked-ids" "$SO_WORK/stored" | wc -l)
   FIG_LOST=$missing
   if ((acked > 0 && missing == 0)); then
