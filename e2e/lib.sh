@@ -25,6 +25,14 @@ fail() {
 
 source "$E2E_DIR/wait.sh"
 
+# operator_leader: the operator pod that holds the relevo-operator Lease. Two
+# replicas run; the other stands by (its /metrics and log say little).
+operator_leader() {
+  k -n relevo-system get leases.coordination.k8s.io relevo-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null
+}
+# operator_logs ARGS...: `kubectl logs` of the leading operator.
+operator_logs() { k -n relevo-system logs "$(operator_leader)" "$@"; }
+
 # summary: the closing line test runners print; fails when anything failed.
 summary() {
   echo "${1:-e2e}: $PASSED passed, $FAILED failed"

@@ -11,8 +11,7 @@ tests=("$@")
 if ((${#tests[@]} == 0)); then
   tests=(bad-input pgcluster switchover pooler backups schedule)
   # Node faults need more than one node; pod partitions need the local bed's netns.
-  # tests/operator-node.sh is not in the list: it still fails about one run in three.
-  if [[ $RELEVO_CLUSTER == kind ]]; then tests+=(faults ha); else tests+=(partition); fi
+  if [[ $RELEVO_CLUSTER == kind ]]; then tests+=(faults ha operator-node); else tests+=(partition); fi
 fi
 for test in "${tests[@]}"; do
   say "=== $test"
@@ -28,6 +27,6 @@ if [[ $RELEVO_CLUSTER == kind ]]; then
 fi
 if ((${#failed[@]})); then
   say "failed: ${failed[*]}"
-  say "operator log tail:"; k -n relevo-system logs deploy/relevo-operator --tail=40 >&2 || true
+  say "operator log tail:"; operator_logs --tail=40 >&2 || true
   exit 1
 fi

@@ -446,23 +446,49 @@ phase_gap() {
 
 KIND_CONTROL_PLANE=${KIND_NODES[0]:-}
 
-# operator_prefers NODE: the operator's Deployment prefers NODE ("" for no
-# preference), rolled out and waited for.
-operator_prefers() {
-  local patch
-  if [[ -n $1 ]]; then
-    patch='{"spec":{"template":{"spec":{"affinity":{"nodeAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":100,"preference":{"matchExpressions":[{"key":"kubernetes.io/hostname","operator":"In","values":["'$1'"]}]}}]}}}}}}'
-  else
-    patch='{"spec":{"template":{"spec":{"affinity":null}}}}'
-  fi
-  k -n relevo-system patch deployment relevo-operator --type merge -p "$patch" >/dev/null
-  k -n relevo-system rollout status deployment/relevo-operator --timeout=180s >/dev/null
-}
-# live_operator: "POD NODE" of the operator pod that is Ready and not being
-# deleted (a pod on a dead node stays listed, Terminating, with phase Running).
+# live_operator: "POD NODE" of the leading operator (the Lease's holder) while
+# it is Ready and not being deleted (a pod on a dead node stays listed,
+# Terminating or not Ready).
 live_operator() {
+  local leader
+  leader=$(operator_leader)
+  [[ -n $leader ]] || return 0
+  k -n relevo-system get pod "$leader" -o jsonpath='{.metadata.name} {.spec.nodeName} {.status.conditions[?(@.type=="Ready")].status} {.metadata.deletionTimestamp}{"\n"}' 2>/dev/null \
+    | awk '$3 == "True" && NF == 3 {print $1, $2}'
+}
+# operator_pods_on NODE: the operator replicas on NODE that are Ready and not
+# being deleted.
+operator_pods_on() {
   k -n relevo-system get pods -l app.kubernetes.io/name=relevo-operator -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.conditions[?(@.type=="Ready")].status} {.metadata.deletionTimestamp}{"\n"}{end}' \
-    | awk '$3 == "True" && NF == 3 {print $1, $2; exit}'
+    | awk -v node="$1" '$2 == node && $3 == "True" && NF == 3 {print $1}'
+}
+operator_replica_on() { [[ -n $(operator_pods_on "$1") ]]; }
+operator_leads_there() { local node; node=$(operator_node); echo "leading on: ${node:-none}"; [[ $node == "$1" ]]; }
+# operator_leads_on NODE: makes the operator on NODE the leader. With no
+# replica there, one standby is moved there first (the other nodes cordoned
+# while it is recreated); then a leader elsewhere is deleted: it releases the
+# Lease on SIGTERM and the replica on NODE, standing by, takes it.
+operator_leads_on() {
+  local node=$1 leader standby other try
+  [[ $(operator_node) == "$node" ]] && return 0
+  if [[ -z $(operator_pods_on "$node") ]]; then
+    leader=$(operator_leader)
+    standby=$(k -n relevo-system get pods -l app.kubernetes.io/name=relevo-operator -o name | sed 's|pod/||' | grep -vxF "$leader" | head -1)
+    say "moving the standby operator $standby to $node"
+    for other in "${KIND_NODES[@]}"; do [[ $other == "$node" ]] || k cordon "$other" >/dev/null; done
+    [[ -z $standby ]] || k -n relevo-system delete pod "$standby" --wait=false >/dev/null
+    wait_for "an operator replica Ready on $node" 120 operator_replica_on "$node" \
+      || fail "no operator replica became Ready on $node"
+    for other in "${KIND_NODES[@]}"; do k uncordon "$other" >/dev/null; done
+  fi
+  # The deleted leader's replacement could, rarely, take the released Lease first.
+  for ((try = 1; try <= 3; try++)); do
+    leader=$(operator_leader)
+    say "the operator leads on '$(operator_node)'; deleting its leader $leader so the one on $node takes over"
+    k -n relevo-system delete pod "$leader" --wait=false >/dev/null
+    wait_for "the operator on $node leading" 40 operator_leads_there "$node" && return 0
+  done
+  fail "the operator leads on '$(operator_node)', not on $node"
 }
 operator_node() { live_operator | awk '{print $2}'; }
 instance_on() {
@@ -513,8 +539,7 @@ fault_target() {
 ready_for_fault() {
   local node
   for node in "${KIND_NODES[@]}"; do node_ready "$node" >/dev/null || fail "$node not Ready"; done
-  [[ $(operator_node) == "$KIND_CONTROL_PLANE" ]] || operator_prefers "$KIND_CONTROL_PLANE"
-  [[ $(operator_node) == "$KIND_CONTROL_PLANE" ]] || fail "the operator runs on $(operator_node), not $KIND_CONTROL_PLANE"
+  operator_leads_on "$KIND_CONTROL_PLANE"
   primary_away_from "$KIND_CONTROL_PLANE"
   local standbys
   standbys=$(($(k -n "$so_ns" get pgclusters.relevo.dev demo -o jsonpath='{.spec.instances}') - 1))

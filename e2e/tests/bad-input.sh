@@ -22,7 +22,8 @@ if [[ -z $left ]]; then pass "no PgCluster was created"; else fail "created: $le
 # A spec the schema accepts but the operator refuses: a parameter it owns.
 reconciles() {
   local ip
-  ip=$(k -n relevo-system get service relevo-operator-metrics -o jsonpath='{.spec.clusterIP}')
+  # The leader's own address: the Service's may answer from the standby replica.
+  ip=$(k -n relevo-system get pod "$(operator_leader)" -o jsonpath='{.status.podIP}')
   curl -fsS "http://$ip:8080/metrics" | awk '/^relevo_reconciles_total\{controller="pgcluster"/ {n += $2} END {print n + 0}'
 }
 k -n "$ns" apply -f - >/dev/null <<YAML

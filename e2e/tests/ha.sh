@@ -31,7 +31,7 @@ fi
 source "$E2E_DIR/faults.sh"
 source "$E2E_DIR/switchover-lib.sh"
 so_init relevo-e2e-ha 3 || { summary ha; exit 1; }
-trap 'node_recover_all; operator_prefers ""; so_cleanup' EXIT
+trap 'node_recover_all; so_cleanup' EXIT
 
 # --- placement ------------------------------------------------------------------
 placement=$(k -n "$so_ns" get pods -l relevo.dev/cluster=demo,relevo.dev/instance -o wide)

@@ -40,7 +40,8 @@ expect_primary demo-2
 run_scenario "failback again demo-2 -> demo-1" by_cli failback
 expect_primary demo-1
 
-# The operator is killed as soon as the switchover has started.
+# The leading operator is killed as soon as the switchover has started; its
+# standby replica takes over (at once: the leader releases its Lease on SIGTERM).
 kill_operator_midway() {
   planned demo-switchover-restart demo-2
   local phase= i watch_pid
@@ -50,7 +51,9 @@ kill_operator_midway() {
   for ((i = 0; i < 600 && ${#phase} == 0; i++)); do
     phase=$(grep -m1 -vxE 'Pending|' "$SO_WORK/phases") || sleep 0.05
   done
-  k -n relevo-system delete pod -l app.kubernetes.io/name=relevo-operator --grace-period=1 --wait=false >/dev/null
+  killed_operator=$(operator_leader)
+  killed_at=$(date +%s.%N)
+  k -n relevo-system delete pod "$killed_operator" --grace-period=1 --wait=false >/dev/null
   kill "$watch_pid" 2>/dev/null || true
   if [[ $phase =~ ^(Fencing|CatchingUp|Promoting|Rebuilding)$ ]]; then
     pass "operator killed with the switchover in phase $phase"
@@ -61,15 +64,17 @@ kill_operator_midway() {
 run_scenario "operator restart during demo-1 -> demo-2" kill_operator_midway
 expect_primary demo-2
 k -n relevo-system rollout status deployment/relevo-operator --timeout=120s >/dev/null
-# The new operator must be the one that finished it.
+# Another operator must be the one that finished it.
 epoch() { date -d "$1" +%s.%N; }
-restarted=$(k -n relevo-system get pods -l app.kubernetes.io/name=relevo-operator -o jsonpath='{.items[0].status.startTime}')
+leader=$(operator_leader)
+acquired=$(k -n relevo-system get leases.coordination.k8s.io relevo-operator -o jsonpath='{.spec.acquireTime}')
 completed=$(k -n "$so_ns" get switchovers.relevo.dev demo-switchover-restart \
   -o jsonpath='{.status.phaseTimestamps[?(@.phase=="Completed")].time}')
-if [[ -n $restarted && -n $completed ]] && (($(echo "$(epoch "$completed") > $(epoch "$restarted")" | bc))); then
-  pass "the restarted operator (up at $restarted) completed the switchover at $completed"
+if [[ -n $leader && $leader != "$killed_operator" && -n $completed && -n $acquired ]] \
+  && (($(echo "$(epoch "$completed") > $(epoch "$acquired")" | bc))); then
+  pass "the operator $leader took over $(echo "$(epoch "$acquired") - $killed_at" | bc | xargs printf '%.1f')s after $killed_operator was killed and completed the switchover at $completed"
 else
-  fail "the switchover completed at '$completed', before the new operator started at '$restarted'"
+  fail "the switchover completed at '$completed'; $killed_operator killed at $(date -d "@$killed_at" +%T.%N); '$leader' leads since '$acquired'"
 fi
 
 # Invalid requests: each ends Failed with its reason and nothing changes.

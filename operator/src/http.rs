@@ -1,4 +1,5 @@
-//! /healthz (the process serves), /readyz (CRDs found, controllers running) and /metrics.
+//! /healthz (the process serves), /readyz (the CRDs are served; the body says whether this
+//! replica leads or stands by) and /metrics.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
-use crate::runtime::context::Readiness;
+use crate::runtime::context::{Readiness, Stage};
 
 #[derive(Clone)]
 struct AppState {
@@ -32,10 +33,10 @@ pub async fn serve(addr: SocketAddr, router: Router) -> std::io::Result<()> {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.readiness.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for CRDs")
+    match state.readiness.stage() {
+        Stage::Leading => (StatusCode::OK, "ready: leading"),
+        Stage::StandingBy => (StatusCode::OK, "ready: standing by (another replica leads)"),
+        Stage::WaitingForCrds => (StatusCode::SERVICE_UNAVAILABLE, "waiting for CRDs"),
     }
 }
 
@@ -77,12 +78,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn healthz_answers_while_readyz_waits_for_the_crds() {
+    async fn readyz_waits_for_the_crds_then_answers_for_a_standby_and_a_leader() {
         let (router, readiness, _) = app();
         assert_eq!(get(router.clone(), "/healthz").await.0, StatusCode::OK);
         assert_eq!(get(router.clone(), "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
-        readiness.set(true);
-        assert_eq!(get(router, "/readyz").await, (StatusCode::OK, "ready".to_string()));
+        readiness.set(Stage::StandingBy);
+        let (status, body) = get(router.clone(), "/readyz").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ready: standing by (another replica leads)"));
+        readiness.set(Stage::Leading);
+        assert_eq!(get(router, "/readyz").await, (StatusCode::OK, "ready: leading".to_string()));
     }
 
     #[tokio::test]

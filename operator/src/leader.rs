@@ -1,8 +1,10 @@
 //! One operator at a time: the `relevo-operator` Lease in the operator's own namespace.
 //!
-//! The Deployment's `Recreate` strategy keeps two operators apart during a rollout, but not
-//! when a node is lost or cut off: its pod is evicted, a replacement starts elsewhere, and
-//! the old process may still run. So an operator acts only while it holds this Lease:
+//! The Deployment runs two replicas on different nodes: one leads, the other stands by,
+//! reading this Lease every [`RENEW_INTERVAL`], and takes over when the leader stops
+//! (at once when it released the Lease on SIGTERM; [`TTL`] + [`SKEW_MARGIN`] after its last
+//! renewal when its node died or was cut off, whose process may still run). So an operator
+//! acts only while it holds this Lease:
 //!
 //! - it waits until the Lease is free, its own, or unchanged for [`TTL`] + [`SKEW_MARGIN`]
 //!   on its own clock (never the holder's `renewTime`), and takes it by compare-and-swap;
@@ -92,7 +94,7 @@ fn naming(mut lease: Lease, me: &str) -> Lease {
 /// Where a candidate stands after one attempt.
 enum Attempt {
     Leading,
-    Following { holder: Option<String>, version: Option<String> },
+    Following { holder: Option<String> },
 }
 
 /// The candidate's memory of the Lease version it last saw, on its own clock.
@@ -118,10 +120,8 @@ async fn attempt(api: &Api<Lease>, me: &str, seen: &mut Seen) -> Result<Attempt,
         let age = seen.unchanged_for(l.metadata.resource_version.as_deref(), Instant::now());
         (holder_of(l), age)
     });
-    let following = |lease: &Option<Lease>| Attempt::Following {
-        holder: lease.as_ref().and_then(holder_of).map(str::to_owned),
-        version: lease.as_ref().and_then(|l| l.metadata.resource_version.clone()),
-    };
+    let following =
+        |lease: &Option<Lease>| Attempt::Following { holder: lease.as_ref().and_then(holder_of).map(str::to_owned) };
     let written = match decide(observed, me) {
         LeaderStep::Wait => return Ok(following(&lease)),
         LeaderStep::Create => {
@@ -152,14 +152,16 @@ pub async fn acquire(api: &Api<Lease>, me: &str) -> Instant {
                 info!(lease = NAME, identity = me, "leading");
                 return sent;
             }
-            Ok(Ok(Attempt::Following { holder, version })) => {
-                if last_told != version {
+            // Said once per holder: a standby replica waits here for as long as its
+            // leader lives, and the Lease's version changes at every renewal.
+            Ok(Ok(Attempt::Following { holder })) => {
+                if last_told.as_ref() != Some(&holder) {
                     info!(
                         lease = NAME,
                         holder = holder.as_deref().unwrap_or("nobody"),
-                        "another operator leads; waiting until its lease is released or expires"
+                        "another operator leads; standing by until its lease is released or expires"
                     );
-                    last_told = version;
+                    last_told = Some(holder);
                 }
             }
             Ok(Err(error)) => warn!(%error, lease = NAME, "could not read or take the operator lease"),

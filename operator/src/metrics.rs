@@ -90,6 +90,7 @@ pub struct Metrics {
     replay_lag_bytes: Family<InstanceLabels, Gauge>,
     switchover_duration: Family<SwitchoverLabels, Histogram>,
     failovers: Counter,
+    leading: Gauge,
     api_requests: Family<ApiRequestLabels, Counter>,
     /// The instance series that exist, so that a cluster's can all be removed.
     instances: Arc<Mutex<HashSet<InstanceLabels>>>,
@@ -121,6 +122,7 @@ impl Metrics {
                 Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.25, 2.0, 11))
             }),
             failovers: Counter::default(),
+            leading: Gauge::default(),
             api_requests: Family::default(),
             instances: Arc::default(),
             relist: Arc::default(),
@@ -157,6 +159,11 @@ impl Metrics {
             metrics.failovers.clone(),
         );
         registry.register(
+            "leading",
+            "1 while this replica holds the relevo-operator Lease and runs the controllers, 0 while it stands by",
+            metrics.leading.clone(),
+        );
+        registry.register(
             "api_requests",
             "Requests of the operator to the Kubernetes API, by verb (a watch counts once, when it starts)",
             metrics.api_requests.clone(),
@@ -175,6 +182,10 @@ impl Metrics {
             outcome: if completed { "completed" } else { "failed" },
         };
         self.switchover_duration.get_or_create(&labels).observe(seconds);
+    }
+
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
     }
 
     pub fn failover_started(&self) {

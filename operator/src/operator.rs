@@ -1,5 +1,6 @@
 //! `relevo run`: logging, the Kubernetes client, the HTTP endpoints, waiting for the CRDs,
-//! then the controllers until SIGTERM.
+//! standing by until this replica holds the operator Lease, then the controllers until
+//! SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tracing::{info, warn};
 use crate::config::{LogFormat, RunArgs};
 use crate::crd::{Backup, BackupSchedule, PgCluster, Switchover};
 use crate::metrics::Metrics;
-use crate::runtime::context::{Context, Readiness};
+use crate::runtime::context::{Context, Readiness, Stage};
 
 /// How often a missing CRD is looked for again.
 const CRD_POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -61,13 +62,27 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
     let http = tokio::spawn(async move { crate::http::serve(addr, router).await });
     info!(%addr, "serving /healthz, /readyz and /metrics");
 
-    wait_for_crds(&client).await;
     let namespace = config.pod_namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
     let identity = config.pod_name.clone().unwrap_or_else(local_identity);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
-    let leading_since = crate::leader::acquire(&leases, &identity).await;
-    let ctx = Context::new(client, config, metrics, readiness.clone());
-    readiness.set(true);
+    metrics.set_leading(false);
+    let standing_by = async {
+        wait_for_crds(&client).await;
+        readiness.set(Stage::StandingBy);
+        crate::leader::acquire(&leases, &identity).await
+    };
+    // As PID 1 of its container the process gets SIGTERM only through a handler: without
+    // this one a standby replica would take the whole grace period to stop.
+    let leading_since = tokio::select! {
+        since = standing_by => since,
+        () = terminated() => {
+            info!("SIGTERM before leading; stopping");
+            return Ok(());
+        }
+    };
+    let ctx = Context::new(client, config, metrics.clone(), readiness.clone());
+    readiness.set(Stage::Leading);
+    metrics.set_leading(true);
     info!("CRDs found, leading; controllers starting");
 
     let lease_watch = crate::lease::watch::run(ctx.clone(), ctx.lease_wake.sender.clone());
@@ -94,6 +109,24 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
         crate::leader::release(&leases, &identity).await;
     }
     outcome
+}
+
+/// SIGTERM or Ctrl-C. Without a usable handler it never completes, and the default
+/// disposition applies.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            warn!(%error, "could not handle SIGTERM");
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// The Lease identity outside a pod (`relevo run` on a workstation): host and process.

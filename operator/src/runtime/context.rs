@@ -5,7 +5,7 @@
 //! controller's failover clock), never here.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
@@ -87,16 +87,37 @@ impl Context {
     }
 }
 
-/// Ready once the CRDs exist and the controllers run; shared with the HTTP server.
-#[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// Where this operator process stands; shared with the HTTP server (`/readyz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    WaitingForCrds,
+    /// The CRDs are served and another replica holds the operator Lease: this one is a hot
+    /// standby, watching the Lease to take over.
+    StandingBy,
+    Leading,
+}
+
+/// The process's [`Stage`]. Ready (for the Deployment) once the CRDs are served, leading or
+/// not: a rollout of two replicas must not wait for the standby to lead.
+#[derive(Clone)]
+pub struct Readiness(Arc<AtomicU8>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self(Arc::new(AtomicU8::new(Stage::WaitingForCrds as u8)))
+    }
+}
 
 impl Readiness {
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+    pub fn set(&self, stage: Stage) {
+        self.0.store(stage as u8, Ordering::Relaxed);
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+    pub fn stage(&self) -> Stage {
+        match self.0.load(Ordering::Relaxed) {
+            x if x == Stage::Leading as u8 => Stage::Leading,
+            x if x == Stage::StandingBy as u8 => Stage::StandingBy,
+            _ => Stage::WaitingForCrds,
+        }
     }
 }
