@@ -54,10 +54,14 @@ if [[ $only == all ]]; then
   done
   stats 'PgCluster create -> Ready' s "${ready[@]}"
 
-  pid=$(pgrep -f '/usr/local/bin/relevo run' || true)
-  pid=${pid%%$'\n'*}
-  rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
-  printf 'operator RSS with %d clusters: %.1f MiB\n' "$runs" "$(echo "$rss_kib / 1024" | bc -l)"
+  # Both replicas run on this machine's kernel; each is told by its pod's name.
+  leader=$(operator_leader)
+  for pid in $(pgrep -f '/usr/local/bin/relevo run' || true); do
+    role=standby
+    tr '\0' '\n' <"/proc/$pid/environ" | grep -qxF "POD_NAME=$leader" && role=leader
+    rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+    printf 'operator RSS with %d clusters (%s replica): %.1f MiB\n' "$runs" "$role" "$(echo "$rss_kib / 1024" | bc -l)"
+  done
   k delete namespace "$ns" --wait=false >/dev/null
 fi
 
