@@ -99,6 +99,11 @@ node_uncordon() {
   node_ready "$1"
 }
 
+# A NoSchedule taint that steers a new pod (an operator replica) onto the one
+# node without it. Not a cordon: relevo treats a cordoned primary's node as a
+# drain and switches over.
+E2E_PLACING_TAINT=relevo-e2e/placing=operator:NoSchedule
+
 # node_recover_all: best effort after a failed story, so the next one finds
 # every node up, healed, thawed and schedulable.
 node_recover_all() {
@@ -112,5 +117,6 @@ node_recover_all() {
   for node in "${KIND_NODES[@]}"; do
     node_heal "$node" >/dev/null 2>&1 || true
     k uncordon "$node" >/dev/null 2>&1 || true
+    k taint nodes "$node" "$E2E_PLACING_TAINT-" >/dev/null 2>&1 || true
   done
 }

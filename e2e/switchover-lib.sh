@@ -465,7 +465,7 @@ operator_pods_on() {
 operator_replica_on() { [[ -n $(operator_pods_on "$1") ]]; }
 operator_leads_there() { local node; node=$(operator_node); echo "leading on: ${node:-none}"; [[ $node == "$1" ]]; }
 # operator_leads_on NODE: makes the operator on NODE the leader. With no
-# replica there, one standby is moved there first (the other nodes cordoned
+# replica there, one standby is moved there first (the other nodes tainted
 # while it is recreated); then a leader elsewhere is deleted: it releases the
 # Lease on SIGTERM and the replica on NODE, standing by, takes it.
 operator_leads_on() {
@@ -475,11 +475,13 @@ operator_leads_on() {
     leader=$(operator_leader)
     standby=$(k -n relevo-system get pods -l app.kubernetes.io/name=relevo-operator -o name | sed 's|pod/||' | grep -vxF "$leader" | head -1)
     say "moving the standby operator $standby to $node"
-    for other in "${KIND_NODES[@]}"; do [[ $other == "$node" ]] || k cordon "$other" >/dev/null; done
+    for other in "${KIND_NODES[@]}"; do
+      [[ $other == "$node" ]] || k taint nodes "$other" "$E2E_PLACING_TAINT" --overwrite >/dev/null
+    done
     [[ -z $standby ]] || k -n relevo-system delete pod "$standby" --wait=false >/dev/null
     wait_for "an operator replica Ready on $node" 120 operator_replica_on "$node" \
       || fail "no operator replica became Ready on $node"
-    for other in "${KIND_NODES[@]}"; do k uncordon "$other" >/dev/null; done
+    for other in "${KIND_NODES[@]}"; do k taint nodes "$other" "$E2E_PLACING_TAINT-" >/dev/null 2>&1 || true; done
   fi
   # The deleted leader's replacement could, rarely, take the released Lease first.
   for ((try = 1; try <= 3; try++)); do

@@ -120,8 +120,9 @@ async fn attempt(api: &Api<Lease>, me: &str, seen: &mut Seen) -> Result<Attempt,
         let age = seen.unchanged_for(l.metadata.resource_version.as_deref(), Instant::now());
         (holder_of(l), age)
     });
-    let following =
-        |lease: &Option<Lease>| Attempt::Following { holder: lease.as_ref().and_then(holder_of).map(str::to_owned) };
+    let following = |lease: &Option<Lease>| Attempt::Following {
+        holder: lease.as_ref().and_then(holder_of).map(str::to_owned),
+    };
     let written = match decide(observed, me) {
         LeaderStep::Wait => return Ok(following(&lease)),
         LeaderStep::Create => {

@@ -129,6 +129,13 @@ impl LeaseView {
         self.holder.as_deref() == Some(instance)
     }
 
+    /// The holder of a [`stale`](Self::stale) Lease: a primary presumed lost, since its
+    /// instance manager renews however slow PostgreSQL is. Probed with the short bound, and
+    /// its failover delay counted from the missed renewal.
+    pub fn stale_holder(&self) -> Option<&str> {
+        self.holder.as_deref().filter(|_| self.stale())
+    }
+
     /// Time until [`LeaseView::expired`] turns true.
     pub fn expires_in(&self) -> Duration {
         (TTL + SKEW_MARGIN).saturating_sub(self.unchanged_for)

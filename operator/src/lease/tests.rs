@@ -55,6 +55,7 @@ fn the_tracker_ages_a_version_only_while_it_stays_the_same() {
     tracker.record(&key, Some("pg-1".into()), "10", at(base, 5.0));
     let view = tracker.view(&key, at(base, 11.9)).unwrap();
     assert!(!view.expired() && view.stale());
+    assert_eq!(view.stale_holder(), Some("pg-1"));
     assert!(tracker.view(&key, at(base, 12.0)).unwrap().expired());
     // A renewal restarts it.
     tracker.record(&key, Some("pg-1".into()), "11", at(base, 12.0));
@@ -62,6 +63,7 @@ fn the_tracker_ages_a_version_only_while_it_stays_the_same() {
     assert_eq!(view.unchanged_for, Duration::from_secs(1));
     assert_eq!(view.expires_in(), Duration::from_secs(11));
     assert!(view.held_by("pg-1") && !view.held_by("pg-2"));
+    assert_eq!(view.stale_holder(), None, "a fresh Lease presumes nobody lost");
     assert_eq!(
         tracker.aged_between(Duration::ZERO, Duration::from_secs(2), at(base, 13.0)),
         vec![key.clone()]

@@ -120,7 +120,7 @@ pub fn delay_counted_from(
 ) -> DateTime<Utc> {
     let confirmed = (now - first_failure).to_std().is_ok_and(|seen| seen >= LEASE_BACKDATE_AFTER);
     let silent = confirmed && !answers;
-    let overdue = lease.filter(|l| silent && l.held_by(primary) && l.stale()).and_then(|l| {
+    let overdue = lease.filter(|l| silent && l.stale_holder() == Some(primary)).and_then(|l| {
         let unrenewed = l.unchanged_for.saturating_sub(crate::lease::RENEW_INTERVAL);
         chrono::Duration::from_std(unrenewed).ok().map(|d| now - d)
     });

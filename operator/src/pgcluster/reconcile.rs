@@ -257,14 +257,12 @@ async fn observe_instances(
         .filter(|pod| instances.iter().any(|instance| pod.name_any() == names::pod(instance)))
         .collect();
     let pod_of = |instance: &str| pods.iter().find(|pod| pod.name_any() == names::pod(instance));
-    // A primary whose Lease has gone unrenewed is presumed lost: its instance manager would
-    // renew it however slow PostgreSQL were.
     let lease = ctx.leases.view(&crate::lease::Tracker::key(&owner.namespace, &owner.name), Instant::now());
-    let stale_holder = lease.filter(crate::lease::LeaseView::stale).and_then(|lease| lease.holder);
+    let stale_holder = lease.as_ref().and_then(crate::lease::LeaseView::stale_holder);
     let targets = instances.iter().filter_map(|instance| {
         let host = pod_of(instance)?.status.as_ref()?.pod_ip.clone()?;
         let server_name = names::pod_fqdn(&owner.name, instance, &owner.namespace);
-        let presumed_lost = stale_holder.as_deref() == Some(instance.as_str());
+        let presumed_lost = stale_holder == Some(instance.as_str());
         Some(ProbeTarget { instance: instance.clone(), host, server_name, presumed_lost })
     });
     let probes = match (password, ca) {

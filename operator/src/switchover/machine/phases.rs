@@ -209,6 +209,20 @@ impl Ctx<'_> {
             self.s.enter(Phase::CatchingUp, self.now);
             return Flow::Continue;
         }
+        if self.lost_during_planned(from) {
+            // Nothing it could acknowledge will come. Its fence is lifted in the annotation (a
+            // returning instance resumes only if its Lease was not revoked meanwhile), and the
+            // switchover ends, so that automatic failover may pick the best standby now.
+            if from.fence_marker {
+                return Step::Unfence { instance: from_name }.into();
+            }
+            return self
+                .fail(format!(
+                    "old primary {from_name} was lost during the switchover: it does not answer and its \
+                     primary Lease has expired; automatic failover, when enabled, takes over"
+                ))
+                .into();
+        }
         if self.timed_out(self.params.fence_timeout) {
             let secs = self.params.fence_timeout.as_secs();
             return self.begin_failure(format!("old primary {from_name} was not fenced within {secs}s"));
@@ -280,6 +294,14 @@ impl Ctx<'_> {
             ));
         }
         Step::WaitForCatchUp { target: to_name, lsn: fence_lsn }.into()
+    }
+
+    /// The old primary of a planned switchover is lost: it does not answer, and the primary
+    /// Lease still names it but has expired on this operator's clock. Its instance manager,
+    /// if it runs at all, fenced itself before that (as when its node died with the operator
+    /// that sent the fence).
+    fn lost_during_planned(&self, from: &InstanceView) -> bool {
+        !from.reachable && self.obs.lease.as_ref().is_some_and(|l| l.held_by(&from.name) && l.expired())
     }
 
     /// Is the lost primary unable to accept writes? With a primary Lease, only once the Lease

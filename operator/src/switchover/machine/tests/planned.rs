@@ -228,6 +228,38 @@ fn old_primary_never_fenced_times_out_and_unfences() {
 }
 
 #[test]
+fn an_old_primary_lost_while_fencing_is_given_up_once_its_lease_expires() {
+    // Its node died with the operator that sent the fence: it never answers again.
+    let s = state_in(Phase::Fencing, "pg-1", "pg-2", t(0));
+    let mut c = cluster();
+    let old = inst(&mut c, "pg-1");
+    old.fence_marker = true;
+    old.reachable = false;
+    old.in_recovery = None;
+    let expiry = (crate::lease::TTL + crate::lease::SKEW_MARGIN).as_secs();
+    // A Lease that is stale but not yet expired: it may still be renewing, so wait.
+    c.lease = Some(lease_of("pg-1", expiry - 1));
+    assert!(matches!(decide(&planned("pg-2"), &s, &c, t(5)).step, Step::WaitForFence { .. }));
+    // An expired one is the end of it, well before the fence timeout: the fence is lifted,
+    // then the switchover fails and leaves the cluster to automatic failover.
+    c.lease = Some(lease_of("pg-1", expiry));
+    let d = decide(&planned("pg-2"), &s, &c, t(5));
+    assert_eq!(d.step, Step::Unfence { instance: "pg-1".into() }, "{d:?}");
+    inst(&mut c, "pg-1").fence_marker = false;
+    let d = decide(&planned("pg-2"), &d.state, &c, t(6));
+    assert_eq!(d.state.phase, Phase::Failed, "{d:?}");
+    assert!(d.state.reason.as_deref().unwrap().contains("was lost during the switchover"), "{d:?}");
+    // One that answers, or a Lease held by another, is not lost: the fence timeout applies.
+    let mut answering = c.clone();
+    inst(&mut answering, "pg-1").reachable = true;
+    let mut other = c.clone();
+    other.lease = Some(lease_of("pg-3", expiry));
+    for c in [answering, other] {
+        assert!(!matches!(decide(&planned("pg-2"), &s, &c, t(6)).state.phase, Phase::Failed));
+    }
+}
+
+#[test]
 fn target_disappearing_before_promotion_unfences() {
     for phase in [Phase::Fencing, Phase::CatchingUp] {
         let s = state_in(phase, "pg-1", "pg-2", t(0));
