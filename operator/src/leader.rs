@@ -17,9 +17,11 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use tracing::{info, warn};
 
 use crate::runtime::conventions::is_conflict;
@@ -146,6 +148,11 @@ async fn attempt(api: &Api<Lease>, me: &str, seen: &mut Seen) -> Result<Attempt,
 pub async fn acquire(api: &Api<Lease>, me: &str) -> Instant {
     let mut seen = Seen::default();
     let mut last_told = None;
+    // Every change of the Lease wakes the loop at once, so a standby takes a released Lease
+    // before a starting replica (a rollout's new pod) gets to it; an expiry, which is no
+    // change, is found by the timer. Without a watch (it ended), the timer alone.
+    let config = watcher::Config::default().fields(&format!("metadata.name={NAME}"));
+    let mut changes = Some(watcher(api.clone(), config).default_backoff().boxed());
     loop {
         let sent = Instant::now();
         match tokio::time::timeout(CALL_TIMEOUT, attempt(api, me, &mut seen)).await {
@@ -168,7 +175,16 @@ pub async fn acquire(api: &Api<Lease>, me: &str) -> Instant {
             Ok(Err(error)) => warn!(%error, lease = NAME, "could not read or take the operator lease"),
             Err(_) => warn!(lease = NAME, "the operator lease call timed out"),
         }
-        tokio::time::sleep(RENEW_INTERVAL).await;
+        let timer = tokio::time::sleep(RENEW_INTERVAL);
+        match changes.as_mut() {
+            Some(stream) => {
+                tokio::select! {
+                    () = timer => {}
+                    next = stream.next() => if next.is_none() { changes = None },
+                }
+            }
+            None => timer.await,
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use super::*;
 
 /// The first candidate leads; the second waits while the first renews, takes over only
 /// once the first has stopped renewing for the TTL plus the skew margin, and the first then
-/// learns that it lost. A release hands the Lease over at once.
+/// learns that it lost. A release hands the Lease over at once, to a standby already waiting
+/// before its next timed look.
 #[tokio::test]
 async fn a_second_operator_waits_for_the_first_and_takes_over_only_when_it_stops() {
     let operator = setup().await;
@@ -62,4 +63,19 @@ async fn a_second_operator_waits_for_the_first_and_takes_over_only_when_it_stops
         .await
         .expect("a leads after b released");
     assert!(released.elapsed() < leader::TTL, "a waited {:?} after the release", released.elapsed());
+
+    // b stands by (as the second replica does) while a leads; a releases half a second after
+    // b's first look, well before its next timed one: b, woken by the Lease's change, leads
+    // at once, ahead of any replica that would only be starting.
+    let b_standing_by = tokio::spawn({
+        let leases = leases.clone();
+        async move { leader::acquire(&leases, "operator-b").await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!b_standing_by.is_finished(), "b led while a held the Lease");
+    leader::release(&leases, "operator-a").await;
+    let released = Instant::now();
+    let b_since = tokio::time::timeout(WAIT, b_standing_by).await.expect("b leads after a released").unwrap();
+    let took = b_since.saturating_duration_since(released);
+    assert!(took < leader::RENEW_INTERVAL / 2, "the standby b took {took:?} to take the released Lease");
 }
