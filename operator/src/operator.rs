@@ -85,7 +85,7 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
     metrics.set_leading(true);
     info!("CRDs found, leading; controllers starting");
 
-    let lease_watch = crate::lease::watch::run(ctx.clone(), ctx.lease_wake.sender.clone());
+    let lease_watch = crate::lease::watch::run(ctx.clone(), ctx.cluster_wake.sender.clone());
     let outcome = tokio::select! {
         lost = crate::leader::hold(&leases, &identity, leading_since) => Err(StartError::Leadership(lost)),
         () = lease_watch => { info!("primary lease watch stopped"); Ok(()) }

@@ -49,13 +49,13 @@ pub async fn run(ctx: Arc<Context>) {
         .predicate_filter(predicates::generation, PredicateConfig::default());
     let ours = watcher::Config::default().labels(&format!("{}={}", names::LABEL_NAME, names::APP_NAME));
     // A primary Lease that turns stale or expires wakes its cluster at once (lease::watch).
-    let lease_wake = ctx.lease_wake.take().map(|receiver| {
+    let cluster_wake = ctx.cluster_wake.take().map(|receiver| {
         futures::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|c| (c, r)) })
     });
     let controller = Controller::for_stream(trigger, reader)
         .owns(ctx.scoped::<StatefulSet>(), ours.clone())
         .owns(ctx.scoped::<Deployment>(), ours);
-    let controller = match lease_wake {
+    let controller = match cluster_wake {
         Some(wake) => controller.reconcile_on(wake),
         None => controller,
     };

@@ -28,9 +28,9 @@ pub struct Context {
     pub caches: Caches,
     /// The age of every primary Lease on the operator's own clock (fed by the Lease watch).
     pub leases: crate::lease::Tracker,
-    /// Clusters the Lease watcher wants reconciled now; the PgCluster controller takes the
-    /// receiver when it starts.
-    pub lease_wake: LeaseWake,
+    /// Clusters to reconcile now (a primary Lease turned stale, a role move ended); the
+    /// PgCluster controller takes the receiver when it starts.
+    pub cluster_wake: ClusterWake,
     /// When this operator started leading (the Context is made right after the operator
     /// Lease is acquired); the switchover machine's timeouts count from no earlier than this.
     pub leading_since: chrono::DateTime<chrono::Utc>,
@@ -40,20 +40,27 @@ pub struct Context {
 
 type WakeReceiver = tokio::sync::mpsc::Receiver<ObjectRef<PgCluster>>;
 
-/// The channel from the Lease watcher to the PgCluster controller.
-pub struct LeaseWake {
+/// The channel to the PgCluster controller from the Lease watcher and the Switchover
+/// controller.
+pub struct ClusterWake {
     pub sender: tokio::sync::mpsc::Sender<ObjectRef<PgCluster>>,
     receiver: std::sync::Mutex<Option<WakeReceiver>>,
 }
 
-impl Default for LeaseWake {
+impl Default for ClusterWake {
     fn default() -> Self {
         let (sender, receiver) = tokio::sync::mpsc::channel(256);
         Self { sender, receiver: std::sync::Mutex::new(Some(receiver)) }
     }
 }
 
-impl LeaseWake {
+impl ClusterWake {
+    /// Asks for `cluster` to be reconciled now; a full channel drops the wish (the cluster's
+    /// own timer still comes).
+    pub fn wake(&self, namespace: &str, cluster: &str) {
+        let _ = self.sender.try_send(ObjectRef::new(cluster).within(namespace));
+    }
+
     /// The receiving end, once.
     pub fn take(&self) -> Option<WakeReceiver> {
         self.receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
@@ -72,7 +79,7 @@ impl Context {
             metrics,
             readiness,
             leases: Default::default(),
-            lease_wake: Default::default(),
+            cluster_wake: Default::default(),
             leading_since: chrono::Utc::now(),
             unanswered: Default::default(),
         })

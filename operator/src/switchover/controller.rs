@@ -89,6 +89,11 @@ async fn reconcile_switchover(cached: &Switchover, ctx: &Context) -> Result<Acti
     if decision.state.phase.is_terminal() && held {
         role_move::release(ctx, &namespace, &request.cluster, &request.name).await;
     }
+    if decision.state.phase.is_terminal() {
+        // The cluster's next move (a failover held back by this one, its status) need not
+        // wait for its timer: it waited 11 s in one run after a lost planned switchover.
+        ctx.cluster_wake.wake(&namespace, &request.cluster);
+    }
 
     Ok(match decision.step {
         _ if decision.state.phase.is_terminal() => Action::await_change(),
