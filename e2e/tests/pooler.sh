@@ -101,7 +101,7 @@ if (( ${max_ms:-0} > 2000 )); then
   # Over the 2 s target: what the pooler pods and the operator did, on stderr.
   for pod in $(k -n "$so_ns" get pods -l app.kubernetes.io/component=pooler -o name 2>/dev/null); do
     echo "--- $pod" >&2
-    k -n "$so_ns" logs "$pod" 2>&1 | grep -E "PAUSE|RESUME|target|bound" | tail -40 >&2 || true
+    k -n "$so_ns" logs "$pod" 2>&1 | grep -E "PAUSE|RESUME|target|bound" | tail -80 >&2 || true
   done
   for pod in demo-1-0 demo-2-0; do
     echo "--- $pod (fences and restarts)" >&2
