@@ -65,6 +65,7 @@ use chrono::{DateTime, Utc};
 use super::model::{Decision, Mode, Observed, Params, Phase, Request, Step, SwitchoverState};
 
 mod phases;
+mod poolers;
 mod rebuilding;
 mod select;
 
@@ -224,32 +225,6 @@ impl Ctx<'_> {
         } else {
             Step::WaitForUnfence { instance: from_name }
         }
-    }
-}
-
-impl Ctx<'_> {
-    /// A failed switchover's pooler pods that still hold their clients, pointed at the
-    /// instance that accepts writes and resumed, before it ends: otherwise they would wait
-    /// for their own bound and then go back to the address they had. Pods that do not
-    /// answer are left to that bound; nothing is tried once the clean-up has given up.
-    fn resume_poolers_on(&self, primary: &str, gave_up: bool) -> Option<Step> {
-        if gave_up {
-            return None;
-        }
-        self.resume_step(primary, false)
-    }
-
-    /// The step that points at `primary` and resumes every pooler pod not yet running there:
-    /// those that answered this observation, and with `unanswered` the others too.
-    pub(crate) fn resume_step(&self, primary: &str, unanswered: bool) -> Option<Step> {
-        let pods: Vec<String> = self
-            .obs
-            .poolers
-            .iter()
-            .filter(|p| (p.state.is_some() || unanswered) && !p.resumed_at(primary))
-            .map(|p| p.pod.clone())
-            .collect();
-        (!pods.is_empty()).then(|| Step::ResumePoolers { pods, primary: primary.to_owned() })
     }
 }
 
