@@ -1,10 +1,10 @@
 //! One operator at a time: the `relevo-operator` Lease in the operator's own namespace.
 //!
 //! The Deployment runs two replicas on different nodes: one leads, the other stands by,
-//! reading this Lease every [`RENEW_INTERVAL`], and takes over when the leader stops
-//! (at once when it released the Lease on SIGTERM; [`TTL`] + [`SKEW_MARGIN`] after its last
-//! renewal when its node died or was cut off, whose process may still run). So an operator
-//! acts only while it holds this Lease:
+//! watching this Lease (and reading it every [`RENEW_INTERVAL`]), and takes over when the
+//! leader stops: at once when it released the Lease on SIGTERM; [`TTL`] + [`SKEW_MARGIN`]
+//! after its last renewal when its node died or was cut off, whose process may still run.
+//! So an operator acts only while it holds this Lease:
 //!
 //! - it waits until the Lease is free, its own, or unchanged for [`TTL`] + [`SKEW_MARGIN`]
 //!   on its own clock (never the holder's `renewTime`), and takes it by compare-and-swap;
