@@ -285,6 +285,20 @@ run_scenario() {
     -o jsonpath='{range .status.phaseTimestamps[*]}{.phase}@{.time} {end}')"
 }
 
+# first_phase_after_pending NAME: the phase Switchover NAME enters after Pending,
+# on stdout (nothing if it stays there 30 s). A watch, not a poll, so that a fault
+# struck right after it lands in the middle of the switchover.
+first_phase_after_pending() {
+  local phase= i watch_pid
+  timeout 60 "$KUBECTL" -n "$so_ns" get switchovers.relevo.dev "$1" -w \
+    -o jsonpath='{.status.phase}{"\n"}' >"$SO_WORK/phases" 2>&1 & watch_pid=$!
+  for ((i = 0; i < 600 && ${#phase} == 0; i++)); do
+    phase=$(grep -m1 -vxE 'Pending|' "$SO_WORK/phases") || sleep 0.05
+  done
+  kill "$watch_pid" 2>/dev/null || true
+  echo "$phase"
+}
+
 # Actions ---------------------------------------------------------------------
 
 # planned NAME TARGET

@@ -32,17 +32,12 @@ fi
 [[ $(so_node) != "$op_node" ]] || fail "the primary $(so_primary) runs on $op_node too"
 old_operator=$(live_operator | awk '{print $1}')
 kill_operator_node_midway() {
-  local target phase= i watch_pid
+  local target phase
   target=$(instance_on "$KIND_CONTROL_PLANE")
   planned ha-operator-node "$target"
-  timeout 60 "$KUBECTL" -n "$so_ns" get switchovers.relevo.dev ha-operator-node -w \
-    -o jsonpath='{.status.phase}{"\n"}' >"$SO_WORK/phases" 2>&1 & watch_pid=$!
-  for ((i = 0; i < 600 && ${#phase} == 0; i++)); do
-    phase=$(grep -m1 -vxE 'Pending|' "$SO_WORK/phases") || sleep 0.05
-  done
+  phase=$(first_phase_after_pending ha-operator-node)
   killed_at=$(now)
   node_kill "$op_node"
-  kill "$watch_pid" 2>/dev/null || true
   [[ $phase =~ ^(Fencing|CatchingUp|Promoting|Rebuilding)$ ]] \
     && pass "the operator's node $op_node killed with the switchover in phase $phase" \
     || fail "the operator's node killed with the switchover in phase '${phase:-none}', not in the middle"
@@ -76,17 +71,12 @@ old_operator=$(live_operator | awk '{print $1}')
 [[ $(operator_node) == "$both_node" ]] && pass "the operator leads on $both_node, beside the primary $(so_primary)" \
   || fail "the operator leads on '$(operator_node)', not beside the primary on $both_node"
 kill_primary_and_operator_midway() {
-  local target phase= i watch_pid outcome
+  local target phase outcome
   target=$(instance_on "$KIND_CONTROL_PLANE")
   apply_switchover ha-primary-operator-node "$target"
-  timeout 60 "$KUBECTL" -n "$so_ns" get switchovers.relevo.dev ha-primary-operator-node -w \
-    -o jsonpath='{.status.phase}{"\n"}' >"$SO_WORK/phases" 2>&1 & watch_pid=$!
-  for ((i = 0; i < 600 && ${#phase} == 0; i++)); do
-    phase=$(grep -m1 -vxE 'Pending|' "$SO_WORK/phases") || sleep 0.05
-  done
+  phase=$(first_phase_after_pending ha-primary-operator-node)
   so_fault_at=$(now)
   node_kill "$both_node"
-  kill "$watch_pid" 2>/dev/null || true
   [[ $phase =~ ^(Fencing|CatchingUp)$ ]] \
     && pass "the node $both_node of the primary and the leading operator killed with the switchover in phase $phase" \
     || fail "the node of the primary and the operator killed with the switchover in phase '${phase:-none}', not before promotion"

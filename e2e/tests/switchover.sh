@@ -44,17 +44,11 @@ expect_primary demo-1
 # standby replica takes over (at once: the leader releases its Lease on SIGTERM).
 kill_operator_midway() {
   planned demo-switchover-restart demo-2
-  local phase= i watch_pid
-  # A watch, not a poll, so the kill lands right after the first step.
-  timeout 60 "$KUBECTL" -n "$so_ns" get switchovers.relevo.dev demo-switchover-restart -w \
-    -o jsonpath='{.status.phase}{"\n"}' >"$SO_WORK/phases" 2>&1 & watch_pid=$!
-  for ((i = 0; i < 600 && ${#phase} == 0; i++)); do
-    phase=$(grep -m1 -vxE 'Pending|' "$SO_WORK/phases") || sleep 0.05
-  done
+  local phase
+  phase=$(first_phase_after_pending demo-switchover-restart)
   killed_operator=$(operator_leader)
   killed_at=$(date +%s.%N)
   k -n relevo-system delete pod "$killed_operator" --grace-period=1 --wait=false >/dev/null
-  kill "$watch_pid" 2>/dev/null || true
   if [[ $phase =~ ^(Fencing|CatchingUp|Promoting|Rebuilding)$ ]]; then
     pass "operator killed with the switchover in phase $phase"
   else
