@@ -460,22 +460,20 @@ phase_gap() {
 
 KIND_CONTROL_PLANE=${KIND_NODES[0]:-}
 
-# live_operator: "POD NODE" of the leading operator (the Lease's holder) while
-# it is Ready and not being deleted (a pod on a dead node stays listed,
-# Terminating or not Ready).
+# operator_pods: "POD NODE" of each operator replica that is Ready and not being
+# deleted (a pod on a dead node stays listed, Terminating or not Ready).
+operator_pods() {
+  k -n relevo-system get pods -l app.kubernetes.io/name=relevo-operator -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.conditions[?(@.type=="Ready")].status} {.metadata.deletionTimestamp}{"\n"}{end}' \
+    | awk '$3 == "True" && NF == 3 {print $1, $2}'
+}
+# live_operator: "POD NODE" of the leading operator (the Lease's holder), if live.
 live_operator() {
   local leader
   leader=$(operator_leader)
-  [[ -n $leader ]] || return 0
-  k -n relevo-system get pod "$leader" -o jsonpath='{.metadata.name} {.spec.nodeName} {.status.conditions[?(@.type=="Ready")].status} {.metadata.deletionTimestamp}{"\n"}' 2>/dev/null \
-    | awk '$3 == "True" && NF == 3 {print $1, $2}'
+  [[ -z $leader ]] || operator_pods | awk -v leader="$leader" '$1 == leader'
 }
-# operator_pods_on NODE: the operator replicas on NODE that are Ready and not
-# being deleted.
-operator_pods_on() {
-  k -n relevo-system get pods -l app.kubernetes.io/name=relevo-operator -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.conditions[?(@.type=="Ready")].status} {.metadata.deletionTimestamp}{"\n"}{end}' \
-    | awk -v node="$1" '$2 == node && $3 == "True" && NF == 3 {print $1}'
-}
+# operator_pods_on NODE: the live operator replicas on NODE.
+operator_pods_on() { operator_pods | awk -v node="$1" '$2 == node {print $1}'; }
 operator_replica_on() { [[ -n $(operator_pods_on "$1") ]]; }
 operator_leads_there() { local node; node=$(operator_node); echo "leading on: ${node:-none}"; [[ $node == "$1" ]]; }
 # operator_leads_on NODE: makes the operator on NODE the leader. With no
