@@ -22,7 +22,10 @@ so_allow_loss=0
 ready_for_fault
 op_node=$(k get nodes -o name | sed 's|node/||' | grep -vxF -e "$KIND_CONTROL_PLANE" -e "$(so_node)" | head -1)
 operator_leads_on "$op_node"
-standby_node=$(operator_pods | awk -v leader="$(operator_leader)" '$1 != leader {print $2; exit}')
+# Any other replica, Ready or still starting (the deleted leader's replacement
+# may be seconds old): its node is what matters here.
+standby_node=$(k -n relevo-system get pods -l app.kubernetes.io/name=relevo-operator -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName}{"\n"}{end}' \
+  | awk -v leader="$(operator_leader)" '$1 != leader {print $2; exit}')
 if [[ $(operator_node) == "$op_node" && -n $standby_node && $standby_node != "$op_node" ]]; then
   pass "the operator leads on $op_node, its standby runs on $standby_node"
 else
