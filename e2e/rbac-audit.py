@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """What relevo's operator asked the API server for, set against what
-manifests/rbac.yaml grants it.
+manifests/base/rbac.yaml grants it.
 
 Reads the kind API server's audit log (JSON lines on stdin, see
 e2e/kind/audit-policy.yaml) and the ClusterRole in RBAC_YAML. Prints:
@@ -25,12 +25,12 @@ OPERATOR = "system:serviceaccount:relevo-system:relevo-operator"
 
 
 def granted(rbac_path):
-    """{(group, resource): {verbs}} of the operator's ClusterRole."""
+    """{(group, resource): {verbs}} of the operator's ClusterRoles (relevo-operator*)."""
     with open(rbac_path) as f:
         documents = [d for d in yaml.safe_load_all(f) if d]
-    role = next(d for d in documents if d.get("kind") == "ClusterRole" and d["metadata"]["name"] == "relevo-operator")
+    roles = [d for d in documents if d.get("kind") == "ClusterRole" and d["metadata"]["name"].startswith("relevo-operator")]
     grants = {}
-    for rule in role["rules"]:
+    for rule in (rule for role in roles for rule in role["rules"]):
         for group in rule.get("apiGroups", []):
             for resource in rule.get("resources", []):
                 grants.setdefault((group, resource), set()).update(rule.get("verbs", []))

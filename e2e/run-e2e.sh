@@ -23,7 +23,7 @@ if [[ $RELEVO_CLUSTER == kind ]]; then
   say "=== rbac audit (report)"
   source "$E2E_DIR/kind/lib.sh"
   podman exec "$KIND_CLUSTER-control-plane" sh -c 'cat $(ls -tr /var/log/kubernetes/audit/audit*.log 2>/dev/null) 2>/dev/null' \
-    | /usr/bin/python3 "$E2E_DIR/rbac-audit.py" "$REPO_ROOT/manifests/rbac.yaml" >&2 || true
+    | /usr/bin/python3 "$E2E_DIR/rbac-audit.py" "$REPO_ROOT/manifests/base/rbac.yaml" >&2 || true
 fi
 if ((${#failed[@]})); then
   say "failed: ${failed[*]}"

@@ -79,6 +79,35 @@ else
   fail "did not scale down to 2 instances"
 fi
 
+# Volumes. The test bed's StorageClass does not allow expansion: a larger size leaves the
+# claims as they are and makes the cluster Degraded with the API server's answer, every
+# StatefulSet apply still succeeds, and setting the size back clears it. Another
+# StorageClass is refused at apply.
+say "volumes"
+degraded_row() { k -n "$ns" get pgclusters.relevo.dev demo -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status} {.status.conditions[?(@.type=="Degraded")].reason}: {.status.conditions[?(@.type=="Degraded")].message}'; }
+k -n "$ns" patch pgclusters.relevo.dev demo --type merge -p '{"spec":{"storage":{"size":"2Gi"}}}' >/dev/null
+# degraded_is PREFIX: the Degraded row starts with PREFIX.
+degraded_is() { [[ $(degraded_row) == "$1"* ]]; }
+if wait_for "Degraded VolumeExpansionRefused" 60 degraded_is "True VolumeExpansionRefused:"; then
+  row=$(degraded_row)
+  [[ $row == *spec.storage.size*pgdata-demo-1-0* || $row == *spec.storage.size*pgdata-demo-2-0* ]] \
+    && pass "a larger size on a StorageClass without expansion: Degraded, ${row#True }" \
+    || fail "the refusal does not name the field and the claim: $row"
+else
+  fail "a larger size on a StorageClass without expansion: not Degraded within 60 s: $(degraded_row)"
+fi
+sizes=$(k -n "$ns" get pvc pgdata-demo-1-0 pgdata-demo-2-0 -o jsonpath='{range .items[*]}{.spec.resources.requests.storage}{" "}{end}')
+[[ $sizes == "1Gi 1Gi " ]] && pass "the claims are unchanged ($sizes)" || fail "the claims request: $sizes"
+k -n "$ns" patch pgclusters.relevo.dev demo --type merge -p '{"spec":{"storage":{"size":"1Gi"}}}' >/dev/null
+if wait_for "Degraded False" 60 degraded_is False; then
+  pass "the size set back: no longer Degraded"
+else
+  fail "the size set back: still $(degraded_row)"
+fi
+out=$(k -n "$ns" patch pgclusters.relevo.dev demo --type merge -p '{"spec":{"storage":{"storageClass":"other"}}}' 2>&1) \
+  && fail "another StorageClass was accepted: $out" \
+  || { [[ $out == *spec.storage.storageClass*immutable* ]] && pass "another StorageClass is refused at apply: ${out##*: }" || fail "another StorageClass refused for another reason: $out"; }
+
 say "deletion protection"
 k -n "$ns" annotate pgclusters.relevo.dev demo relevo.dev/deletion-protection=true >/dev/null
 if out=$(k -n "$ns" delete pgclusters.relevo.dev demo --wait=false 2>&1); then

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
@@ -67,7 +68,7 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
     metrics.set_leading(false);
     let standing_by = async {
-        wait_for_crds(&client).await;
+        wait_for_crds(&client, &config).await;
         readiness.set(Stage::StandingBy);
         crate::leader::acquire(&leases, &identity).await
     };
@@ -151,15 +152,16 @@ async fn counted_client(metrics: &Metrics) -> Result<Client, StartError> {
 
 /// Waits, without giving up, until every relevo CRD is served: the operator may well be
 /// installed before its CRDs (GitOps tools apply in any order), and exiting would only
-/// turn that into a crash loop.
-async fn wait_for_crds(client: &Client) {
+/// turn that into a crash loop. With `--watch-namespace` it lists in that namespace only,
+/// which is all a namespaced install may do.
+pub async fn wait_for_crds(client: &Client, config: &RunArgs) {
     loop {
         let mut missing = Vec::new();
         for (name, served) in [
-            ("pgclusters.relevo.dev", is_served::<PgCluster>(client).await),
-            ("switchovers.relevo.dev", is_served::<Switchover>(client).await),
-            ("backupschedules.relevo.dev", is_served::<BackupSchedule>(client).await),
-            ("backups.relevo.dev", is_served::<Backup>(client).await),
+            ("pgclusters.relevo.dev", is_served::<PgCluster>(client, config).await),
+            ("switchovers.relevo.dev", is_served::<Switchover>(client, config).await),
+            ("backupschedules.relevo.dev", is_served::<BackupSchedule>(client, config).await),
+            ("backups.relevo.dev", is_served::<Backup>(client, config).await),
         ] {
             if !served {
                 missing.push(name);
@@ -174,11 +176,14 @@ async fn wait_for_crds(client: &Client) {
 }
 
 /// A one-item list, which needs only the `list` permission the controllers need anyway.
-async fn is_served<K>(client: &Client) -> bool
+async fn is_served<K>(client: &Client, config: &RunArgs) -> bool
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
 {
-    let api: Api<K> = Api::all(client.clone());
+    let api: Api<K> = crate::runtime::scoped(client, config);
     match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => true,
         Err(error) if crate::runtime::conventions::is_not_found(&error) => false,

@@ -269,6 +269,49 @@ fn pgcluster_bootstrap_cannot_change_after_creation() {
 }
 
 #[test]
+fn pgcluster_volumes_keep_their_storage_class_and_may_change_size() {
+    let schema = schema_of(&PgCluster::crd());
+    let old = yaml_to_json(MINIMAL);
+    let with = |path: [&str; 2], value: Value| {
+        let mut changed = old.clone();
+        changed["spec"][path[0]] = json!({});
+        changed["spec"][path[0]][path[1]] = value;
+        changed
+    };
+    for (field, class_path) in
+        [("storage", "spec.storage.storageClass"), ("backup", "spec.backup.repoStorage.storageClass")]
+    {
+        let (object, old_object) = if field == "storage" {
+            (
+                with(["storage", "storageClass"], json!("fast")),
+                with(["storage", "storageClass"], json!("slow")),
+            )
+        } else {
+            let mut new = old.clone();
+            new["spec"]["backup"] = json!({"repoStorage": {"storageClass": "fast"}});
+            let mut before = old.clone();
+            before["spec"]["backup"] = json!({"repoStorage": {"storageClass": "slow"}});
+            (new, before)
+        };
+        let errors = admit(&schema, &object, Some(&old_object));
+        assert!(
+            errors.iter().any(|e| e.contains(class_path) && e.contains("immutable")),
+            "{field}: {errors:?}"
+        );
+        assert!(admit(&schema, &object, Some(&object)).is_empty(), "{field}: unchanged passes");
+    }
+    let set_later = with(["storage", "storageClass"], json!("fast"));
+    assert!(!admit(&schema, &set_later, Some(&old)).is_empty(), "a StorageClass set later is a move too");
+    let grown = with(["storage", "size"], json!("2Gi"));
+    let shrunk = with(["storage", "size"], json!("512Mi"));
+    assert!(admit(&schema, &grown, Some(&old)).is_empty(), "a larger size is accepted");
+    assert!(
+        admit(&schema, &shrunk, Some(&grown)).is_empty(),
+        "a smaller size is accepted (the operator judges it against the claims)"
+    );
+}
+
+#[test]
 fn printer_columns_and_short_names() {
     let expectations = [
         (PgCluster::crd(), "pg", vec!["Instances", "Primary", "Ready", "Phase", "Age"]),

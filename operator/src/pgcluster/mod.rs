@@ -24,6 +24,7 @@ pub mod synchronous;
 pub mod synchronous_io;
 pub mod topology;
 pub mod validate;
+pub mod volumes;
 
 #[cfg(test)]
 pub(crate) mod test_fixtures;

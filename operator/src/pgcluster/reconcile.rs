@@ -37,7 +37,7 @@ use super::status::{
 };
 use super::topology::{self, Topology};
 use super::validate::ValidSpec;
-use super::{synchronous, synchronous_io};
+use super::{synchronous, synchronous_io, volumes};
 use crate::protocol::names;
 
 /// What the observe stage found.
@@ -176,8 +176,11 @@ impl Stages for ClusterStages<'_> {
             build_and_apply(self.ctx, self.cluster, self.owner, valid, self.topology, self.statefulsets)
                 .await;
         let server_tls = match applied {
-            Ok(Ok(tls)) => Some(tls),
-            Ok(Err(problem)) => {
+            Ok(Applied { server_tls: Ok(tls), volumes }) => {
+                self.apply_problem = volumes;
+                Some(tls)
+            }
+            Ok(Applied { server_tls: Err(problem), .. }) => {
                 self.apply_problem = Some(problem);
                 None
             }
@@ -315,11 +318,12 @@ async fn build_and_apply(
     valid: &ValidSpec,
     topology: &Topology,
     statefulsets: &[StatefulSet],
-) -> Result<std::result::Result<ServerTls, Problem>> {
+) -> Result<Applied> {
     apply::ensure_secrets(ctx, owner, cluster, valid).await?;
     certificates::ensure_pgbackrest_certificates(ctx, owner).await?;
     // Before the StatefulSets: the instance pods mount the server certificate.
     let server_tls = certificates::ensure_server_tls(ctx, owner, &cluster.spec.tls).await?;
+    let claims = volumes::list_claims(ctx, owner).await?;
     let config_map =
         builders::config_map::build(owner, valid).map_err(Error::pgbackrest("building archive_command"))?;
     apply::apply(ctx, owner, &config_map, "applying the ConfigMap").await?;
@@ -331,7 +335,13 @@ async fn build_and_apply(
         apply::apply(ctx, owner, &service, "applying a Service").await?;
     }
     apply::apply(ctx, owner, &builders::repo_host::service(owner), "applying the repo host Service").await?;
-    let repo_host = builders::repo_host::statefulset(owner, &cluster.spec);
+    let repo_hosts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let existing_repo_host = repo_hosts
+        .get_opt(&names::repo_host(&owner.name))
+        .await
+        .map_err(kube_error("reading the repo host"))?;
+    let repo_claim_size = volumes::template_size(existing_repo_host.as_ref());
+    let repo_host = builders::repo_host::statefulset(owner, &cluster.spec, repo_claim_size.as_deref());
     apply::apply(ctx, owner, &repo_host, "applying the repo host StatefulSet").await?;
     apply_instance_access(ctx, cluster, owner).await?;
     let budget = super::drain::primary_budget(owner);
@@ -341,7 +351,8 @@ async fn build_and_apply(
         let current = statefulsets.iter().find(|sts| sts.name_any() == name);
         // What a switchover set (replicas, rebuild markers) is kept, never reset.
         let switchover = SwitchoverOverrides::carried_over(current);
-        let input = InstanceInput { ordinal: *ordinal, bootstrap: *bootstrap, switchover };
+        let claim_size = volumes::template_size(current);
+        let input = InstanceInput { ordinal: *ordinal, bootstrap: *bootstrap, switchover, claim_size };
         let statefulset = builders::statefulset::build(owner, &cluster.spec, valid, input);
         apply::apply(ctx, owner, &statefulset, "applying a StatefulSet").await?;
     }
@@ -350,13 +361,25 @@ async fn build_and_apply(
     }
     super::pooler::apply_or_remove(ctx, cluster, owner, valid).await?;
     if let Some(redis) = &cluster.spec.redis.managed {
-        let objects = builders::redis::build(owner, redis);
+        let redis_claim =
+            claims.iter().find(|c| c.metadata.name.as_deref() == Some(&names::redis(&owner.name)));
+        let objects = builders::redis::build(owner, redis, redis_claim.and_then(volumes::requested));
         apply::apply(ctx, owner, &objects.config_map, "applying the Redis ConfigMap").await?;
         apply::apply(ctx, owner, &objects.volume_claim, "applying the Redis volume claim").await?;
         apply::apply(ctx, owner, &objects.deployment, "applying the Redis Deployment").await?;
         apply::apply(ctx, owner, &objects.service, "applying the Redis Service").await?;
     }
-    Ok(server_tls)
+    let instances = topology.apply.iter().map(|(ordinal, _)| names::instance(&owner.name, *ordinal));
+    let wanted = volumes::wanted_claims(&owner.name, &cluster.spec, instances);
+    let volumes = volumes::grow(ctx, owner, &volumes::changes(&wanted, &claims)).await?;
+    Ok(Applied { server_tls, volumes })
+}
+
+/// What an apply pass leaves to report: the server certificate (or why there is none), and
+/// a volume claim the API server would not grow.
+struct Applied {
+    server_tls: std::result::Result<ServerTls, Problem>,
+    volumes: Option<Problem>,
 }
 
 /// The instances' ServiceAccount, its Role on the one primary Lease, and the Lease itself,

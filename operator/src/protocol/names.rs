@@ -110,6 +110,11 @@ pub const REPO_VOLUME: &str = "repo";
 pub fn repo_pvc(cluster: &str) -> String {
     format!("{REPO_VOLUME}-{}", repo_pod(cluster))
 }
+/// volumeClaimTemplate of every instance, hence its PVC `pgdata-<instance>-0`.
+pub const DATA_VOLUME: &str = "pgdata";
+pub fn data_pvc(instance: &str) -> String {
+    format!("{DATA_VOLUME}-{}", pod(instance))
+}
 /// Where the repository volume is mounted, and the repository inside it.
 pub const REPO_MOUNT: &str = "/pgbackrest";
 pub const REPO_PATH: &str = "/pgbackrest/repo";

@@ -2,7 +2,7 @@
 //! and one reconcile of a PgCluster builds every child with owner references under the
 //! operator's field manager, keeps credentials on re-reconcile, and refuses a spec the
 //! operator owns with a Degraded condition. Every call is made as the operator's
-//! ServiceAccount, so the least-privilege RBAC of manifests/rbac.yaml is tested too.
+//! ServiceAccount, so the least-privilege RBAC of manifests/base/rbac.yaml is tested too.
 //!
 //! Run by `make integration` (e2e/testbed/apiserver.sh provides the apiserver):
 //! `RELEVO_IT_KUBECONFIG=… cargo test -p relevo --features integration --test apiserver`.
@@ -12,10 +12,12 @@
 
 mod backup;
 mod leader;
+mod namespaced;
 mod pgcluster;
 mod role_move;
 mod schedule;
 mod tls;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,8 +65,12 @@ async fn setup() -> Client {
             .unwrap_or_else(|_| panic!("CRD {name} not Established within {WAIT:?}"))
             .expect("watching the CRD");
     }
-    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/rbac.yaml"))
-        .expect("manifests/rbac.yaml");
+    let manifest = |path: &str| {
+        let path = format!("{}/../manifests/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    // The ServiceAccount and ClusterRoles, and the cluster-wide install's binding.
+    let rbac = format!("{}\n---\n{}", manifest("base/rbac.yaml"), manifest("cluster-wide.yaml"));
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     let ns: Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": "relevo-system"}})).unwrap();

@@ -148,11 +148,14 @@ impl TlsSpec {
     }
 }
 
-/// A persistent volume request.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// A persistent volume request. The volume grows in place when `size` grows and its
+/// StorageClass allows expansion; it never shrinks, and never moves to another StorageClass.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(STORAGE_CLASS_KEPT).message(STORAGE_CLASS_KEPT_MESSAGE).field_path(".storageClass"))]
 pub struct StorageSpec {
-    /// Size of the volume, as a Kubernetes quantity such as "1Gi" or "500Mi".
+    /// Size of the volume, as a Kubernetes quantity such as "1Gi" or "500Mi". A larger size
+    /// expands existing volumes in place, if their StorageClass allows it; volumes never shrink.
     #[serde(default = "default_data_size")]
     #[schemars(regex(pattern = STORAGE_SIZE_PATTERN), length(max = 32))]
     pub size: String,
@@ -162,6 +165,12 @@ pub struct StorageSpec {
     #[schemars(regex(pattern = DNS_SUBDOMAIN_PATTERN), length(max = 253))]
     pub storage_class: Option<String>,
 }
+
+/// A volume's StorageClass is set when it is created: a claim cannot move to another.
+const STORAGE_CLASS_KEPT: &str = "has(self.storageClass) == has(oldSelf.storageClass) && \
+     (!has(self.storageClass) || self.storageClass == oldSelf.storageClass)";
+const STORAGE_CLASS_KEPT_MESSAGE: &str =
+    "storageClass is immutable: a volume cannot move to another StorageClass";
 
 /// Names of StorageClasses, Secrets and clusters are DNS subdomains.
 const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -262,11 +271,13 @@ fn default_repo_storage() -> RepoStorageSpec {
     RepoStorageSpec::default()
 }
 
-/// Volume of the backup repository.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// Volume of the backup repository; it grows like [`StorageSpec`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(STORAGE_CLASS_KEPT).message(STORAGE_CLASS_KEPT_MESSAGE).field_path(".storageClass"))]
 pub struct RepoStorageSpec {
-    /// Size of the repository volume, as a Kubernetes quantity such as "2Gi".
+    /// Size of the repository volume, as a Kubernetes quantity such as "2Gi". It grows in
+    /// place like `storage.size`.
     #[serde(default = "default_repo_size")]
     #[schemars(regex(pattern = STORAGE_SIZE_PATTERN), length(max = 32))]
     pub size: String,

@@ -8,8 +8,7 @@ use k8s_openapi::api::core::v1::{
 
 use crate::protocol::layout;
 
-/// Name of the volumeClaimTemplate; the PVC is `pgdata-<cluster>-<N>-0`.
-pub const DATA_VOLUME: &str = "pgdata";
+pub use crate::protocol::names::DATA_VOLUME;
 
 /// The pod security of every pod that runs the postgres image (instances, repo host, backup
 /// Jobs): uid/gid/fsGroup postgres, seccomp RuntimeDefault. Only chown a volume that is not

@@ -40,7 +40,9 @@ pub struct RedisObjects {
     pub service: Service,
 }
 
-pub fn build(owner: &Owner, redis: &ManagedRedisSpec) -> RedisObjects {
+/// `claim_size`: what the existing volume claim requests. A larger `storage.size` is not
+/// applied here: [`crate::pgcluster::volumes::grow`] grows the claim, and reports a refusal.
+pub fn build(owner: &Owner, redis: &ManagedRedisSpec, claim_size: Option<&str>) -> RedisObjects {
     let name = names::redis(&owner.name);
     RedisObjects {
         config_map: ConfigMap {
@@ -56,7 +58,7 @@ pub fn build(owner: &Owner, redis: &ManagedRedisSpec) -> RedisObjects {
                 resources: Some(VolumeResourceRequirements {
                     requests: Some(BTreeMap::from([(
                         "storage".to_string(),
-                        Quantity(redis.storage.size.clone()),
+                        Quantity(claim_size.unwrap_or(&redis.storage.size).to_owned()),
                     )])),
                     ..VolumeResourceRequirements::default()
                 }),
@@ -228,7 +230,7 @@ mod tests {
 
     fn build_default() -> RedisObjects {
         let cluster = cluster_from_yaml("spec: {redis: {managed: {storage: {size: 300Mi}}}}");
-        build(&Owner::of(&cluster).unwrap(), cluster.spec.redis.managed.as_ref().unwrap())
+        build(&Owner::of(&cluster).unwrap(), cluster.spec.redis.managed.as_ref().unwrap(), None)
     }
 
     #[test]

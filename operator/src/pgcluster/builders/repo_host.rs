@@ -45,7 +45,9 @@ fn selector(cluster: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-pub fn statefulset(owner: &Owner, spec: &PgClusterSpec) -> StatefulSet {
+/// `created_size`: the size of the existing StatefulSet's claim template, kept because the
+/// API server refuses any change to it (see [`crate::pgcluster::volumes`]).
+pub fn statefulset(owner: &Owner, spec: &PgClusterSpec, created_size: Option<&str>) -> StatefulSet {
     let name = names::repo_host(&owner.name);
     StatefulSet {
         metadata: owner.child_meta(&name, COMPONENT),
@@ -64,7 +66,7 @@ pub fn statefulset(owner: &Owner, spec: &PgClusterSpec) -> StatefulSet {
                 }),
                 spec: Some(pod_spec(owner, spec)),
             },
-            volume_claim_templates: Some(vec![repo_claim(owner, spec)]),
+            volume_claim_templates: Some(vec![repo_claim(owner, spec, created_size)]),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
@@ -123,7 +125,7 @@ fn container(owner: &Owner, spec: &PgClusterSpec) -> Container {
     }
 }
 
-fn repo_claim(owner: &Owner, spec: &PgClusterSpec) -> PersistentVolumeClaim {
+fn repo_claim(owner: &Owner, spec: &PgClusterSpec, created_size: Option<&str>) -> PersistentVolumeClaim {
     let storage = &spec.backup.repo_storage;
     PersistentVolumeClaim {
         metadata: ObjectMeta {
@@ -135,7 +137,10 @@ fn repo_claim(owner: &Owner, spec: &PgClusterSpec) -> PersistentVolumeClaim {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name: storage.storage_class.clone(),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(storage.size.clone()))])),
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(created_size.unwrap_or(&storage.size).to_owned()),
+                )])),
                 ..VolumeResourceRequirements::default()
             }),
             ..PersistentVolumeClaimSpec::default()

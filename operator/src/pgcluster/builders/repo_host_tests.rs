@@ -5,7 +5,7 @@ use crate::pgcluster::test_fixtures::cluster_from_yaml;
 
 fn build_for(yaml: &str) -> StatefulSet {
     let cluster = cluster_from_yaml(yaml);
-    statefulset(&Owner::of(&cluster).unwrap(), &cluster.spec)
+    statefulset(&Owner::of(&cluster).unwrap(), &cluster.spec, None)
 }
 
 fn pod(sts: &StatefulSet) -> &PodSpec {

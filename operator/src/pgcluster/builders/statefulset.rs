@@ -50,6 +50,10 @@ pub struct InstanceInput {
     pub bootstrap: Bootstrap,
     /// What a switchover decided for this instance (see `switchover::markers`).
     pub switchover: SwitchoverOverrides,
+    /// The size the existing StatefulSet's claim template was created with
+    /// ([`crate::pgcluster::volumes::template_size`]): the API server refuses any change to
+    /// it, so a larger `spec.storage.size` grows the claim itself instead.
+    pub claim_size: Option<String>,
 }
 
 /// The part of an instance's StatefulSet that switchovers own. The PgCluster controller
@@ -125,7 +129,7 @@ pub fn build(owner: &Owner, spec: &PgClusterSpec, valid: &ValidSpec, input: Inst
                 }),
                 spec: Some(pod_spec(owner, spec, valid, &instance, input.bootstrap)),
             },
-            volume_claim_templates: Some(vec![data_claim(owner, spec)]),
+            volume_claim_templates: Some(vec![data_claim(owner, spec, input.claim_size.as_deref())]),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
@@ -295,7 +299,7 @@ fn postgres_container(
     }
 }
 
-fn data_claim(owner: &Owner, spec: &PgClusterSpec) -> PersistentVolumeClaim {
+fn data_claim(owner: &Owner, spec: &PgClusterSpec, created_size: Option<&str>) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(DATA_VOLUME.into()),
@@ -308,7 +312,7 @@ fn data_claim(owner: &Owner, spec: &PgClusterSpec) -> PersistentVolumeClaim {
             resources: Some(VolumeResourceRequirements {
                 requests: Some(BTreeMap::from([(
                     "storage".to_string(),
-                    Quantity(spec.storage.size.clone()),
+                    Quantity(created_size.unwrap_or(&spec.storage.size).to_owned()),
                 )])),
                 ..VolumeResourceRequirements::default()
             }),

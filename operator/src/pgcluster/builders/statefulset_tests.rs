@@ -9,7 +9,7 @@ fn build_for(yaml: &str, ordinal: i32, bootstrap: Bootstrap) -> StatefulSet {
         &Owner::of(&cluster).unwrap(),
         &cluster.spec,
         &valid,
-        InstanceInput { ordinal, bootstrap, switchover: Default::default() },
+        InstanceInput { ordinal, bootstrap, switchover: Default::default(), claim_size: None },
     )
 }
 
@@ -222,7 +222,8 @@ fn a_switchover_s_replicas_and_rebuild_markers_survive_the_cluster_reconcile() {
     ]));
     let carried = SwitchoverOverrides::carried_over(Some(&existing));
     assert_eq!(carried.replicas, Some((0, "so-1".to_string())));
-    let input = InstanceInput { ordinal: 2, bootstrap: Bootstrap::Clone, switchover: carried };
+    let input =
+        InstanceInput { ordinal: 2, bootstrap: Bootstrap::Clone, switchover: carried, claim_size: None };
     let sts = build(&owner, &cluster.spec, &valid, input);
     assert_eq!(sts.metadata.resource_version.as_deref(), Some("42"), "a stale read must not win");
     assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(0));
@@ -237,7 +238,7 @@ fn a_switchover_s_replicas_and_rebuild_markers_survive_the_cluster_reconcile() {
         &owner,
         &cluster.spec,
         &valid,
-        InstanceInput { ordinal: 2, bootstrap: Bootstrap::Clone, switchover: carried },
+        InstanceInput { ordinal: 2, bootstrap: Bootstrap::Clone, switchover: carried, claim_size: None },
     );
     assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(1));
 }
