@@ -48,5 +48,37 @@ else
   k -n "$ns" get pgclusters.relevo.dev owned-parameter -o yaml >&2
 fi
 
+# Specs that only fail once pods run: a StorageClass that does not exist (the pod stays
+# Pending) and a parameter value PostgreSQL refuses (it crash-loops). Each must be Degraded
+# within 60 s, with what `kubectl describe` would say: the scheduler's message, and
+# PostgreSQL's own error line.
+failing_cluster() {
+  k -n "$ns" apply -f - >/dev/null <<YAML
+apiVersion: relevo.dev/v1alpha1
+kind: PgCluster
+metadata: {name: $1}
+spec:
+  instances: 1
+  $2
+  redis: {managed: {}}
+YAML
+}
+failing_cluster no-such-class 'storage: {size: 1Gi, storageClass: no-such-class}'
+failing_cluster bad-value 'postgresql: {parameters: {shared_buffers: lots}}'
+applied_at=$SECONDS
+degraded_of() { k -n "$ns" get pgclusters.relevo.dev "$1" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status} {.status.conditions[?(@.type=="Degraded")].reason}: {.status.conditions[?(@.type=="Degraded")].message}'; }
+# failing_is CLUSTER TEXT: Degraded True, InstancesFailing, and the message holds TEXT.
+failing_is() { local row; row=$(degraded_of "$1"); [[ $row == "True InstancesFailing:"* && $row == *"$2"* ]]; }
+for case in 'no-such-class|no-such-class' 'bad-value|invalid value for parameter "shared_buffers": "lots"'; do
+  name=${case%%|*} text=${case#*|}
+  if wait_for "$name Degraded" 75 failing_is "$name" "$text"; then
+    took=$((SECONDS - applied_at))
+    ((took <= 60)) || took="$took (TARGET MISSED: more than 60)"
+    pass "$name: Degraded $took s after apply: $(degraded_of "$name" | cut -c1-300)"
+  else
+    fail "$name: not Degraded with '$text' within 75 s: $(degraded_of "$name")"
+  fi
+done
+
 k delete namespace "$ns" --wait=false >/dev/null
 summary bad-input

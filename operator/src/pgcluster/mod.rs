@@ -14,6 +14,7 @@ pub mod drain;
 pub mod failover_check;
 pub mod parameters;
 pub mod passwords;
+pub mod pod_trouble;
 pub mod pooler;
 pub mod reconcile;
 pub mod slots;

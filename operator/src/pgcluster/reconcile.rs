@@ -37,7 +37,7 @@ use super::status::{
 };
 use super::topology::{self, Topology};
 use super::validate::ValidSpec;
-use super::{synchronous, synchronous_io, volumes};
+use super::{pod_trouble, synchronous, synchronous_io, volumes};
 use crate::protocol::names;
 
 /// What the observe stage found.
@@ -96,6 +96,11 @@ impl ClusterStages<'_> {
             archivers: instances.archivers.clone(),
             senders: instances.senders.clone(),
             synchronous: self.synchronous(),
+            troubles: instances
+                .pods
+                .iter()
+                .filter_map(|pod| Some(format!("pod {}: {}", pod.name_any(), pod_trouble::trouble(pod)?)))
+                .collect(),
             previous: self.previous,
             now: now(),
         })

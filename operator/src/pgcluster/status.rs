@@ -86,6 +86,8 @@ pub struct Observation<'a> {
     pub senders: Vec<SenderObservation>,
     /// spec.replication.synchronous; `None`: asynchronous, nothing reported.
     pub synchronous: Option<&'a SynchronousSpec>,
+    /// Why pods of the instances cannot run, one line each ([`super::pod_trouble`]).
+    pub troubles: Vec<String>,
     pub previous: &'a PgClusterStatus,
     pub now: Time,
 }
@@ -229,6 +231,9 @@ pub fn compute(observation: &Observation<'_>) -> ComputedStatus {
         (true, problem.reason, problem.message.clone())
     } else if split_brain {
         (true, "SplitBrain", split_brain_message(&claimants))
+    } else if !observation.troubles.is_empty() {
+        // Before `creating`: a pod that cannot run is no progress, however new the cluster.
+        (true, "InstancesFailing", observation.troubles.join("; "))
     } else if creating {
         (false, "Bootstrapping", "the cluster is being created".to_string())
     } else if bootstrapped && !primary_ready {
@@ -390,6 +395,7 @@ pub fn with_problem(
         archivers: Vec::new(),
         senders: Vec::new(),
         synchronous: None,
+        troubles: Vec::new(),
         previous,
         now,
     };

@@ -45,6 +45,7 @@ fn observe_archiving(
         archivers,
         senders: vec![],
         synchronous: None,
+        troubles: Vec::new(),
         previous,
         now: at(100),
     })
@@ -213,6 +214,7 @@ fn refused_spec_is_degraded_with_its_reason_while_the_cluster_keeps_serving() {
         archivers: vec![],
         senders: vec![],
         synchronous: None,
+        troubles: Vec::new(),
         problem: Some(Problem {
             reason: "ParameterOwnedByRelevo",
             message: "spec.postgresql.parameters.wal_level: owned by relevo".into(),
@@ -318,6 +320,7 @@ fn observe_streaming(previous: &PgClusterStatus, streaming: &[&str]) -> Computed
             synchronous: vec![],
         }],
         synchronous: None,
+        troubles: Vec::new(),
         previous,
         now: at(100),
     })
@@ -388,6 +391,7 @@ fn observe_synchronous(
         archivers: vec![],
         senders,
         synchronous: Some(spec),
+        troubles: Vec::new(),
         previous,
         now: at(100),
     })
@@ -421,4 +425,42 @@ fn an_asynchronous_cluster_reports_nothing_synchronous() {
     let computed = observe_streaming(&with_primary("demo-1"), &["demo-2", "demo-3"]);
     assert_eq!(computed.status.synchronous, None);
     assert!(computed.status.conditions.iter().all(|c| c.type_ != CONDITION_SYNCHRONOUS));
+}
+
+#[test]
+fn a_pod_that_cannot_run_degrades_even_a_cluster_being_created() {
+    let fresh = PgClusterStatus::default();
+    let not_running = InstanceObservation { name: "demo-1".into(), pod_ready: false, postgres: None };
+    let trouble = "pod demo-1-0: not scheduled: storageclass.storage.k8s.io \"nope\" not found";
+    let computed = compute(&Observation {
+        cluster: "demo",
+        generation: Some(1),
+        desired_instances: 1,
+        instances: vec![not_running],
+        problem: None,
+        archivers: vec![],
+        senders: vec![],
+        synchronous: None,
+        troubles: vec![trouble.to_string()],
+        previous: &fresh,
+        now: at(0),
+    });
+    let degraded = condition(&computed.status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "InstancesFailing"));
+    assert_eq!(degraded.message, trouble);
+    // Without the trouble, the same cluster is merely being created.
+    let starting = compute(&Observation {
+        cluster: "demo",
+        generation: Some(1),
+        desired_instances: 1,
+        instances: vec![InstanceObservation { name: "demo-1".into(), pod_ready: false, postgres: None }],
+        problem: None,
+        archivers: vec![],
+        senders: vec![],
+        synchronous: None,
+        troubles: vec![],
+        previous: &fresh,
+        now: at(0),
+    });
+    assert_eq!(condition(&starting.status, "Degraded").status, "False");
 }

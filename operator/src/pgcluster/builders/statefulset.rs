@@ -295,6 +295,9 @@ fn postgres_container(
         resources: spec.resources.clone(),
         security_context: Some(container_security()),
         volume_mounts: Some(mounts),
+        // A crash keeps the last lines of output (PostgreSQL's FATAL line) in the pod's
+        // status, where the PgCluster's Degraded condition reads them (pod_trouble).
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Container::default()
     }
 }
