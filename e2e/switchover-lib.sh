@@ -723,6 +723,10 @@ force_delete_primary() {
     fail "neither a failover nor $lost-0 Ready 90 s after the force delete"; switchover=none
   fi
   so_recovered_at=$(now)
+  # The replacement pod starts while the deleted one may still stop PostgreSQL: whether it
+  # had to wait for the volume (instance/volume_lock.rs) is worth seeing in the log.
+  k -n "$so_ns" logs "$lost-0" -c postgres 2>/dev/null | grep -E "another process still uses this volume|the previous process ended" >&2 \
+    || say "$lost-0 found its volume free at start"
 }
 # back_or_failover POD OLD_UID: a new Failover Switchover started, or POD is a
 # new pod (not OLD_UID) and Ready.
