@@ -69,7 +69,8 @@ applied_at=$SECONDS
 degraded_of() { k -n "$ns" get pgclusters.relevo.dev "$1" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status} {.status.conditions[?(@.type=="Degraded")].reason}: {.status.conditions[?(@.type=="Degraded")].message}'; }
 # failing_is CLUSTER TEXT: Degraded True, InstancesFailing, and the message holds TEXT.
 failing_is() { local row; row=$(degraded_of "$1"); [[ $row == "True InstancesFailing:"* && $row == *"$2"* ]]; }
-for case in 'no-such-class|no-such-class' 'bad-value|invalid value for parameter "shared_buffers": "lots"'; do
+# The scheduler names the unbound claim, not the StorageClass (its events do).
+for case in 'no-such-class|not scheduled: 0/' 'bad-value|invalid value for parameter "shared_buffers": "lots"'; do
   name=${case%%|*} text=${case#*|}
   if wait_for "$name Degraded" 75 failing_is "$name" "$text"; then
     took=$((SECONDS - applied_at))

@@ -258,21 +258,44 @@ fn create_roles(args: &InstanceArgs, passwords: &Passwords) -> Result<(), ExecEr
         .arg(format!("config_file={}", layout::POSTGRESQL_CONF))
         .arg(layout::SUPERUSER)
         .stdin(Stdio::piped())
-        // Single-user mode echoes what it runs; its output could contain the passwords.
+        // Single-user mode echoes what it runs; its output could contain the passwords, so
+        // only its server error lines are ever shown ([`server_error_lines`]).
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(io("starting postgres --single"))?;
+    // Read while it runs: a full pipe would stall it.
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        })
+    });
     let write_result = child.stdin.take().map(|mut stdin| stdin.write_all(sql.as_bytes()));
     let status = child.wait().map_err(io("waiting for postgres --single"))?;
+    let stderr = stderr.and_then(|reader| reader.join().ok()).unwrap_or_default();
     if let Some(Err(error)) = write_result {
         return Err(io("sending bootstrap SQL")(error));
     }
     if status.success() {
         Ok(())
     } else {
+        for line in server_error_lines(&stderr) {
+            log(args, &format!("postgres --single: {line}"));
+        }
         Err(ExecError::CommandFailed { command: "postgres --single", status })
     }
+}
+
+/// The lines of PostgreSQL's output that say why it could not run (a FATAL or PANIC, a
+/// setting it refused), never one that mentions a password or echoes a statement.
+pub fn server_error_lines(output: &str) -> Vec<&str> {
+    let says_why = |l: &str| {
+        l.contains("FATAL:") || l.contains("PANIC:") || (l.contains("LOG:") && l.contains("invalid value"))
+    };
+    let safe = |l: &str| !l.to_ascii_lowercase().contains("password") && !l.contains("STATEMENT:");
+    output.lines().map(str::trim).filter(|l| says_why(l) && safe(l)).collect()
 }
 
 /// What `pgbackrest restore` is asked for, from the arguments.
@@ -347,6 +370,23 @@ pub(super) fn clone_from_primary(args: &InstanceArgs) -> Result<(), ExecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_server_error_lines_are_shown_and_never_a_password() {
+        let output = "2026-12-07 19:00:00 UTC [9] LOG:  invalid value for parameter \"shared_buffers\": \"lots\"\n\
+                      2026-12-07 19:00:00 UTC [9] FATAL:  configuration file \"/etc/x.conf\" contains errors\n\
+                      backend> ALTER ROLE app PASSWORD 'secret'\n\
+                      2026-12-07 19:00:00 UTC [9] FATAL:  bad PASSWORD 'secret'\n\
+                      2026-12-07 19:00:00 UTC [9] STATEMENT:  FATAL: CREATE ROLE x\n\
+                      2026-12-07 19:00:00 UTC [9] LOG:  database system is ready\n";
+        assert_eq!(
+            server_error_lines(output),
+            [
+                "2026-12-07 19:00:00 UTC [9] LOG:  invalid value for parameter \"shared_buffers\": \"lots\"",
+                "2026-12-07 19:00:00 UTC [9] FATAL:  configuration file \"/etc/x.conf\" contains errors",
+            ]
+        );
+    }
 
     struct TempDir(PathBuf);
 
