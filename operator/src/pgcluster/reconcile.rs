@@ -196,7 +196,7 @@ impl Stages for ClusterStages<'_> {
             }
             Err(error) => return Err(error),
         };
-        if let Some(problem) = redis_secret_problem(self.ctx, self.cluster, &self.owner.namespace).await? {
+        if let Some(problem) = redis_problem(self.ctx, self.cluster, &self.owner.namespace).await? {
             self.apply_problem = Some(problem);
         }
         let (Some(status), Some(password)) = (status, self.password.as_deref()) else { return Ok(()) };
@@ -408,26 +408,39 @@ async fn apply_instance_access(ctx: &Context, cluster: &PgCluster, owner: &Owner
     Ok(())
 }
 
-/// An external Redis' password Secret that is missing or not labelled for it: backups could
-/// not record, and relevo will not read it (see `backup::redis_target::may_read_password`).
-async fn redis_secret_problem(
-    ctx: &Context,
-    cluster: &PgCluster,
-    namespace: &str,
-) -> Result<Option<Problem>> {
+/// Why an external Redis could not record backups: its password Secret is missing or not
+/// labelled for it (relevo will not read it, see `backup::redis_target::may_read_password`),
+/// or it does not answer a PING with that password. The managed Redis is relevo's own and is
+/// judged by its Deployment.
+async fn redis_problem(ctx: &Context, cluster: &PgCluster, namespace: &str) -> Result<Option<Problem>> {
     use crate::backup::redis_target::{self, RedisTarget};
     let target = redis_target::target_of(cluster);
-    let RedisTarget::External { password: Some(reference), .. } = &target else { return Ok(None) };
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let secret = api.get_metadata_opt(&reference.name).await.map_err(kube_error("reading a Secret"))?;
-    let message = match secret {
-        None => format!("spec.redis.external.passwordSecret: Secret {} does not exist", reference.name),
-        Some(secret) => match redis_target::may_read_password(&target, secret.metadata.labels.as_ref()) {
-            Ok(()) => return Ok(None),
-            Err(error) => format!("spec.redis.external.passwordSecret: {error}"),
-        },
-    };
-    Ok(Some(Problem { reason: "RedisPasswordSecretRefused", message }))
+    let RedisTarget::External { password, .. } = &target else { return Ok(None) };
+    if let Some(reference) = password {
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+        let secret = api.get_metadata_opt(&reference.name).await.map_err(kube_error("reading a Secret"))?;
+        let refused = match secret {
+            None => Some(format!("Secret {} does not exist", reference.name)),
+            Some(secret) => redis_target::may_read_password(&target, secret.metadata.labels.as_ref())
+                .err()
+                .map(|e| e.to_string()),
+        };
+        if let Some(why) = refused {
+            let message = format!("spec.redis.external.passwordSecret: {why}");
+            return Ok(Some(Problem { reason: "RedisPasswordSecretRefused", message }));
+        }
+    }
+    // Answers every reconcile (bounded by redis_io::TIMEOUT), so an outage shows before a
+    // backup fails to record, and its end clears the condition.
+    match redis_target::connect(&ctx.client, namespace, &target, "").await {
+        Ok(_) => Ok(None),
+        Err(error) => Ok(Some(Problem {
+            reason: "RedisUnreachable",
+            message: format!(
+                "spec.redis.external: {error}; backups are taken, but their records wait until it answers"
+            ),
+        })),
+    }
 }
 
 /// Instances the repo host lists as pg hosts: every desired one, plus a surplus primary that

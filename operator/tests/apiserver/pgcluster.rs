@@ -195,3 +195,53 @@ async fn a_reconcile_writes_only_what_changed_and_still_undoes_an_edit() {
     let selector = services.get("gamma-rw").await.unwrap().spec.unwrap().selector.unwrap();
     assert_eq!(selector.get("relevo.dev/role").map(String::as_str), Some("primary"), "the edit is undone");
 }
+
+/// The Degraded condition of PgCluster `name`, as the API has it now.
+async fn degraded_of(admin: &Client, ns: &str, name: &str) -> relevo::crd::common::Condition {
+    let cluster = Api::<PgCluster>::namespaced(admin.clone(), ns).get(name).await.unwrap();
+    let status = cluster.status.expect("a status");
+    status.conditions.into_iter().find(|c| c.type_ == "Degraded").expect("a Degraded condition")
+}
+
+#[tokio::test]
+async fn an_external_redis_that_does_not_answer_degrades_the_cluster_until_it_does() {
+    let operator = setup().await;
+    let admin = Client::try_from(admin_config().await).unwrap();
+    let ns = &namespace(&admin, "it-redis").await;
+    let ctx = context(operator);
+    // A loopback port nothing listens on, until the redis-server below does.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let api: Api<PgCluster> = Api::namespaced(admin.clone(), ns);
+    let cluster: PgCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "relevo.dev/v1alpha1", "kind": "PgCluster",
+        "metadata": {"name": "far"},
+        "spec": {"instances": 1, "redis": {"external": {"url": url}}},
+    }))
+    .unwrap();
+    let cluster = Arc::new(api.create(&PostParams::default(), &cluster).await.expect("PgCluster accepted"));
+
+    reconcile(cluster, ctx.clone()).await.expect("a reconcile with Redis down");
+    let degraded = degraded_of(&admin, ns, "far").await;
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RedisUnreachable"));
+    assert!(degraded.message.contains(&url), "{degraded:?}");
+
+    let mut redis = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (Debian: apt-get install redis-server)");
+    let deadline = std::time::Instant::now() + WAIT;
+    let answered = loop {
+        let cluster = Arc::new(api.get("far").await.unwrap());
+        reconcile(cluster, ctx.clone()).await.expect("a reconcile with Redis up");
+        let degraded = degraded_of(&admin, ns, "far").await;
+        if degraded.reason != "RedisUnreachable" || std::time::Instant::now() > deadline {
+            break degraded;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = redis.kill();
+    let _ = redis.wait();
+    assert_ne!(answered.reason, "RedisUnreachable", "cleared once Redis answers: {answered:?}");
+}
