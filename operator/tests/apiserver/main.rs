@@ -143,6 +143,13 @@ async fn create_cluster(
     Arc::new(api.create(&PostParams::default(), &cluster).await.expect("PgCluster accepted"))
 }
 
+/// The Degraded condition of PgCluster `name`, as the API has it now.
+async fn degraded_now(admin: &Client, ns: &str, name: &str) -> relevo::crd::common::Condition {
+    let cluster = Api::<PgCluster>::namespaced(admin.clone(), ns).get(name).await.unwrap();
+    let status = cluster.status.expect("a status");
+    status.conditions.into_iter().find(|c| c.type_ == "Degraded").expect("a Degraded condition")
+}
+
 fn owned_by<K: Resource>(object: &K, cluster: &PgCluster) -> bool {
     let uid = cluster.meta().uid.as_deref();
     object

@@ -196,13 +196,6 @@ async fn a_reconcile_writes_only_what_changed_and_still_undoes_an_edit() {
     assert_eq!(selector.get("relevo.dev/role").map(String::as_str), Some("primary"), "the edit is undone");
 }
 
-/// The Degraded condition of PgCluster `name`, as the API has it now.
-async fn degraded_of(admin: &Client, ns: &str, name: &str) -> relevo::crd::common::Condition {
-    let cluster = Api::<PgCluster>::namespaced(admin.clone(), ns).get(name).await.unwrap();
-    let status = cluster.status.expect("a status");
-    status.conditions.into_iter().find(|c| c.type_ == "Degraded").expect("a Degraded condition")
-}
-
 #[tokio::test]
 async fn an_external_redis_that_does_not_answer_degrades_the_cluster_until_it_does() {
     let operator = setup().await;
@@ -222,7 +215,7 @@ async fn an_external_redis_that_does_not_answer_degrades_the_cluster_until_it_do
     let cluster = Arc::new(api.create(&PostParams::default(), &cluster).await.expect("PgCluster accepted"));
 
     reconcile(cluster, ctx.clone()).await.expect("a reconcile with Redis down");
-    let degraded = degraded_of(&admin, ns, "far").await;
+    let degraded = degraded_now(&admin, ns, "far").await;
     assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "RedisUnreachable"));
     assert!(degraded.message.contains(&url), "{degraded:?}");
 
@@ -235,7 +228,7 @@ async fn an_external_redis_that_does_not_answer_degrades_the_cluster_until_it_do
     let answered = loop {
         let cluster = Arc::new(api.get("far").await.unwrap());
         reconcile(cluster, ctx.clone()).await.expect("a reconcile with Redis up");
-        let degraded = degraded_of(&admin, ns, "far").await;
+        let degraded = degraded_now(&admin, ns, "far").await;
         if degraded.reason != "RedisUnreachable" || std::time::Instant::now() > deadline {
             break degraded;
         }

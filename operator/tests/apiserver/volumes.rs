@@ -75,13 +75,6 @@ async fn resize(admin: &Client, ns: &str, name: &str, size: &str) -> Result<Arc<
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(Arc::new)
 }
 
-/// The cluster's Degraded condition, as the API has it now.
-async fn degraded_now(admin: &Client, ns: &str, name: &str) -> relevo::crd::common::Condition {
-    let cluster = Api::<PgCluster>::namespaced(admin.clone(), ns).get(name).await.unwrap();
-    let status = cluster.status.expect("a status");
-    status.conditions.into_iter().find(|c| c.type_ == "Degraded").expect("a Degraded condition")
-}
-
 #[tokio::test]
 async fn a_larger_size_grows_the_claims_and_keeps_the_templates() {
     let operator = setup().await;
