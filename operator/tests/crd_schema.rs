@@ -65,7 +65,7 @@ spec:
   storage: {size: 10Gi, storageClass: local-path}
   resources:
     requests: {cpu: 500m, memory: 1Gi}
-    limits: {memory: 1Gi}
+    limits: {cpu: 2, memory: 1Gi}
   postgresql:
     parameters: {max_connections: "200", shared_buffers: 256MB, pg_stat_statements.max: "5000"}
   failover: {enabled: true, delay: 1m30s}

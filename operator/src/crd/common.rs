@@ -13,6 +13,37 @@ pub const VERSION: &str = "v1alpha1";
 pub const STORAGE_SIZE_PATTERN: &str =
     r"^([1-9][0-9]*|[0-9]+\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
 
+/// A Kubernetes quantity ("500m", "512Mi", "2", "1e3"): the grammar of `resource.Quantity`,
+/// which controller-gen also publishes. k8s-openapi's schema of a quantity is a bare
+/// int-or-string, so without it `kubectl apply` takes `memory: lots` and only the StatefulSet
+/// apply fails later. A pattern checks strings only, so `cpu: 2` (an integer) stays valid.
+pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+
+/// Schema transform for a `ResourceRequirements` field: every value of `limits` and
+/// `requests` must match [`QUANTITY_PATTERN`].
+pub fn resource_quantities(schema: &mut schemars::Schema) {
+    fn walk(object: &mut serde_json::Map<String, serde_json::Value>) {
+        if let Some(properties) = object.get_mut("properties").and_then(|p| p.as_object_mut()) {
+            for map in ["limits", "requests"] {
+                if let Some(values) = properties.get_mut(map).and_then(|m| m.get_mut("additionalProperties"))
+                    && let Some(values) = values.as_object_mut()
+                {
+                    values.insert("pattern".into(), QUANTITY_PATTERN.into());
+                }
+            }
+        }
+        // An optional field may wrap the object (anyOf with null, allOf with a reference).
+        for nested in ["anyOf", "allOf", "oneOf"] {
+            if let Some(list) = object.get_mut(nested).and_then(|l| l.as_array_mut()) {
+                list.iter_mut().filter_map(|s| s.as_object_mut()).for_each(walk);
+            }
+        }
+    }
+    if let Some(object) = schema.as_object_mut() {
+        walk(object);
+    }
+}
+
 /// A Go-style duration ("5s", "1m30s", "500ms", "24h"): what users know from Kubernetes.
 /// Signs are not part of the grammar, so "-5s" is refused by the schema itself.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";

@@ -42,6 +42,12 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
             errors.push(format!("{path}: must be an integer or a string"));
         }
+        // A pattern applies to the string form only (quantities: `cpu: 2` or `cpu: 500m`).
+        if let (Some(text), Some(pattern)) = (value.as_str(), schema.get("pattern").and_then(Value::as_str))
+            && !regex::Regex::new(pattern).expect("schema pattern compiles").is_match(text)
+        {
+            errors.push(format!("{path}: should match '{pattern}'"));
+        }
         return;
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)

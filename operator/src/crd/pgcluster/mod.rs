@@ -78,6 +78,7 @@ pub struct PgClusterSpec {
 
     /// CPU and memory for each PostgreSQL container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = crate::crd::common::resource_quantities)]
     pub resources: Option<ResourceRequirements>,
 
     /// PostgreSQL configuration, merged over relevo's safe defaults.

@@ -49,6 +49,7 @@ pub struct PoolerSpec {
 
     /// CPU and memory of each PgBouncer container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = crate::crd::common::resource_quantities)]
     pub resources: Option<ResourceRequirements>,
 }
 
