@@ -92,6 +92,11 @@ pub fn spawn(cluster: String, instance: String, inputs: Arc<Inputs>) -> watch::R
         loop {
             tick.tick().await;
             let primary = inputs.primary();
+            if !primary && renewals.is_some() {
+                // No longer the primary (a self-fence, a stop): what the renewals confirmed
+                // says nothing about who holds the Lease now.
+                holder = Holder::Unknown;
+            }
             renewals = match (primary, renewals) {
                 (true, None) => Some(Renewals { primary_since: Instant::now(), last_confirmed_sent: None }),
                 (true, some) => some,
@@ -114,10 +119,9 @@ pub fn spawn(cluster: String, instance: String, inputs: Arc<Inputs>) -> watch::R
                     }
                     Some(answered) => holder = answered,
                     None => {
-                        // A fenced instance must not act on a holder it can no longer confirm.
-                        if !primary {
-                            holder = Holder::Unknown;
-                        }
+                        // Nobody may act on a holder that can no longer be confirmed (a
+                        // primary's self-fence is timed by its renewals, not by this).
+                        holder = Holder::Unknown;
                         // A new client at the next tick: after an API server outage the old
                         // connection can stay open and never answer again.
                         client = None;

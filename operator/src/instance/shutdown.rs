@@ -28,6 +28,38 @@ const POLL: Duration = Duration::from_millis(100);
 /// pg_ctl's own default wait, for an immediate shutdown.
 pub const IMMEDIATE_WAIT_SECONDS: &str = "60";
 
+/// How long a freshly spawned postmaster gets to write postmaster.pid.
+const PID_FILE_WAIT: Duration = Duration::from_secs(10);
+/// How long PostgreSQL gets to exit once its shutdown is requested. [`stop_unheld`]
+/// escalates by [`STOP_LIMIT`] already; this bounds the worst, below the pod's grace period.
+pub const EXIT_WAIT: Duration = Duration::from_secs(STOP_LIMIT.as_secs() + 5);
+
+/// Waits until a PostgreSQL this process spawned has written postmaster.pid, has exited, or
+/// [`PID_FILE_WAIT`] passed. pg_ctl signals through that file: a stop asked a moment after
+/// the spawn (a restart decided on the first tick) would otherwise reach nobody.
+pub async fn until_pid_file(postmaster: &mut tokio::process::Child, pgdata: &Path) {
+    let deadline = Instant::now() + PID_FILE_WAIT;
+    while !pgdata.join("postmaster.pid").exists() && Instant::now() < deadline {
+        if postmaster.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The exit of a PostgreSQL whose shutdown was requested, and whether it had to be killed
+/// after [`EXIT_WAIT`]. Never waits forever: a supervisor stuck here would answer neither the
+/// pod's SIGTERM nor the operator, and would keep the volume's lock from its replacement.
+pub async fn exit_within(
+    postmaster: &mut tokio::process::Child,
+) -> std::io::Result<(std::process::ExitStatus, bool)> {
+    if let Ok(status) = tokio::time::timeout(EXIT_WAIT, postmaster.wait()).await {
+        return Ok((status?, false));
+    }
+    postmaster.start_kill()?;
+    Ok((postmaster.wait().await?, true))
+}
+
 /// What the stop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::shutdown::{Stopped, Tools, stop_unheld, unarchived_segments};
+use super::shutdown::{Stopped, Tools, exit_within, stop_unheld, unarchived_segments, until_pid_file};
 use crate::test_pg::PgBed;
 
 const TOOLS: [&str; 5] = ["initdb", "pg_ctl", "postgres", "pg_controldata", "psql"];
@@ -63,4 +63,30 @@ fn a_working_archiver_gets_a_clean_fast_shutdown() {
     let (stopped, _) = stop(&bed);
     assert_eq!(stopped, Stopped::Clean);
     assert!(!bed.dir("p").join("postmaster.pid").exists());
+}
+
+#[test]
+fn a_stop_asked_right_after_the_spawn_reaches_postgres() {
+    // The supervisor's restart path: PostgreSQL spawned, and a restart decided at once. pg_ctl
+    // finds PostgreSQL through postmaster.pid, which the postmaster writes a moment later.
+    let mut bed = PgBed::new("relevo-shutdown", &TOOLS, "relevo-test-secret");
+    bed.initdb_streaming("p");
+    let data = bed.dir("p");
+    let port = crate::test_pg::free_port().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (killed, took) = runtime.block_on(async {
+        let tools = tools(&bed);
+        let mut postgres =
+            tools.command("postgres").arg("-D").arg(&data).args(["-p", &port]).spawn().unwrap();
+        let started = Instant::now();
+        until_pid_file(&mut postgres, &data).await;
+        assert!(data.join("postmaster.pid").exists(), "a running PostgreSQL can be signalled");
+        stop_unheld(&tools, &data).await;
+        let waited = tokio::time::timeout(Duration::from_secs(90), exit_within(&mut postgres)).await;
+        let (_, killed) = waited.expect("the exit is bounded").unwrap();
+        (killed, started.elapsed())
+    });
+    assert!(!killed, "the fast shutdown reached PostgreSQL; it did not need killing");
+    assert!(!data.join("postmaster.pid").exists(), "PostgreSQL is gone");
+    assert!(took < Duration::from_secs(20), "the stop took {took:?}");
 }

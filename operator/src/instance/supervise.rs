@@ -208,6 +208,9 @@ pub async fn supervise_postgres(
                 reload(&args.pgdata).await;
             }
         };
+        // pg_ctl signals PostgreSQL through postmaster.pid: a stop asked before it exists
+        // (a restart decided on the first tick after a start) would reach nobody.
+        shutdown::until_pid_file(&mut postgres, &args.pgdata).await;
         if self_fence {
             // Sessions end at the first signal; the escalation bounds a shutdown that
             // waits for walsenders with nowhere to send (a partition).
@@ -226,7 +229,12 @@ pub async fn supervise_postgres(
                 log(args, &line);
             }
         }
-        let status = postgres.wait().await.map_err(io("waiting for postgres"))?;
+        let (status, killed) =
+            shutdown::exit_within(&mut postgres).await.map_err(io("waiting for postgres"))?;
+        if killed {
+            let secs = shutdown::EXIT_WAIT.as_secs();
+            log(args, &format!("PostgreSQL had not exited {secs}s after its shutdown: killed it"));
+        }
         inputs.running.store(false, Ordering::SeqCst);
         match restart {
             None => return Ok(status),
