@@ -27,6 +27,16 @@ source "$E2E_DIR/wait.sh"
 
 # operator_leader: the operator pod that holds the relevo-operator Lease. Two
 # replicas run; the other stands by (its /metrics and log say little).
+# container_signal NS POD CONTAINER SIGNAL: signals the container's main process from
+# its node: a container's PID 1 ignores SIGSTOP sent from inside its own PID namespace.
+container_signal() {
+  local node cid on_node=()
+  node=$(k -n "$1" get pod "$2" -o jsonpath='{.spec.nodeName}')
+  cid=$(k -n "$1" get pod "$2" -o jsonpath="{.status.containerStatuses[?(@.name==\"$3\")].containerID}")
+  [[ $RELEVO_CLUSTER == kind ]] && on_node=(podman exec "$node")
+  "${on_node[@]}" sh -c "kill -$4 \$(crictl inspect --output go-template --template '{{.info.pid}}' ${cid#*://})"
+}
+
 operator_leader() {
   k -n relevo-system get leases.coordination.k8s.io relevo-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null
 }

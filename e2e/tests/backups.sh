@@ -71,7 +71,9 @@ expected=$'full 1 demo-1 Completed\nincr 2 demo-2 Completed\nincr 4 demo-1 Compl
 # Redis: one hash per backup, DESIGN.md's fields and values.
 redis_ip=$(k -n "$ns" get service demo-redis -o jsonpath='{.spec.clusterIP}')
 redis_pass=$(k -n "$ns" get secret demo-redis -o jsonpath='{.data.password}' | base64 -d)
-rcli() { REDISCLI_AUTH=$redis_pass redis-cli -h "$redis_ip" --no-auth-warning "$@"; }
+# relevo's Redis user (the managed Redis has its `default` user off).
+redis_user=$(k -n "$ns" get secret demo-redis -o jsonpath='{.data.username}' | base64 -d)
+rcli() { REDISCLI_AUTH=$redis_pass redis-cli -h "$redis_ip" --user "$redis_user" --no-auth-warning "$@"; }
 check_record() {
   local name=$1 tipo=$2 primary=$3 key label
   label=$(k -n "$ns" get backups.relevo.dev "$name" -o jsonpath='{.status.label}')
@@ -158,11 +160,13 @@ fi
 
 # Redis unavailable during a backup: the Backup completes, and its record is
 # written once Redis answers again. (Scaling Redis to zero would be undone by the
-# operator, which owns its Deployment; a paused Redis accepts connections and
-# answers nothing, which the operator's 3 s timeouts treat as down.)
-rcli client pause 120000 ALL >/dev/null
-redis_gone() { [[ $(timeout 2 env REDISCLI_AUTH="$redis_pass" redis-cli -h "$redis_ip" --no-auth-warning ping 2>&1) != PONG ]]; }
-wait_for "Redis paused" 30 redis_gone || fail "Redis still answers after CLIENT PAUSE"
+# operator, which owns its Deployment; a stopped redis-server accepts connections
+# and answers nothing, which the operator's 3 s timeouts treat as down. relevo's
+# Redis user may not CLIENT PAUSE, so the process is stopped from its node.)
+redis_pod=$(k -n "$ns" get pods -l relevo.dev/cluster=demo,app.kubernetes.io/component=redis -o jsonpath='{.items[0].metadata.name}')
+container_signal "$ns" "$redis_pod" redis STOP
+redis_gone() { [[ $(timeout 2 env REDISCLI_AUTH="$redis_pass" redis-cli -h "$redis_ip" --user "$redis_user" --no-auth-warning ping 2>&1) != PONG ]]; }
+wait_for "Redis stopped" 30 redis_gone || fail "Redis still answers after SIGSTOP"
 out=$("$relevo" backup demo -n "$ns" --type incr 2>&1)
 down=$(sed -n 's|^backup.relevo.dev/\([^ ]*\) created.*|\1|p' <<<"$out" | tail -1)
 if wait_for "$down Completed with Redis down" 110 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get backups.relevo.dev $down -o jsonpath='{.status.phase}/{.status.redisRecorded}') == Completed/false ]]"; then
@@ -170,6 +174,7 @@ if wait_for "$down Completed with Redis down" 110 bash -c "[[ \$(source '$E2E_DI
 else
   fail "$down: $(k -n "$ns" get backups.relevo.dev "$down" -o jsonpath='{.status.phase}/{.status.redisRecorded} {.status.error}')"
 fi
+container_signal "$ns" "$redis_pod" redis CONT
 if wait_for "$down recorded after Redis returned" 300 bash -c "[[ \$(source '$E2E_DIR/lib.sh'; k -n $ns get backups.relevo.dev $down -o jsonpath='{.status.redisRecorded}') == true ]]"; then
   check_record "$down" incremental demo-1
 else

@@ -86,7 +86,9 @@ else
 fi
 redis_ip=$(k -n "$ns" get service demo-redis -o jsonpath='{.spec.clusterIP}')
 redis_pass=$(k -n "$ns" get secret demo-redis -o jsonpath='{.data.password}' | base64 -d)
-hashes() { REDISCLI_AUTH=$redis_pass redis-cli -h "$redis_ip" --no-auth-warning --scan --pattern 'backup:*' | wc -l; }
+# relevo's Redis user (the managed Redis has its `default` user off).
+redis_user=$(k -n "$ns" get secret demo-redis -o jsonpath='{.data.username}' | base64 -d)
+hashes() { REDISCLI_AUTH=$redis_pass redis-cli -h "$redis_ip" --user "$redis_user" --no-auth-warning --scan --pattern 'backup:*' | wc -l; }
 one_hash() { [[ $(hashes) == 1 ]]; }
 if wait_for "one Redis hash left" 60 one_hash; then
   pass "Redis keeps only the live backup's hash"

@@ -9,22 +9,46 @@ use redis::aio::MultiplexedConnection;
 
 use super::*;
 use crate::backup::redis_record::fields;
+use crate::backup::redis_target::Credentials;
 use crate::crd::BackupType;
+use crate::pgcluster::builders::redis::{REDIS_USER, acl_conf};
 
 /// A throw-away redis-server, killed on drop.
 struct RedisServer {
     child: Child,
     port: u16,
+    /// How relevo authenticates to it.
+    credentials: Credentials,
 }
 
+const PASSWORD: &str = "s3cret";
+
 impl RedisServer {
+    /// Configured as the managed Redis is: its users from [`acl_conf`], `default` off, and
+    /// relevo's user limited to the record commands and keys. Every test on it shows that
+    /// those limits are enough for what it does.
     fn start() -> Self {
-        Self::start_with(&[])
+        let conf = std::env::temp_dir().join(format!(
+            "relevo-redis-acl-{}-{}.conf",
+            std::process::id(),
+            crate::test_pg::free_port()
+        ));
+        std::fs::write(&conf, acl_conf(PASSWORD)).unwrap();
+        let credentials = Credentials { username: Some(REDIS_USER.into()), password: Some(PASSWORD.into()) };
+        let mut server = Self::spawn(Some(&conf), &[]);
+        server.credentials = credentials;
+        server
     }
 
+    /// A redis-server with `default` open, plus `extra` settings.
     fn start_with(extra: &[&str]) -> Self {
+        Self::spawn(None, extra)
+    }
+
+    fn spawn(conf: Option<&std::path::Path>, extra: &[&str]) -> Self {
         let port = crate::test_pg::free_port();
         let child = Command::new("redis-server")
+            .args(conf)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(extra)
             .arg("--dir")
@@ -35,11 +59,19 @@ impl RedisServer {
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}); install it (Debian: apt-get install redis-server)")
             });
-        Self { child, port }
+        Self { child, port, credentials: Credentials::default() }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn info(&self, credentials: &Credentials) -> redis::ConnectionInfo {
+        crate::backup::redis_target::connection_info(&self.url(), credentials).unwrap()
     }
 
     async fn connect(&self) -> MultiplexedConnection {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap();
+        let client = redis::Client::open(self.info(&self.credentials)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
@@ -106,8 +138,19 @@ async fn index(conn: &mut MultiplexedConnection) -> Vec<(String, i64)> {
         .unwrap()
 }
 
+/// Every key (relevo's user may not run DBSIZE; SCAN lists every name).
 async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
-    redis::cmd("DBSIZE").query_async(conn).await.unwrap()
+    let mut cursor = 0u64;
+    let mut count = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(100).query_async(conn).await.unwrap();
+        count += batch.len() as i64;
+        if next == 0 {
+            return count;
+        }
+        cursor = next;
+    }
 }
 
 fn expected_fields(r: &BackupRecord) -> BTreeMap<String, String> {
@@ -245,13 +288,14 @@ async fn orphans_are_deleted_and_the_rest_listed_in_time_order() {
 
 #[tokio::test]
 async fn connect_authenticates_with_the_password_setting() {
-    use crate::backup::redis_target::connection_info;
-    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
-    let url = format!("redis://127.0.0.1:{}/", server.port);
+    let server = RedisServer::start_with(&["--requirepass", PASSWORD]);
+    let with = |password: Option<&str>| {
+        server.info(&Credentials { username: None, password: password.map(Into::into) })
+    };
     // redis-server may still be starting: retry the right password for a while.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut conn = loop {
-        match connect(connection_info(&url, Some("s3cret")).unwrap()).await {
+        match connect(with(Some(PASSWORD))).await {
             Ok(conn) => break conn,
             Err(e) if Instant::now() < deadline && e.is_io_error() => {
                 tokio::time::sleep(Duration::from_millis(20)).await
@@ -263,9 +307,9 @@ async fn connect_authenticates_with_the_password_setting() {
         .await
         .unwrap();
     assert_eq!(key, "backup:2025-10-07_12-00-00");
-    let wrong = connect(connection_info(&url, Some("wrong")).unwrap()).await.map(|_| ()).unwrap_err();
+    let wrong = connect(with(Some("wrong"))).await.map(|_| ()).unwrap_err();
     assert!(!wrong.to_string().contains("wrong"), "the password is not in the error: {wrong}");
-    assert!(connect(connection_info(&url, None).unwrap()).await.is_err(), "no password, no records");
+    assert!(connect(with(None)).await.is_err(), "no password, no records");
 }
 
 #[tokio::test]
@@ -274,7 +318,8 @@ async fn connect_gives_up_quickly_on_a_silent_redis() {
     // Nothing listens on a port we just released: refused at once, well within TIMEOUT.
     let port = crate::test_pg::free_port();
     let started = Instant::now();
-    let result = connect(connection_info(&format!("redis://127.0.0.1:{port}/"), None).unwrap()).await;
+    let url = format!("redis://127.0.0.1:{port}/");
+    let result = connect(connection_info(&url, &Credentials::default()).unwrap()).await;
     assert!(result.is_err());
     assert!(started.elapsed() <= TIMEOUT + Duration::from_secs(1));
 }
@@ -350,11 +395,9 @@ fn signal(server: &RedisServer, signal: &str) {
 
 #[tokio::test]
 async fn a_frozen_redis_fails_each_call_within_the_timeout_and_the_record_lands_after_the_thaw() {
-    use crate::backup::redis_target::connection_info;
     let server = RedisServer::start();
     server.connect().await;
-    let url = format!("redis://127.0.0.1:{}/", server.port);
-    let mut before = connect(connection_info(&url, None).unwrap()).await.unwrap();
+    let mut before = connect(server.info(&server.credentials)).await.unwrap();
     let full = record("20251007-120000F", BackupType::Full, at(7, 12));
 
     signal(&server, "STOP");
@@ -362,12 +405,41 @@ async fn a_frozen_redis_fails_each_call_within_the_timeout_and_the_record_lands_
     assert!(write_record(&mut before, &full, Tz::UTC).await.is_err(), "an open connection times out");
     assert!(started.elapsed() <= TIMEOUT + Duration::from_secs(1), "took {:?}", started.elapsed());
     let started = Instant::now();
-    assert!(connect(connection_info(&url, None).unwrap()).await.is_err(), "a new connection times out");
+    assert!(connect(server.info(&server.credentials)).await.is_err(), "a new connection times out");
     assert!(started.elapsed() <= 2 * TIMEOUT + Duration::from_secs(1), "took {:?}", started.elapsed());
 
     signal(&server, "CONT");
-    let mut after = connect(connection_info(&url, None).unwrap()).await.unwrap();
+    let mut after = connect(server.info(&server.credentials)).await.unwrap();
     let key = write_record(&mut after, &full, Tz::UTC).await.unwrap();
     assert_eq!(hgetall(&mut after, &key).await, expected_fields(&full));
     assert_eq!(index(&mut after).await.len(), 1, "one record, whatever the frozen calls left queued");
+}
+
+#[tokio::test]
+async fn the_managed_redis_lets_relevo_run_only_the_record_commands_on_record_keys() {
+    let server = RedisServer::start();
+    let mut conn = server.connect().await;
+    let full = record("20251007-120000F", BackupType::Full, at(7, 12));
+    write_record(&mut conn, &full, Tz::UTC).await.unwrap();
+    let refused = |result: RedisResult<redis::Value>| match result {
+        Err(e) => assert!(e.to_string().to_lowercase().contains("noperm"), "refused by the ACL: {e}"),
+        Ok(value) => panic!("allowed: {value:?}"),
+    };
+    refused(redis::cmd("FLUSHALL").query_async(&mut conn).await);
+    refused(redis::cmd("CONFIG").arg("GET").arg("*").query_async(&mut conn).await);
+    refused(redis::cmd("CLIENT").arg("PAUSE").arg(1000).query_async(&mut conn).await);
+    refused(redis::cmd("SET").arg("session:1").arg("x").query_async(&mut conn).await);
+    refused(redis::cmd("GET").arg("session:1").query_async(&mut conn).await);
+    refused(redis::cmd("EVAL").arg("return 1").arg(0).query_async(&mut conn).await);
+
+    // The users' scripts read the records with the same user.
+    let keys: Vec<String> = redis::cmd("KEYS").arg("backup:*").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys, ["backup:2025-10-07_12-00-00"]);
+    let exists: i64 = redis::cmd("EXISTS").arg(&keys[0]).query_async(&mut conn).await.unwrap();
+    assert_eq!(exists, 1);
+
+    let default_user = Credentials { username: None, password: Some(PASSWORD.into()) };
+    assert!(connect(server.info(&default_user)).await.is_err(), "the default user is off");
+    let wrong = Credentials { username: Some(REDIS_USER.into()), password: Some("wrong".into()) };
+    assert!(connect(server.info(&wrong)).await.is_err(), "a wrong password is refused");
 }

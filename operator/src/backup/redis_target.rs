@@ -16,7 +16,7 @@ use redis::{ConnectionInfo, IntoConnectionInfo, RedisResult};
 use crate::crd::PgCluster;
 use crate::crd::pgcluster::SecretKeyRef;
 use crate::pgcluster::builders::redis::REDIS_PORT;
-use crate::pgcluster::builders::secrets::PASSWORD_KEY;
+use crate::pgcluster::builders::secrets::{PASSWORD_KEY, USERNAME_KEY};
 use crate::protocol::names;
 
 /// Where a cluster's Redis is, before any lookup.
@@ -73,16 +73,26 @@ pub fn service_dns(service: &str, namespace: &str) -> String {
     format!("{service}.{namespace}.svc")
 }
 
-/// Connection settings for `url` with `password`.
-pub fn connection_info(url: &str, password: Option<&str>) -> RedisResult<ConnectionInfo> {
+/// Whom to authenticate as. No `Debug`: it holds a password.
+#[derive(Clone, Default, PartialEq)]
+pub struct Credentials {
+    /// The managed Redis' user (its Secret names it); `None` is Redis' `default` user, or
+    /// whatever user an external URL names.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Connection settings for `url` with `credentials`.
+pub fn connection_info(url: &str, credentials: &Credentials) -> RedisResult<ConnectionInfo> {
     let info = url.into_connection_info()?;
-    Ok(match password {
-        Some(password) => {
-            let settings = info.redis_settings().clone().set_password(password);
-            info.set_redis_settings(settings)
-        }
-        None => info,
-    })
+    let mut settings = info.redis_settings().clone();
+    if let Some(username) = &credentials.username {
+        settings = settings.set_username(username);
+    }
+    if let Some(password) = &credentials.password {
+        settings = settings.set_password(password);
+    }
+    Ok(info.set_redis_settings(settings))
 }
 
 /// Why a cluster's Redis could not be reached. Never contains the password.
@@ -136,29 +146,34 @@ pub fn may_read_password(
     }
 }
 
-/// The password of `target`, read from its Secret in `namespace`.
-pub async fn read_password(
+/// The credentials of `target`, read from its Secret in `namespace`: the password, and for
+/// the managed Redis the user its Secret names.
+pub async fn read_credentials(
     client: &Client,
     namespace: &str,
     target: &RedisTarget,
-) -> Result<Option<String>, ConnectError> {
-    let Some(reference) = target.password() else { return Ok(None) };
+) -> Result<Credentials, ConnectError> {
+    let Some(reference) = target.password() else { return Ok(Credentials::default()) };
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = secrets
         .get(&reference.name)
         .await
         .map_err(|source| ConnectError::Secret { name: reference.name.clone(), source })?;
     may_read_password(target, secret.metadata.labels.as_ref())?;
-    let from_data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&reference.key))
-        .map(|v| String::from_utf8_lossy(&v.0).into_owned());
-    let from_string = || secret.string_data.as_ref().and_then(|d| d.get(&reference.key)).cloned();
-    from_data.or_else(from_string).map(Some).ok_or_else(|| ConnectError::MissingPassword {
+    let value = |key: &str| {
+        let from_data =
+            secret.data.as_ref().and_then(|d| d.get(key)).map(|v| String::from_utf8_lossy(&v.0).into_owned());
+        from_data.or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).cloned())
+    };
+    let password = value(&reference.key).ok_or_else(|| ConnectError::MissingPassword {
         name: reference.name.clone(),
         key: reference.key.clone(),
-    })
+    })?;
+    let username = match target {
+        RedisTarget::Managed { .. } => value(USERNAME_KEY),
+        RedisTarget::External { .. } => None,
+    };
+    Ok(Credentials { username, password: Some(password) })
 }
 
 /// Connects to the cluster's Redis from the operator (Service DNS name).
@@ -182,10 +197,10 @@ pub async fn connect(
     target: &RedisTarget,
     managed_host: &str,
 ) -> Result<redis::aio::MultiplexedConnection, ConnectError> {
-    let password = read_password(client, namespace, target).await?;
+    let credentials = read_credentials(client, namespace, target).await?;
     let url = target.url(managed_host);
     let redis_error = |source| ConnectError::Redis { url: url.clone(), source };
-    let info = connection_info(&url, password.as_deref()).map_err(redis_error)?;
+    let info = connection_info(&url, &credentials).map_err(redis_error)?;
     super::redis_io::connect(info).await.map_err(redis_error)
 }
 
@@ -237,11 +252,16 @@ mod tests {
 
     #[test]
     fn the_password_is_a_setting_never_part_of_the_url_or_debug_output() {
-        let info = connection_info("redis://cache:6380/2", Some("s3cret")).unwrap();
+        let credentials = Credentials { username: Some("relevo".into()), password: Some("s3cret".into()) };
+        let info = connection_info("redis://cache:6380/2", &credentials).unwrap();
         assert_eq!(info.redis_settings().password(), Some("s3cret"));
+        assert_eq!(info.redis_settings().username(), Some("relevo"));
         assert_eq!(info.redis_settings().db(), 2);
         assert!(!format!("{info:?}").contains("s3cret"), "{info:?}");
-        assert_eq!(connection_info("redis://cache:6379/", None).unwrap().redis_settings().password(), None);
-        assert!(connection_info("not a url", None).is_err());
+        let none = Credentials::default();
+        assert_eq!(connection_info("redis://cache:6379/", &none).unwrap().redis_settings().password(), None);
+        let named = connection_info("redis://ops@cache:6379/", &none).unwrap();
+        assert_eq!(named.redis_settings().username(), Some("ops"), "an external URL may name its user");
+        assert!(connection_info("not a url", &none).is_err());
     }
 }

@@ -69,7 +69,7 @@ fn a_working_archiver_gets_a_clean_fast_shutdown() {
 fn a_stop_asked_right_after_the_spawn_reaches_postgres() {
     // The supervisor's restart path: PostgreSQL spawned, and a restart decided at once. pg_ctl
     // finds PostgreSQL through postmaster.pid, which the postmaster writes a moment later.
-    let mut bed = PgBed::new("relevo-shutdown", &TOOLS, "relevo-test-secret");
+    let bed = PgBed::new("relevo-shutdown", &TOOLS, "relevo-test-secret");
     bed.initdb_streaming("p");
     let data = bed.dir("p");
     let port = crate::test_pg::free_port().to_string();

@@ -31,6 +31,22 @@ const AUTH_DIR: &str = "/etc/relevo/redis-auth";
 const DATA_DIR: &str = "/data";
 const REDIS_CONF_KEY: &str = "redis.conf";
 
+/// The user relevo's operator and `relevo backups` connect as, to the managed Redis.
+pub const REDIS_USER: &str = "relevo";
+
+/// The managed Redis' users, included by redis.conf from the Secret (so that the password is
+/// never on a command line): `default` is off, and relevo's user may only read (what the
+/// users' `listar_backups.sh` and `ver_backups.sh` do too) and run the few writes the backup
+/// records need, on the record keys only: `backup:*` hashes, `backups:*` indexes and
+/// pointers. No administration, no scripts, no other keys.
+pub fn acl_conf(password: &str) -> String {
+    format!(
+        "user default off resetpass -@all\n\
+         user {REDIS_USER} on >{password} resetkeys ~backup:* ~backups:* resetchannels -@all \
+         +@read +ping +multi +exec +discard +set +del +hset +zadd +zrem\n"
+    )
+}
+
 /// Everything the managed Redis needs except its Secret (see [`super::secrets`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisObjects {

@@ -17,10 +17,11 @@ use super::Owner;
 
 /// Key of the password in every relevo Secret.
 pub const PASSWORD_KEY: &str = "password";
-/// Key of the user name in the PostgreSQL Secrets.
+/// Key of the user name in the PostgreSQL Secrets and the managed Redis one (a Redis Secret
+/// created before relevo had a Redis user lacks it: its Redis has only `default`).
 pub const USERNAME_KEY: &str = "username";
-/// Key of the Redis Secret holding `requirepass`, included by redis.conf so that the password
-/// is never on a command line.
+/// Key of the Redis Secret holding its users ([`super::redis::acl_conf`]), included by
+/// redis.conf so that the password is never on a command line.
 pub const REDIS_AUTH_CONF_KEY: &str = "auth.conf";
 
 /// The three PostgreSQL Secrets, and the Redis one when Redis is managed.
@@ -86,8 +87,9 @@ fn redis(owner: &Owner, password: &str) -> Secret {
         metadata: owner.child_meta(names::redis(&owner.name), "redis"),
         type_: Some("Opaque".into()),
         string_data: Some(BTreeMap::from([
+            (USERNAME_KEY.to_string(), super::redis::REDIS_USER.to_string()),
             (PASSWORD_KEY.to_string(), password.to_string()),
-            (REDIS_AUTH_CONF_KEY.to_string(), format!("requirepass {password}\n")),
+            (REDIS_AUTH_CONF_KEY.to_string(), super::redis::acl_conf(password)),
         ])),
         ..Secret::default()
     }
@@ -124,7 +126,10 @@ mod tests {
         let app = data(&secrets[2]);
         assert_eq!((app["username"].as_str(), app["dbname"].as_str()), ("shopper", "shop"));
         assert_eq!(app["host"], "demo-rw.db.svc");
-        assert_eq!(data(&secrets[3])["auth.conf"], "requirepass rd\n");
+        assert_eq!(data(&secrets[3])["username"], "relevo");
+        let acl = &data(&secrets[3])["auth.conf"];
+        assert!(acl.starts_with("user default off"), "{acl}");
+        assert!(acl.contains("user relevo on >rd resetkeys ~backup:* ~backups:*"), "{acl}");
     }
 
     #[test]
