@@ -15,6 +15,7 @@ pub mod control;
 pub mod exec;
 pub mod lease_keeper;
 pub mod marker_decision;
+pub mod orphans;
 pub mod plan;
 pub mod shutdown;
 #[cfg(test)]

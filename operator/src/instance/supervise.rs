@@ -27,7 +27,7 @@ use super::control;
 use super::exec::{ExecError, InstanceArgs, clone_from_primary, io, log, wipe, write_private};
 use super::lease_keeper::{self, Inputs, LeaseClient};
 use super::marker_decision::{Action, Local, decide};
-use super::{archive_backfill, shutdown};
+use super::{archive_backfill, orphans, shutdown};
 use crate::lease::{Holder, SELF_FENCE_TOKEN};
 use crate::protocol::layout;
 use crate::protocol::markers::{ANNOTATIONS_FILE, Markers, parse_annotations_file};
@@ -36,6 +36,8 @@ use crate::rebuild::{self, RebuildSource, StartMode};
 
 /// How often the annotations file is read: a fence waits at most this long for us.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the orphans this PID 1 inherits are reaped ([`super::orphans`]).
+const REAP_INTERVAL: Duration = Duration::from_secs(5);
 /// A self-fence escalates to an immediate shutdown after this long.
 const SELF_FENCE_STOP_SECONDS: &str = "2";
 /// A rebuild (a pg_basebackup of the whole database in the worst case) is bounded too.
@@ -166,12 +168,17 @@ pub async fn supervise_postgres(
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         // Why a fenced instance stays fenced, logged once per change.
         let mut last_waiting: Option<String> = None;
+        let mut last_reap = Instant::now();
         let restart = loop {
             tokio::select! {
                 status = postgres.wait() => return status.map_err(io("waiting for postgres")),
                 () = signals.received() => break None,
                 _ = tick.tick() => {}
                 () = channel.wake.notified() => {}
+            }
+            if last_reap.elapsed() >= REAP_INTERVAL {
+                orphans::reap();
+                last_reap = Instant::now();
             }
             let report = keeper.borrow().clone();
             // PostgreSQL removes standby.signal when it is promoted.
