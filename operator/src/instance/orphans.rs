@@ -31,11 +31,13 @@ impl ProcStat {
     }
 }
 
-/// The zombies among `processes` to reap: children of `me` from another session than `me`'s.
-pub fn orphan_zombies(processes: &[ProcStat], me: &ProcStat) -> Vec<i32> {
+/// The zombies among `processes` to reap: children of `me` from another session than `me`'s,
+/// except `ours` (the postmaster: whatever its session, the supervisor waits for it).
+pub fn orphan_zombies(processes: &[ProcStat], me: &ProcStat, ours: &[u32]) -> Vec<i32> {
     processes
         .iter()
         .filter(|p| p.state == 'Z' && p.ppid == me.pid && p.session != me.session)
+        .filter(|p| !ours.iter().any(|&pid| i64::from(pid) == i64::from(p.pid)))
         .map(|p| p.pid)
         .collect()
 }
@@ -44,8 +46,9 @@ fn read_stat(entry: &str) -> Option<ProcStat> {
     ProcStat::parse(&std::fs::read_to_string(format!("/proc/{entry}/stat")).ok()?)
 }
 
-/// Reaps the orphaned zombies of this process; how many. Does nothing unless it is PID 1.
-pub fn reap() -> usize {
+/// Reaps the orphaned zombies of this process but `ours`; how many. Does nothing unless it
+/// is PID 1.
+pub fn reap(ours: &[u32]) -> usize {
     if std::process::id() != 1 {
         return 0;
     }
@@ -58,7 +61,7 @@ pub fn reap() -> usize {
             entry.file_name().to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())).and_then(read_stat)
         })
         .collect();
-    orphan_zombies(&processes, &me)
+    orphan_zombies(&processes, &me, ours)
         .into_iter()
         .filter(|pid| {
             let mut status = 0;
@@ -92,14 +95,15 @@ mod tests {
             stat(11, 'Z', 1, 1),  // a program relevo ran, exited: tokio reaps it
             stat(12, 'S', 1, 12), // an orphan still running
             stat(13, 'Z', 7, 13), // somebody else's child
+            stat(14, 'Z', 1, 14), // the postmaster, in a session of its own
         ];
-        assert_eq!(orphan_zombies(&processes, &me), vec![10]);
+        assert_eq!(orphan_zombies(&processes, &me, &[14]), vec![10]);
     }
 
     #[test]
     fn reads_this_process() {
         let me = read_stat("self").expect("/proc/self/stat");
         assert_eq!(me.pid as u32, std::process::id());
-        assert_eq!(reap(), 0, "only PID 1 reaps");
+        assert_eq!(reap(&[]), 0, "only PID 1 reaps");
     }
 }
