@@ -27,6 +27,12 @@ source "$E2E_DIR/wait.sh"
 
 # operator_leader: the operator pod that holds the relevo-operator Lease. Two
 # replicas run; the other stands by (its /metrics and log say little).
+operator_leader() {
+  k -n relevo-system get leases.coordination.k8s.io relevo-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null
+}
+# operator_logs ARGS...: `kubectl logs` of the leading operator.
+operator_logs() { k -n relevo-system logs "$(operator_leader)" "$@"; }
+
 # container_signal NS POD CONTAINER SIGNAL: signals the container's main process from
 # its node: a container's PID 1 ignores SIGSTOP sent from inside its own PID namespace.
 container_signal() {
@@ -36,12 +42,6 @@ container_signal() {
   [[ $RELEVO_CLUSTER == kind ]] && on_node=(podman exec "$node")
   "${on_node[@]}" sh -c "kill -$4 \$(crictl inspect --output go-template --template '{{.info.pid}}' ${cid#*://})"
 }
-
-operator_leader() {
-  k -n relevo-system get leases.coordination.k8s.io relevo-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null
-}
-# operator_logs ARGS...: `kubectl logs` of the leading operator.
-operator_logs() { k -n relevo-system logs "$(operator_leader)" "$@"; }
 
 # summary: the closing line test runners print; fails when anything failed.
 summary() {

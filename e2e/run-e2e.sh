@@ -12,6 +12,8 @@ if ((${#tests[@]} == 0)); then
   tests=(bad-input pgcluster switchover pooler backups schedule)
   # Node faults need more than one node; pod partitions need the local bed's netns.
   if [[ $RELEVO_CLUSTER == kind ]]; then tests+=(faults ha operator-node); else tests+=(partition); fi
+  # Last: it swaps the cluster-wide install for the namespaced one, and back.
+  tests+=(namespaced)
 fi
 for test in "${tests[@]}"; do
   say "=== $test"
