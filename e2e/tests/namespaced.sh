@@ -21,8 +21,10 @@ trap restore_cluster_wide EXIT
 k delete namespace "$outside" --ignore-not-found --wait=true >/dev/null
 k create namespace "$outside" >/dev/null
 say "switching to the namespaced install (watching $inside only)"
-k delete clusterrolebinding relevo-operator --ignore-not-found >/dev/null
+# The RoleBindings first, then the cluster-wide binding goes: the running operator is never
+# left without its rights while the new one rolls out.
 k apply -k "$REPO_ROOT/manifests/namespaced" >/dev/null
+k delete clusterrolebinding relevo-operator --ignore-not-found >/dev/null
 if k -n relevo-system rollout status deployment/relevo-operator --timeout=180s >/dev/null; then
   pass "the operator runs with the namespaced install"
 else
@@ -32,7 +34,8 @@ watched=$(k -n relevo-system get deployment relevo-operator \
   -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="RELEVO_WATCH_NAMESPACE")].value}')
 [[ $watched == "$inside" ]] && pass "RELEVO_WATCH_NAMESPACE=$watched" || fail "RELEVO_WATCH_NAMESPACE is '$watched'"
 
-can() { k auth can-i "$@" --as="$operator_sa" 2>/dev/null; }
+# `kubectl auth can-i` exits 1 for "no".
+can() { k auth can-i "$@" --as="$operator_sa" 2>/dev/null || true; }
 [[ $(can create statefulsets -n "$inside") == yes ]] && pass "the operator may create StatefulSets in $inside" \
   || fail "the operator may not create StatefulSets in $inside"
 for verb_resource in "create statefulsets" "get secrets" "list pgclusters.relevo.dev"; do
@@ -53,6 +56,15 @@ else
   fail "the PgCluster in $inside is not Ready: $(k -n "$inside" get pgclusters.relevo.dev solo -o jsonpath='{.status.conditions}')"
   k -n "$inside" get pods -o wide >&2
 fi
+# A change to each, outside first: once the operator has taken in the inside change
+# (status.observedGeneration), it would have seen the outside one too, if it could.
+delay='{"spec":{"failover":{"delay":"45s"}}}'
+k -n "$outside" patch pgclusters.relevo.dev solo --type=merge -p "$delay" >/dev/null
+k -n "$inside" patch pgclusters.relevo.dev solo --type=merge -p "$delay" >/dev/null
+generation=$(k -n "$inside" get pgclusters.relevo.dev solo -o jsonpath='{.metadata.generation}')
+wait_for "the operator to take in the change in $inside" 60 bash -c \
+  "[[ \$(source '$E2E_DIR/lib.sh'; k -n $inside get pgclusters.relevo.dev solo -o jsonpath='{.status.observedGeneration}') == $generation ]]" \
+  || fail "the operator did not take in generation $generation of the PgCluster in $inside"
 status=$(k -n "$outside" get pgclusters.relevo.dev solo -o jsonpath='{.status}')
 children=$(k -n "$outside" get statefulsets,services,secrets -l relevo.dev/cluster=solo --no-headers 2>/dev/null | wc -l)
 if [[ -z $status && $children == 0 ]]; then
