@@ -21,15 +21,15 @@ trap restore_cluster_wide EXIT
 k delete namespace "$outside" --ignore-not-found --wait=true >/dev/null
 k create namespace "$outside" >/dev/null
 say "switching to the namespaced install (watching $inside only)"
-# The RoleBindings first, then the cluster-wide binding goes: the running operator is never
-# left without its rights while the new one rolls out.
+# The RoleBindings first, and the cluster-wide binding only once the namespaced pods have
+# replaced the old ones: an operator pod is never left running without its rights.
 k apply -k "$REPO_ROOT/manifests/namespaced" >/dev/null
-k delete clusterrolebinding relevo-operator --ignore-not-found >/dev/null
 if k -n relevo-system rollout status deployment/relevo-operator --timeout=180s >/dev/null; then
   pass "the operator runs with the namespaced install"
 else
   fail "the namespaced operator did not roll out"; summary namespaced; exit 1
 fi
+k delete clusterrolebinding relevo-operator --ignore-not-found >/dev/null
 watched=$(k -n relevo-system get deployment relevo-operator \
   -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="RELEVO_WATCH_NAMESPACE")].value}')
 [[ $watched == "$inside" ]] && pass "RELEVO_WATCH_NAMESPACE=$watched" || fail "RELEVO_WATCH_NAMESPACE is '$watched'"
