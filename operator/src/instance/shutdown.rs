@@ -30,8 +30,9 @@ pub const IMMEDIATE_WAIT_SECONDS: &str = "60";
 
 /// How long a freshly spawned postmaster gets to write postmaster.pid.
 const PID_FILE_WAIT: Duration = Duration::from_secs(10);
-/// How long PostgreSQL gets to exit once its shutdown is requested. [`stop_unheld`]
-/// escalates by [`STOP_LIMIT`] already; this bounds the worst, below the pod's grace period.
+/// How long PostgreSQL gets to exit once its stop has returned. [`stop_unheld`] escalates
+/// by [`STOP_LIMIT`] already, so this only bounds what should never happen: a supervisor
+/// waiting forever.
 pub const EXIT_WAIT: Duration = Duration::from_secs(STOP_LIMIT.as_secs() + 5);
 
 /// Waits until a PostgreSQL this process spawned has written postmaster.pid, has exited, or
