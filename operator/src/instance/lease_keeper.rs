@@ -80,6 +80,29 @@ impl Inputs {
     }
 }
 
+/// This tick's read of the Lease.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Read {
+    /// Neither primary nor self-fenced: nothing to read.
+    NotMade,
+    /// No answer, or none in time.
+    Failed,
+    Answered(Holder),
+}
+
+/// The holder the keeper reports after a tick. Nobody may act on a holder that can no longer
+/// be confirmed: it is forgotten when the read fails, and when this instance stops being the
+/// primary (a self-fence, a stop), since what its renewals confirmed says nothing about who
+/// holds the Lease now. A primary's self-fence is timed by its renewals, not by this.
+pub fn holder_after(previous: Holder, stopped_being_primary: bool, read: Read) -> Holder {
+    match read {
+        Read::Answered(holder) => holder,
+        Read::Failed => Holder::Unknown,
+        Read::NotMade if stopped_being_primary => Holder::Unknown,
+        Read::NotMade => previous,
+    }
+}
+
 /// Spawns the keeper on the current runtime. The report starts with an unknown holder.
 pub fn spawn(cluster: String, instance: String, inputs: Arc<Inputs>) -> watch::Receiver<Report> {
     let (sender, receiver) = watch::channel(Report { holder: Holder::Unknown, renewals: None });
@@ -92,11 +115,7 @@ pub fn spawn(cluster: String, instance: String, inputs: Arc<Inputs>) -> watch::R
         loop {
             tick.tick().await;
             let primary = inputs.primary();
-            if !primary && renewals.is_some() {
-                // No longer the primary (a self-fence, a stop): what the renewals confirmed
-                // says nothing about who holds the Lease now.
-                holder = Holder::Unknown;
-            }
+            let stopped_being_primary = !primary && renewals.is_some();
             renewals = match (primary, renewals) {
                 (true, None) => Some(Renewals { primary_since: Instant::now(), last_confirmed_sent: None }),
                 (true, some) => some,
@@ -106,30 +125,24 @@ pub fn spawn(cluster: String, instance: String, inputs: Arc<Inputs>) -> watch::R
             if wanted && client.is_none() {
                 client = LeaseClient::connect(&cluster, &instance).await;
             }
+            let before = holder.clone();
+            let mut read = Read::NotMade;
             if let (true, Some(lease)) = (wanted, &client) {
                 let sent = Instant::now();
                 let answer = if primary { lease.renew().await } else { lease.holder().await };
-                let before = holder.clone();
-                match answer {
-                    Some(Holder::Me) if primary => {
-                        holder = Holder::Me;
-                        if let Some(r) = renewals.as_mut() {
-                            r.last_confirmed_sent = Some(sent);
-                        }
-                    }
-                    Some(answered) => holder = answered,
-                    None => {
-                        // Nobody may act on a holder that can no longer be confirmed (a
-                        // primary's self-fence is timed by its renewals, not by this).
-                        holder = Holder::Unknown;
-                        // A new client at the next tick: after an API server outage the old
-                        // connection can stay open and never answer again.
-                        client = None;
-                    }
+                if let (Some(Holder::Me), true, Some(r)) = (&answer, primary, renewals.as_mut()) {
+                    r.last_confirmed_sent = Some(sent);
                 }
-                if holder != before {
-                    eprintln!("relevo instance {instance}: the primary lease, as read: {holder:?}");
+                if answer.is_none() {
+                    // A new client at the next tick: after an API server outage the old
+                    // connection can stay open and never answer again.
+                    client = None;
                 }
+                read = answer.map_or(Read::Failed, Read::Answered);
+            }
+            holder = holder_after(before.clone(), stopped_being_primary, read);
+            if holder != before {
+                eprintln!("relevo instance {instance}: the primary lease, as read: {holder:?}");
             }
             if sender.send(Report { holder: holder.clone(), renewals }).is_err() {
                 return;
@@ -137,4 +150,26 @@ pub fn spawn(cluster: String, instance: String, inputs: Arc<Inputs>) -> watch::R
         }
     });
     receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_that_can_no_longer_be_confirmed_is_forgotten() {
+        // The primary's last confirmed renewal said "me"; it then fenced itself. Acting on that
+        // "me" would restart it as the primary at once (the deaf-supervisor hang of 2026-12-07).
+        assert_eq!(holder_after(Holder::Me, true, Read::NotMade), Holder::Unknown);
+        assert_eq!(holder_after(Holder::Me, false, Read::Failed), Holder::Unknown, "a failed renewal");
+        assert_eq!(holder_after(Holder::Me, true, Read::Failed), Holder::Unknown);
+    }
+
+    #[test]
+    fn an_answer_is_reported_and_kept_until_the_next_one() {
+        let other = Holder::Other(Some("pg-2".into()));
+        assert_eq!(holder_after(Holder::Unknown, true, Read::Answered(other.clone())), other);
+        assert_eq!(holder_after(other.clone(), false, Read::NotMade), other);
+        assert_eq!(holder_after(Holder::Unknown, false, Read::Answered(Holder::Me)), Holder::Me);
+    }
 }
