@@ -177,7 +177,7 @@ pub async fn supervise_postgres(
                 () = channel.wake.notified() => {}
             }
             if last_reap.elapsed() >= REAP_INTERVAL {
-                orphans::reap(&postgres.id().into_iter().collect::<Vec<_>>());
+                orphans::reap(postgres.id().as_slice());
                 last_reap = Instant::now();
             }
             let report = keeper.borrow().clone();
