@@ -30,7 +30,7 @@ const CLI_FIELD_MANAGER: &str = "relevo-cli";
 
 /// Where and for which cluster.
 #[derive(clap::Args, Debug, Clone)]
-pub struct Target {
+pub struct ClusterRef {
     /// Name of the PgCluster.
     pub cluster: String,
     /// Namespace; the kubeconfig's current one when unset.
@@ -74,7 +74,7 @@ pub fn request(cluster: &str, target: Option<String>, kind: &str) -> Switchover 
     so
 }
 
-async fn create(target: &Target, so: Switchover) -> anyhow::Result<String> {
+async fn create(target: &ClusterRef, so: Switchover) -> anyhow::Result<String> {
     let client = Client::try_default().await?;
     let namespace = target.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
     let api: Api<Switchover> = Api::namespaced(client, &namespace);
@@ -84,12 +84,12 @@ async fn create(target: &Target, so: Switchover) -> anyhow::Result<String> {
 }
 
 /// `relevo switchover <cluster> [--to X]`.
-pub async fn switchover(target: &Target, to: Option<String>) -> anyhow::Result<String> {
+pub async fn switchover(target: &ClusterRef, to: Option<String>) -> anyhow::Result<String> {
     create(target, request(&target.cluster, to, "switchover")).await
 }
 
 /// `relevo failback <cluster>`.
-pub async fn failback(target: &Target) -> anyhow::Result<String> {
+pub async fn failback(target: &ClusterRef) -> anyhow::Result<String> {
     let client = Client::try_default().await?;
     let namespace = target.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
     let api: Api<Switchover> = Api::namespaced(client, &namespace);
@@ -102,7 +102,7 @@ pub async fn failback(target: &Target) -> anyhow::Result<String> {
 #[derive(clap::Args, Debug, Clone)]
 pub struct BackupArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub target: ClusterRef,
     #[command(flatten)]
     pub what: BackupChoice,
 }
@@ -255,7 +255,7 @@ async fn redis_of(
     Ok(redis_target::connect(client, namespace, &redis, &host).await?)
 }
 
-async fn cluster_of(target: &Target) -> anyhow::Result<(Client, String, PgCluster)> {
+async fn cluster_of(target: &ClusterRef) -> anyhow::Result<(Client, String, PgCluster)> {
     let client = Client::try_default().await?;
     let namespace = target.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
     let clusters: Api<PgCluster> = Api::namespaced(client.clone(), &namespace);
@@ -267,7 +267,7 @@ async fn cluster_of(target: &Target) -> anyhow::Result<(Client, String, PgCluste
 }
 
 /// `relevo backups <cluster>`: the cluster's Redis records, oldest first.
-pub async fn backups(target: &Target) -> anyhow::Result<String> {
+pub async fn backups(target: &ClusterRef) -> anyhow::Result<String> {
     let (client, namespace, cluster) = cluster_of(target).await?;
     let mut conn = redis_of(&client, &namespace, &cluster).await?;
     let records = crate::backup::redis_io::list_records(&mut conn, &namespace, &target.cluster).await?;
@@ -283,7 +283,10 @@ pub async fn backups(target: &Target) -> anyhow::Result<String> {
 /// before the repository, so a backup that finishes in between cannot look orphaned; records
 /// without a label (the old scripts') are never touched. A repository that lists no backup
 /// at all is refused: that is a lost or foreign repository more likely than a clean one.
-pub async fn prune_orphans(target: &Target, confirm: impl FnOnce(&str) -> bool) -> anyhow::Result<String> {
+pub async fn prune_orphans(
+    target: &ClusterRef,
+    confirm: impl FnOnce(&str) -> bool,
+) -> anyhow::Result<String> {
     use crate::backup::{redis_io, redis_record, repository};
     let (client, namespace, cluster) = cluster_of(target).await?;
     let mut conn = redis_of(&client, &namespace, &cluster).await?;

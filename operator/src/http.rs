@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
-use crate::runtime::context::{Readiness, Stage};
+use crate::runtime::context::{ProcessStage, Readiness};
 
 #[derive(Clone)]
 struct AppState {
@@ -34,9 +34,9 @@ pub async fn serve(addr: SocketAddr, router: Router) -> std::io::Result<()> {
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.readiness.stage() {
-        Stage::Leading => (StatusCode::OK, "ready: leading"),
-        Stage::StandingBy => (StatusCode::OK, "ready: standing by (another replica leads)"),
-        Stage::WaitingForCrds => (StatusCode::SERVICE_UNAVAILABLE, "waiting for CRDs"),
+        ProcessStage::Leading => (StatusCode::OK, "ready: leading"),
+        ProcessStage::StandingBy => (StatusCode::OK, "ready: standing by (another replica leads)"),
+        ProcessStage::WaitingForCrds => (StatusCode::SERVICE_UNAVAILABLE, "waiting for CRDs"),
     }
 }
 
@@ -82,10 +82,10 @@ mod tests {
         let (router, readiness, _) = app();
         assert_eq!(get(router.clone(), "/healthz").await.0, StatusCode::OK);
         assert_eq!(get(router.clone(), "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
-        readiness.set(Stage::StandingBy);
+        readiness.set(ProcessStage::StandingBy);
         let (status, body) = get(router.clone(), "/readyz").await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "ready: standing by (another replica leads)"));
-        readiness.set(Stage::Leading);
+        readiness.set(ProcessStage::Leading);
         assert_eq!(get(router, "/readyz").await, (StatusCode::OK, "ready: leading".to_string()));
     }
 

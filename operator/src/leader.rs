@@ -65,7 +65,7 @@ pub fn renewal_overdue(last_sent: Instant, now: Instant) -> bool {
 
 /// Why leadership ended.
 #[derive(Debug, thiserror::Error)]
-pub enum Lost {
+pub enum LeadershipLost {
     #[error("the operator lease now names {0}")]
     TakenBy(String),
     #[error("the operator lease was not renewed for {0:.1}s (limit {limit}s)", limit = RENEW_DEADLINE.as_secs())]
@@ -190,19 +190,19 @@ pub async fn acquire(api: &Api<Lease>, me: &str) -> Instant {
 
 /// Renews while leading; returns why leadership ended. `last_sent`: when the winning write
 /// of [`acquire`] was sent.
-pub async fn hold(api: &Api<Lease>, me: &str, mut last_sent: Instant) -> Lost {
+pub async fn hold(api: &Api<Lease>, me: &str, mut last_sent: Instant) -> LeadershipLost {
     loop {
         tokio::time::sleep(RENEW_INTERVAL).await;
         let sent = Instant::now();
         match tokio::time::timeout(CALL_TIMEOUT, renew(api, me)).await {
             Ok(Ok(None)) => last_sent = sent,
-            Ok(Ok(Some(other))) => return Lost::TakenBy(other),
+            Ok(Ok(Some(other))) => return LeadershipLost::TakenBy(other),
             Ok(Err(error)) => warn!(%error, lease = NAME, "could not renew the operator lease"),
             Err(_) => warn!(lease = NAME, "renewing the operator lease timed out"),
         }
         let now = Instant::now();
         if renewal_overdue(last_sent, now) {
-            return Lost::NotRenewed(now.saturating_duration_since(last_sent).as_secs_f64());
+            return LeadershipLost::NotRenewed(now.saturating_duration_since(last_sent).as_secs_f64());
         }
     }
 }

@@ -30,7 +30,7 @@ enum Command {
     /// Create a planned Switchover of a cluster (to --to, or the most caught-up standby).
     Switchover {
         #[command(flatten)]
-        target: relevo::cli::Target,
+        target: relevo::cli::ClusterRef,
         /// Instance to promote, e.g. <cluster>-2.
         #[arg(long)]
         to: Option<String>,
@@ -38,14 +38,14 @@ enum Command {
     /// Create a Switchover back to the instance that was primary before the last completed one.
     Failback {
         #[command(flatten)]
-        target: relevo::cli::Target,
+        target: relevo::cli::ClusterRef,
     },
     /// Create the Backups of a cycle day (--day N, in order) or one Backup (--type T).
     Backup(relevo::cli::BackupArgs),
     /// List a cluster's backups recorded in Redis, oldest first.
     Backups {
         #[command(flatten)]
-        target: relevo::cli::Target,
+        target: relevo::cli::ClusterRef,
         /// Delete the Redis records whose backup the repository no longer lists (they are
         /// shown first, and deleted only once answered y, or with --yes).
         #[arg(long)]

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::config::{LogFormat, RunArgs};
 use crate::crd::{Backup, BackupSchedule, PgCluster, Switchover};
 use crate::metrics::Metrics;
-use crate::runtime::context::{Context, Readiness, Stage};
+use crate::runtime::context::{Context, ProcessStage, Readiness};
 
 /// How often a missing CRD is looked for again.
 const CRD_POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -32,7 +32,7 @@ pub enum StartError {
     #[error("no usable Kubernetes configuration (in-cluster or KUBECONFIG)")]
     Client(#[source] kube::Error),
     #[error("stopped leading; exiting so that a restart waits for the lease")]
-    Leadership(#[source] crate::leader::Lost),
+    Leadership(#[source] crate::leader::LeadershipLost),
     #[error("serving HTTP on {addr}")]
     Http {
         addr: std::net::SocketAddr,
@@ -69,7 +69,7 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
     metrics.set_leading(false);
     let standing_by = async {
         wait_for_crds(&client, &config).await;
-        readiness.set(Stage::StandingBy);
+        readiness.set(ProcessStage::StandingBy);
         crate::leader::acquire(&leases, &identity).await
     };
     // As PID 1 of its container the process gets SIGTERM only through a handler: without
@@ -82,7 +82,7 @@ pub async fn run(config: RunArgs) -> Result<(), StartError> {
         }
     };
     let ctx = Context::new(client, config, metrics.clone(), readiness.clone());
-    readiness.set(Stage::Leading);
+    readiness.set(ProcessStage::Leading);
     metrics.set_leading(true);
     info!("CRDs found, leading; controllers starting");
 

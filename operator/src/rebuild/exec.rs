@@ -22,9 +22,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::ExecError;
 use super::controldata::ControlData;
 use super::plan::{DataDirState, RebuildInput, RebuildStep, plan};
+use super::process::ToolError;
 use super::process::{Runner, args};
 use super::standby_config::rewrite_auto_conf;
 
@@ -71,9 +71,9 @@ impl Executor {
         self.bin_dir.join(name)
     }
 
-    fn io(&self, what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> ExecError {
+    fn io(&self, what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> ToolError {
         let what = format!("{what} {}", path.display());
-        move |source| ExecError::Io { what, source }
+        move |source| ToolError::Io { what, source }
     }
 
     /// The marker that says a rewind of this directory has not succeeded yet.
@@ -105,7 +105,7 @@ impl Executor {
 
     /// Inspects, plans, executes; on a pg_rewind failure, re-plans with the failure known and
     /// executes the fallback.
-    pub fn rebuild(&self, source: &RebuildSource) -> Result<RebuildReport, ExecError> {
+    pub fn rebuild(&self, source: &RebuildSource) -> Result<RebuildReport, ToolError> {
         let mut input = RebuildInput {
             data: self.inspect(),
             rewind_failed: self.rewind_marker().exists(),
@@ -139,7 +139,7 @@ impl Executor {
         Ok(report)
     }
 
-    pub fn run_step(&self, step: &RebuildStep) -> Result<(), ExecError> {
+    pub fn run_step(&self, step: &RebuildStep) -> Result<(), ToolError> {
         match step {
             RebuildStep::EnsureCleanShutdown => self.ensure_clean_shutdown(),
             RebuildStep::PgRewind { source_conninfo } => self.pg_rewind(source_conninfo),
@@ -153,12 +153,12 @@ impl Executor {
         }
     }
 
-    fn ensure_clean_shutdown(&self) -> Result<(), ExecError> {
+    fn ensure_clean_shutdown(&self) -> Result<(), ToolError> {
         let pid_file = self.data_dir.join("postmaster.pid");
         if let Ok(text) = fs::read_to_string(&pid_file) {
             let pid = text.lines().next().unwrap_or("").trim().to_owned();
             if self.postmaster_alive(&pid) {
-                return Err(ExecError::PostgresRunning { pid });
+                return Err(ToolError::PostgresRunning { pid });
             }
             // Left by a container that died: the process is gone.
             fs::remove_file(&pid_file).map_err(self.io("removing stale", &pid_file))?;
@@ -177,7 +177,7 @@ impl Executor {
         match self.inspect().cluster_state {
             Some(state) if state.is_clean_shutdown() => Ok(()),
             other => {
-                Err(ExecError::Unexpected(format!("still not cleanly shut down after recovery: {other:?}")))
+                Err(ToolError::Unexpected(format!("still not cleanly shut down after recovery: {other:?}")))
             }
         }
     }
@@ -199,7 +199,7 @@ impl Executor {
         }
     }
 
-    fn pg_rewind(&self, source_conninfo: &str) -> Result<(), ExecError> {
+    fn pg_rewind(&self, source_conninfo: &str) -> Result<(), ToolError> {
         let marker = self.rewind_marker();
         fs::write(&marker, b"pg_rewind started; remove only after a successful rebuild\n")
             .map_err(self.io("writing", &marker))?;
@@ -210,7 +210,7 @@ impl Executor {
         fs::remove_file(&marker).map_err(self.io("removing", &marker))
     }
 
-    fn base_backup(&self, source_conninfo: &str, slot: &Option<String>) -> Result<(), ExecError> {
+    fn base_backup(&self, source_conninfo: &str, slot: &Option<String>) -> Result<(), ToolError> {
         // Empty the directory but keep it: it may be a volume, and keeps its owner and mode.
         if self.data_dir.exists() {
             for entry in fs::read_dir(&self.data_dir).map_err(self.io("reading", &self.data_dir))? {
@@ -238,7 +238,7 @@ impl Executor {
         Ok(())
     }
 
-    fn write_standby_config(&self, primary_conninfo: &str, slot: Option<&str>) -> Result<(), ExecError> {
+    fn write_standby_config(&self, primary_conninfo: &str, slot: Option<&str>) -> Result<(), ToolError> {
         let owner = fs::metadata(&self.data_dir).map_err(self.io("reading", &self.data_dir))?;
         let auto_conf = self.data_dir.join("postgresql.auto.conf");
         let existing = match fs::read_to_string(&auto_conf) {
@@ -259,13 +259,13 @@ impl Executor {
 
     /// Files we create belong to the data directory's owner, with private permissions, even
     /// when the executor runs as root (tests).
-    fn give_to_owner(&self, path: &Path, owner: &fs::Metadata) -> Result<(), ExecError> {
+    fn give_to_owner(&self, path: &Path, owner: &fs::Metadata) -> Result<(), ToolError> {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(self.io("chmod", path))?;
         std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).map_err(self.io("chown", path))
     }
 
-    fn start_postgres(&self) -> Result<(), ExecError> {
+    fn start_postgres(&self) -> Result<(), ToolError> {
         let StartMode::PgCtl { options, log_file } = &self.start else { return Ok(()) };
         let mut start = args(["start", "-w", "-t", "60", "-D"]);
         start.push(self.data_dir.clone().into());

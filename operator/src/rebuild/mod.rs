@@ -21,29 +21,4 @@ mod pg_tests;
 
 pub use exec::{Executor, RebuildReport, RebuildSource, StartMode};
 pub use plan::{ClusterState, DataDirState, RebuildInput, RebuildStep, plan};
-
-/// Why a rebuild step failed. Messages carry the tool's last output lines, with passwords in
-/// connection strings masked.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    #[error("could not run {program}: {source}")]
-    Spawn {
-        program: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{program} failed ({status}): {output}")]
-    Failed { program: String, status: String, output: String },
-    #[error("{program} did not finish within {after:?}: {output}")]
-    TimedOut { program: String, after: std::time::Duration, output: String },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("PostgreSQL is running on this data directory (pid {pid}); stop it before a rebuild")]
-    PostgresRunning { pid: String },
-    #[error("{0}")]
-    Unexpected(String),
-}
+pub use process::ToolError;

@@ -14,8 +14,33 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::ExecError;
 use crate::protocol::quote::redact_conninfo;
+
+/// Why a rebuild step failed. Messages carry the tool's last output lines, with passwords in
+/// connection strings masked.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("could not run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {output}")]
+    Failed { program: String, status: String, output: String },
+    #[error("{program} did not finish within {after:?}: {output}")]
+    TimedOut { program: String, after: std::time::Duration, output: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("PostgreSQL is running on this data directory (pid {pid}); stop it before a rebuild")]
+    PostgresRunning { pid: String },
+    #[error("{0}")]
+    Unexpected(String),
+}
 
 /// How to run a program: an optional wrapper (e.g. `runuser -u postgres --` when the caller is
 /// root; empty in the pod, which already runs as the postgres user), extra environment, and a
@@ -49,7 +74,7 @@ pub fn wrapped(wrapper: &[OsString], program: &Path) -> Command {
 
 impl Runner {
     /// Runs `program args...` with stdin closed, and fails unless it exits 0 in time.
-    pub fn run(&self, program: &Path, args: &[OsString]) -> Result<Output, ExecError> {
+    pub fn run(&self, program: &Path, args: &[OsString]) -> Result<Output, ToolError> {
         let shown = describe(program, args);
         let mut command = wrapped(&self.wrapper, program);
         command
@@ -61,12 +86,12 @@ impl Runner {
             .stderr(Stdio::piped())
             .process_group(0);
         let mut child =
-            command.spawn().map_err(|source| ExecError::Spawn { program: shown.clone(), source })?;
+            command.spawn().map_err(|source| ToolError::Spawn { program: shown.clone(), source })?;
         let stdout = drain(child.stdout.take());
         let stderr = drain(child.stderr.take());
         let deadline = Instant::now() + self.timeout;
         let status: Option<ExitStatus> = loop {
-            match child.try_wait().map_err(|source| ExecError::Spawn { program: shown.clone(), source })? {
+            match child.try_wait().map_err(|source| ToolError::Spawn { program: shown.clone(), source })? {
                 Some(status) => break Some(status),
                 None if Instant::now() >= deadline => {
                     kill_group(child.id());
@@ -79,9 +104,9 @@ impl Runner {
         };
         let output = Output { stdout: join(stdout), stderr: join(stderr) };
         match status {
-            None => Err(ExecError::TimedOut { program: shown, after: self.timeout, output: tail(&output) }),
+            None => Err(ToolError::TimedOut { program: shown, after: self.timeout, output: tail(&output) }),
             Some(status) if !status.success() => {
-                Err(ExecError::Failed { program: shown, status: status.to_string(), output: tail(&output) })
+                Err(ToolError::Failed { program: shown, status: status.to_string(), output: tail(&output) })
             }
             Some(_) => Ok(output),
         }
@@ -164,15 +189,15 @@ mod tests {
     fn failures_and_timeouts_are_reported_with_output() {
         let err = runner(5000).run(Path::new("/bin/ls"), &args(["/nonexistent-relevo"])).unwrap_err();
         assert!(
-            matches!(&err, ExecError::Failed { output, .. } if output.contains("nonexistent-relevo")),
+            matches!(&err, ToolError::Failed { output, .. } if output.contains("nonexistent-relevo")),
             "{err}"
         );
         let started = Instant::now();
         let err = runner(200).run(Path::new("/bin/sleep"), &args(["10"])).unwrap_err();
-        assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
+        assert!(matches!(err, ToolError::TimedOut { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5), "killed at the deadline");
         let err = runner(200).run(Path::new("/nonexistent/bin"), &[]).unwrap_err();
-        assert!(matches!(err, ExecError::Spawn { .. }), "{err}");
+        assert!(matches!(err, ToolError::Spawn { .. }), "{err}");
     }
 
     #[test]

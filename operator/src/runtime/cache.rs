@@ -63,7 +63,7 @@ where
 {
     fn start(client: &Client, config: &RunArgs, kind: &'static str) -> Self {
         let (store, writer) = reflector::store();
-        let api = super::scoped::<K>(client, config);
+        let api = super::api::scoped::<K>(client, config);
         let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
         tokio::spawn(stream.for_each(move |event| async move {
             if let Err(error) = event {

@@ -96,7 +96,7 @@ impl Context {
 
 /// Where this operator process stands; shared with the HTTP server (`/readyz`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
+pub enum ProcessStage {
     WaitingForCrds,
     /// The CRDs are served and another replica holds the operator Lease: this one is a hot
     /// standby, watching the Lease to take over.
@@ -104,27 +104,27 @@ pub enum Stage {
     Leading,
 }
 
-/// The process's [`Stage`]. Ready (for the Deployment) once the CRDs are served, leading or
+/// The process's [`ProcessStage`]. Ready (for the Deployment) once the CRDs are served, leading or
 /// not: a rollout of two replicas must not wait for the standby to lead.
 #[derive(Clone)]
 pub struct Readiness(Arc<AtomicU8>);
 
 impl Default for Readiness {
     fn default() -> Self {
-        Self(Arc::new(AtomicU8::new(Stage::WaitingForCrds as u8)))
+        Self(Arc::new(AtomicU8::new(ProcessStage::WaitingForCrds as u8)))
     }
 }
 
 impl Readiness {
-    pub fn set(&self, stage: Stage) {
+    pub fn set(&self, stage: ProcessStage) {
         self.0.store(stage as u8, Ordering::Relaxed);
     }
 
-    pub fn stage(&self) -> Stage {
+    pub fn stage(&self) -> ProcessStage {
         match self.0.load(Ordering::Relaxed) {
-            x if x == Stage::Leading as u8 => Stage::Leading,
-            x if x == Stage::StandingBy as u8 => Stage::StandingBy,
-            _ => Stage::WaitingForCrds,
+            x if x == ProcessStage::Leading as u8 => ProcessStage::Leading,
+            x if x == ProcessStage::StandingBy as u8 => ProcessStage::StandingBy,
+            _ => ProcessStage::WaitingForCrds,
         }
     }
 }

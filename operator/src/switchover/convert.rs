@@ -7,9 +7,9 @@
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
-use super::lsn::Lsn;
 use super::model::{Mode, Phase, PhaseTime, Request, SwitchoverState};
 use crate::crd::switchover::{PhaseTimestamp, Switchover, SwitchoverMode, SwitchoverPhase, SwitchoverStatus};
+use crate::postgres::lsn::Lsn;
 
 /// A status the machine cannot read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -82,8 +82,8 @@ mod tests {
             ready: healthy,
             reachable: healthy,
             in_recovery: healthy.then_some(true),
-            replay_lsn: healthy.then_some(super::super::lsn::Lsn(replay)),
-            receive_lsn: healthy.then_some(super::super::lsn::Lsn(replay)),
+            replay_lsn: healthy.then_some(crate::postgres::lsn::Lsn(replay)),
+            receive_lsn: healthy.then_some(crate::postgres::lsn::Lsn(replay)),
             timeline: Some(1),
             ..Default::default()
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::lsn::Lsn;
+use crate::postgres::lsn::Lsn;
 
 /// How the primary role moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -54,7 +54,7 @@ async fn a_second_operator_waits_for_the_first_and_takes_over_only_when_it_stops
     let lost = tokio::time::timeout(WAIT, leader::hold(&leases, "operator-a", Instant::now()))
         .await
         .expect("a learns it lost the Lease");
-    assert!(matches!(lost, leader::Lost::TakenBy(_)), "a stopped for another reason: {lost}");
+    assert!(matches!(lost, leader::LeadershipLost::TakenBy(_)), "a stopped for another reason: {lost}");
 
     // b releases (SIGTERM): a leads at once, with no TTL to wait.
     leader::release(&leases, "operator-b").await;

@@ -91,7 +91,7 @@ pub struct PgClusterSpec {
 
     /// pgBackRest repository of this cluster.
     #[serde(default)]
-    pub backup: BackupSpec,
+    pub backup: ClusterBackupSpec,
 
     /// Redis that records one hash per backup: a managed Deployment (default) or an external URL.
     #[serde(default)]
@@ -262,7 +262,7 @@ pub enum InstanceSpread {
 /// The cluster's pgBackRest repository.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct BackupSpec {
+pub struct ClusterBackupSpec {
     /// Volume of the repository host, which holds every backup and the archived WAL.
     #[serde(default = "default_repo_storage")]
     pub repo_storage: RepoStorageSpec,

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::SynchronousStatus;
+use super::replication::SynchronousStatus;
 use crate::crd::common::Condition;
 
 /// Observed state of a PostgreSQL cluster, as PostgreSQL itself reports it.

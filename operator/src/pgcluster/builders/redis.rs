@@ -21,7 +21,10 @@ use crate::protocol::names;
 
 use super::Owner;
 use super::placement;
-use super::secrets::REDIS_AUTH_CONF_KEY;
+
+/// Key of the Redis Secret holding its users ([`acl_conf`]), included by redis.conf so that
+/// the password is never on a command line.
+pub const AUTH_CONF_KEY: &str = "auth.conf";
 
 pub const REDIS_PORT: i32 = 6379;
 /// uid of `redis` in the relevo/redis image (created with this fixed id, like postgres).
@@ -112,7 +115,7 @@ fn redis_conf() -> String {
          appendfsync everysec\n\
          save \"\"\n\
          protected-mode no\n\
-         include {AUTH_DIR}/{REDIS_AUTH_CONF_KEY}\n"
+         include {AUTH_DIR}/{AUTH_CONF_KEY}\n"
     )
 }
 

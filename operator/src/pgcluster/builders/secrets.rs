@@ -20,9 +20,6 @@ pub const PASSWORD_KEY: &str = "password";
 /// Key of the user name in the PostgreSQL Secrets and the managed Redis one (a Redis Secret
 /// created before relevo had a Redis user lacks it: its Redis has only `default`).
 pub const USERNAME_KEY: &str = "username";
-/// Key of the Redis Secret holding its users ([`super::redis::acl_conf`]), included by
-/// redis.conf so that the password is never on a command line.
-pub const REDIS_AUTH_CONF_KEY: &str = "auth.conf";
 
 /// The three PostgreSQL Secrets, and the Redis one when Redis is managed.
 pub fn build(owner: &Owner, spec: &PgClusterSpec, valid: &ValidSpec, passwords: &Passwords) -> Vec<Secret> {
@@ -89,7 +86,7 @@ fn redis(owner: &Owner, password: &str) -> Secret {
         string_data: Some(BTreeMap::from([
             (USERNAME_KEY.to_string(), super::redis::REDIS_USER.to_string()),
             (PASSWORD_KEY.to_string(), password.to_string()),
-            (REDIS_AUTH_CONF_KEY.to_string(), super::redis::acl_conf(password)),
+            (super::redis::AUTH_CONF_KEY.to_string(), super::redis::acl_conf(password)),
         ])),
         ..Secret::default()
     }

@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use crate::switchover::lsn::Lsn;
+use crate::postgres::lsn::Lsn;
 use crate::switchover::model::{InstanceView, Observed, SynchronousStandbys};
 
 /// Why `target` cannot take over from a healthy `primary` in a planned switchover, if it can't:

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::next;
 use crate::lease::LeaseView;
-use crate::switchover::lsn::Lsn;
+use crate::postgres::lsn::Lsn;
 use crate::switchover::model::*;
 use crate::switchover::sql::slot_name;
 
