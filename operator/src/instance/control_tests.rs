@@ -1,6 +1,41 @@
 use super::*;
 use crate::pki::{self, CertificateAuthority};
-use crate::switchover::fence_channel::{ClusterTls, push};
+use crate::switchover::instance_channel::{ClusterTls, Endpoint, push, push_rebuild};
+
+fn rebuild(token: &str, source: &str) -> RebuildMarkers {
+    RebuildMarkers { rebuild: Some(token.into()), rebuild_source: Some(source.into()) }
+}
+
+#[test]
+fn a_pushed_rebuild_acts_before_the_file_shows_it() {
+    let mut pushed = Some(Pushed { wanted: rebuild("t2", "demo-2"), file_at_push: None });
+    // The file still has the fence and an older rebuild: the pushed rebuild wins, the fence
+    // passes through.
+    let file = Markers {
+        fence: Some("so-1".into()),
+        rebuild: Some("t1".into()),
+        rebuild_source: Some("demo-3".into()),
+        ..Markers::default()
+    };
+    let now = Pushed::effective(&mut pushed, &file);
+    assert_eq!((now.rebuild.as_deref(), now.rebuild_source.as_deref()), (Some("t2"), Some("demo-2")));
+    assert_eq!(now.fence.as_deref(), Some("so-1"));
+    assert!(pushed.is_some(), "in force until the file catches up");
+    // kubelet caught up: the push is spent and the file speaks again.
+    let caught_up = Markers { rebuild: Some("t2".into()), rebuild_source: Some("demo-2".into()), ..file };
+    assert_eq!(Pushed::effective(&mut pushed, &caught_up), caught_up);
+    assert!(pushed.is_none());
+}
+
+#[test]
+fn a_newer_rebuild_in_the_file_wins_over_an_older_push() {
+    let mut pushed = Some(Pushed { wanted: rebuild("t2", "demo-2"), file_at_push: None });
+    let _ = Pushed::effective(&mut pushed, &Markers::default());
+    let newer =
+        Markers { rebuild: Some("t3".into()), rebuild_source: Some("demo-1".into()), ..Markers::default() };
+    assert_eq!(Pushed::effective(&mut pushed, &newer).rebuild.as_deref(), Some("t3"));
+    assert!(pushed.is_none());
+}
 
 fn file_markers(fence: Option<&str>) -> Markers {
     Markers { fence: fence.map(str::to_owned), rebuild: Some("r1".into()), ..Markers::default() }
@@ -67,10 +102,11 @@ async fn only_a_client_of_the_same_ca_is_heard() {
     let server = tokio::spawn(serve_on(tcp, config, channel.clone()));
     let name = "demo-1-0.demo.db.svc";
     let wanted = FenceMarkers { fence: Some("so-9".into()), restore_primary: None };
+    let at = |server_name| Endpoint { address: "127.0.0.1", port, server_name };
 
     // Another cluster's certificate is refused (by the client, which does not trust that
     // server, and by the server, which does not trust that client).
-    let foreign = push(theirs.tls.client_config().unwrap(), "127.0.0.1", name, &wanted, port).await;
+    let foreign = push(theirs.tls.client_config().unwrap(), &at(name), &wanted).await;
     assert!(foreign.is_err(), "{foreign:?}");
     assert_eq!(channel.effective(&Markers::default()).fence, None);
 
@@ -80,19 +116,29 @@ async fn only_a_client_of_the_same_ca_is_heard() {
         cert_pem: theirs.tls.cert_pem.clone(),
         key_pem: theirs.tls.key_pem.clone(),
     };
-    let refused = push(impostor.client_config().unwrap(), "127.0.0.1", name, &wanted, port).await;
+    let refused = push(impostor.client_config().unwrap(), &at(name), &wanted).await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(channel.effective(&Markers::default()).fence, None);
 
     // A name the certificate does not carry is refused too.
-    let wrong_name =
-        push(ours.tls.client_config().unwrap(), "127.0.0.1", "demo-1-0.other.db.svc", &wanted, port).await;
+    let wrong_name = push(ours.tls.client_config().unwrap(), &at("demo-1-0.other.db.svc"), &wanted).await;
     assert!(wrong_name.is_err(), "{wrong_name:?}");
 
     let woken = channel.wake.notified();
-    push(ours.tls.client_config().unwrap(), "127.0.0.1", name, &wanted, port).await.expect("delivered");
+    push(ours.tls.client_config().unwrap(), &at(name), &wanted).await.expect("delivered");
     tokio::time::timeout(std::time::Duration::from_secs(1), woken).await.expect("the supervisor is woken");
     assert_eq!(channel.effective(&Markers::default()).fence.as_deref(), Some("so-9"));
+
+    // A rebuild travels the same way, and only whole: a token without its source is refused.
+    let config = || ours.tls.client_config().unwrap();
+    let half = RebuildMarkers { rebuild: Some("t-7".into()), rebuild_source: None };
+    let refused = push_rebuild(config(), &at(name), &half).await;
+    assert!(refused.as_ref().is_err_and(|e| e.contains("400")), "{refused:?}");
+    let whole = RebuildMarkers { rebuild: Some("t-7".into()), rebuild_source: Some("demo-2".into()) };
+    push_rebuild(config(), &at(name), &whole).await.expect("delivered");
+    let now = channel.effective(&Markers::default());
+    assert_eq!((now.rebuild.as_deref(), now.rebuild_source.as_deref()), (Some("t-7"), Some("demo-2")));
+    assert_eq!(now.fence.as_deref(), Some("so-9"), "the fence push stays in force beside it");
     server.abort();
     for p in [ours, theirs] {
         let _ = std::fs::remove_dir_all(p.dir);

@@ -16,6 +16,7 @@ pub mod parameters;
 pub mod passwords;
 pub mod pod_trouble;
 pub mod pooler;
+pub mod rebuild_push;
 pub mod reconcile;
 pub mod slots;
 pub mod spec_error;

@@ -37,7 +37,7 @@ use super::status::{
 };
 use super::topology::{self, Topology};
 use super::validate::ValidSpec;
-use super::{pod_trouble, synchronous, synchronous_io, volumes};
+use super::{pod_trouble, rebuild_push, synchronous, synchronous_io, volumes};
 use crate::protocol::names;
 
 /// What the observe stage found.
@@ -198,6 +198,15 @@ impl Stages for ClusterStages<'_> {
         };
         if let Some(problem) = redis_problem(self.ctx, self.cluster, &self.owner.namespace).await? {
             self.apply_problem = Some(problem);
+        }
+        if let Some(status) = status
+            && !self.switchover_active
+        {
+            let primary = status.computed.status.current_primary.as_deref();
+            let streaming = status.instances.senders.iter().find(|s| Some(s.instance.as_str()) == primary);
+            let streaming = streaming.map(|s| &s.streaming[..]).unwrap_or_default();
+            let due = rebuild_push::due(&status.instances.pods, primary, streaming);
+            rebuild_push::deliver(self.ctx, self.owner, &due).await;
         }
         let (Some(status), Some(password)) = (status, self.password.as_deref()) else { return Ok(()) };
         let pods = &status.instances.pods;

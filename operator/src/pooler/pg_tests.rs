@@ -15,7 +15,7 @@ use crate::postgres::ClusterCa;
 use crate::protocol::pooler::{
     PAUSE_PATH, PauseRequest, PauseState, PoolerState, RESUME_PATH, ResumeRequest, STATUS_PATH,
 };
-use crate::switchover::fence_channel::{ClusterTls, exchange};
+use crate::switchover::instance_channel::{ClusterTls, exchange};
 use crate::test_pg::{PgBed, free_port};
 
 const PGBOUNCER: &str = "/usr/sbin/pgbouncer";

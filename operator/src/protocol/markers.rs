@@ -1,9 +1,10 @@
 //! The marker protocol between the operator and the instance manager (`relevo instance`).
 //!
-//! PostgreSQL pods never talk to the Kubernetes API, so the operator speaks to them through
-//! pod annotations, which a downwardAPI volume exposes as a file the instance manager polls
-//! (kubelet refreshes the file within about a second of the annotation changing; a restart
-//! of the container is never needed):
+//! Instance pods may read and renew their primary Lease and nothing else in the Kubernetes
+//! API, so the operator speaks to them through pod annotations, which a downwardAPI volume
+//! exposes as a file the instance manager polls
+//! (kubelet refreshes the file at its next sync of the pod, from about a second to about a
+//! minute after the annotation changed; a restart of the container is never needed):
 //!
 //! | annotation | set by | meaning for the instance manager |
 //! |---|---|---|
@@ -11,6 +12,10 @@
 //! | `relevo.dev/restore-primary: <switchover>` | Unfence before promotion | when the fence of that same switchover is lifted, come back as primary |
 //! | `relevo.dev/rebuild: <token>` | Rebuild | once per token: stop, pg_rewind (pg_basebackup fallback) from `relevo.dev/rebuild-source`, start as a standby |
 //! | `relevo.dev/rebuild-source: <instance>` | Rebuild | where to rebuild from |
+//!
+//! The operator also delivers the fence and rebuild markers straight to the instance manager
+//! over its HTTPS endpoint (`instance::control`), so they act at once; the file stays the
+//! durable record.
 //!
 //! Lifting the fence without `restore-primary` makes the instance a standby following
 //! `<cluster>-rw`: the safe default, because after a promotion the old primary must never
@@ -80,19 +85,66 @@ impl Markers {
 
 /// The port of the direct channel's endpoint, on every instance pod.
 pub const PORT: u16 = 8008;
-/// The one route: the fence markers the operator wants now.
+/// The route of the fence markers the operator wants now.
 pub const FENCE_PATH: &str = "/v1/fence";
+/// The route of the rebuild the operator wants now.
+pub const REBUILD_PATH: &str = "/v1/rebuild";
 
-/// The fence part of the markers, as the operator sends it.
+/// One part of the markers that the operator can deliver directly: it is read from and put
+/// over the annotations file's markers as a whole.
+pub trait DirectPart: Clone + PartialEq {
+    /// This part as the file shows it.
+    fn of(file: &Markers) -> Self;
+    /// `file` with this part in place of the file's own.
+    fn over(&self, file: &Markers) -> Markers;
+}
+
+/// The fence part of the markers, as the operator sends it: authoritative for both fields
+/// (`None` lifts).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FenceMarkers {
     pub fence: Option<String>,
     pub restore_primary: Option<String>,
 }
 
-impl FenceMarkers {
-    pub fn of(markers: &Markers) -> Self {
-        Self { fence: markers.fence.clone(), restore_primary: markers.restore_primary.clone() }
+impl DirectPart for FenceMarkers {
+    fn of(file: &Markers) -> Self {
+        Self { fence: file.fence.clone(), restore_primary: file.restore_primary.clone() }
+    }
+
+    fn over(&self, file: &Markers) -> Markers {
+        Markers { fence: self.fence.clone(), restore_primary: self.restore_primary.clone(), ..file.clone() }
+    }
+}
+
+/// The rebuild part: a token and its source, both set. Never "no rebuild": a rebuild is
+/// done once per token, so withdrawing one has nothing to undo.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildMarkers {
+    pub rebuild: Option<String>,
+    pub rebuild_source: Option<String>,
+}
+
+impl RebuildMarkers {
+    /// The rebuild `markers` ask for, when they ask for one.
+    pub fn wanted(markers: &Markers) -> Option<Self> {
+        let part = Self::of(markers);
+        part.is_complete().then_some(part)
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.rebuild.as_ref().is_some_and(|t| !t.is_empty())
+            && self.rebuild_source.as_ref().is_some_and(|s| !s.is_empty())
+    }
+}
+
+impl DirectPart for RebuildMarkers {
+    fn of(file: &Markers) -> Self {
+        Self { rebuild: file.rebuild.clone(), rebuild_source: file.rebuild_source.clone() }
+    }
+
+    fn over(&self, file: &Markers) -> Markers {
+        Markers { rebuild: self.rebuild.clone(), rebuild_source: self.rebuild_source.clone(), ..file.clone() }
     }
 }
 

@@ -13,7 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::fence_channel;
+use super::instance_channel;
 use super::model::{Mode, Step, SwitchoverState};
 use super::observe::Snapshot;
 use super::sql;
@@ -106,7 +106,7 @@ pub fn sts_change_for(step: &Step, current: &StsState, who: &Requester<'_>) -> O
 pub async fn execute(ctx: &Context, snap: &Snapshot, step: &Step, who: &Requester<'_>) -> Result<()> {
     if let Some((instance, changes)) = pod_markers_for(step, who) {
         set_pod_markers(ctx, who.namespace, &instance, &changes).await?;
-        push_fence_markers(ctx, snap, who.namespace, &instance, &changes).await;
+        push_markers(ctx, snap, who.namespace, &instance, &changes).await;
     }
     if let Some(instance) = step_sts_instance(step) {
         let current = snap.statefulsets.iter().find(|s| s.name_any() == instance);
@@ -230,38 +230,43 @@ async fn force_delete_pod(ctx: &Context, snap: &Snapshot, namespace: &str, insta
     }
 }
 
-/// Delivers the fence part of a marker change straight to the instance manager, so it acts
-/// now instead of when kubelet refreshes the annotations file. Best effort: the annotation is
-/// written already, and a failure only costs that delay.
-async fn push_fence_markers(
+/// Delivers a marker change straight to the instance manager, so it acts now instead of when
+/// kubelet refreshes the annotations file: the fence part always, the rebuild part when the
+/// change requests one. Best effort: the annotation is written already, and a failure only
+/// costs that delay (the PgCluster reconcile delivers a pending rebuild again,
+/// [`crate::pgcluster::rebuild_push`]).
+async fn push_markers(
     ctx: &Context,
     snap: &Snapshot,
     namespace: &str,
     instance: &str,
     changes: &MarkerChanges,
 ) {
-    use crate::protocol::markers::{FenceMarkers, PORT};
+    use crate::protocol::markers::{FenceMarkers, PORT, RebuildMarkers};
     let value = |key: &str| changes.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.clone());
-    let markers =
+    let fence =
         FenceMarkers { fence: value(markers::FENCE), restore_primary: value(markers::RESTORE_PRIMARY) };
+    let rebuild =
+        RebuildMarkers { rebuild: value(markers::REBUILD), rebuild_source: value(markers::REBUILD_SOURCE) };
     let (Some(cluster), Some(address)) = (snap.cluster.as_ref(), snap.pod_ip(instance)) else { return };
     let cluster = cluster.name_any();
     let started = std::time::Instant::now();
     let result = async {
-        let tls = fence_channel::ClusterTls::read(&ctx.client, namespace, &cluster).await?;
+        let tls = instance_channel::ClusterTls::read(&ctx.client, namespace, &cluster).await?;
         let server_name = names::pod_fqdn(&cluster, instance, namespace);
-        fence_channel::push(tls.client_config()?, &address, &server_name, &markers, PORT).await
+        let to = instance_channel::Endpoint { address: &address, port: PORT, server_name: &server_name };
+        instance_channel::push(tls.client_config()?, &to, &fence).await?;
+        if rebuild.is_complete() {
+            instance_channel::push_rebuild(tls.client_config()?, &to, &rebuild).await?;
+        }
+        Ok::<_, String>(())
     }
     .await;
+    let took_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok(()) => info!(
-            instance,
-            ?markers,
-            took_ms = started.elapsed().as_millis() as u64,
-            "fence markers delivered"
-        ),
+        Ok(()) => info!(instance, ?fence, ?rebuild, took_ms, "markers delivered"),
         Err(error) => {
-            warn!(instance, %error, "fence markers not delivered directly; the annotation will carry them")
+            warn!(instance, %error, "markers not delivered directly; the annotation will carry them")
         }
     }
 }

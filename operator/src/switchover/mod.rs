@@ -21,7 +21,7 @@ pub mod controller;
 pub mod convert;
 pub mod executor;
 pub mod failover;
-pub mod fence_channel;
+pub mod instance_channel;
 pub use crate::postgres::lsn;
 pub mod machine;
 pub mod model;

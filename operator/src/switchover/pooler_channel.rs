@@ -21,7 +21,7 @@ use crate::protocol::pooler::{
 use crate::runtime::context::Context;
 use crate::runtime::kube_error;
 
-use super::fence_channel::{ClusterTls, exchange};
+use super::instance_channel::{ClusterTls, exchange};
 use super::model::PoolerView;
 
 /// How long one status or resume call may take.

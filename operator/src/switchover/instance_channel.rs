@@ -1,5 +1,6 @@
 //! The operator's end of the instance manager's direct channel (see
-//! [`crate::instance::control`]): one HTTPS request to the pod's own address, verified
+//! [`crate::instance::control`]), used for fences and rebuilds by the Switchover executor
+//! and for rebuilds by the PgCluster reconcile: one HTTPS request to the pod's own address, verified
 //! against the cluster's CA under the pod's DNS name, with the cluster's certificate as the
 //! client's. Best effort by design: the pod annotation written just before is the record the
 //! instance manager falls back on.
@@ -18,7 +19,7 @@ use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::pgcluster::builders::pgbackrest::{CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY};
-use crate::protocol::markers::{FENCE_PATH, FenceMarkers};
+use crate::protocol::markers::{FENCE_PATH, FenceMarkers, REBUILD_PATH, RebuildMarkers};
 use crate::protocol::names;
 
 /// The whole exchange, connection included, is bounded by this.
@@ -53,19 +54,38 @@ impl ClusterTls {
     }
 }
 
-/// Sends `markers` to the instance manager at `address:port` (the pod IP and
-/// [`crate::protocol::markers::PORT`]), which must present a certificate for `server_name`
-/// (the pod's DNS name).
-pub async fn push(
+/// Where an instance manager listens: its pod's address and
+/// [`crate::protocol::markers::PORT`], and the name its certificate must carry (the pod's DNS
+/// name).
+pub struct Endpoint<'a> {
+    pub address: &'a str,
+    pub port: u16,
+    pub server_name: &'a str,
+}
+
+/// Sends the fence markers the operator wants now.
+pub async fn push(config: ClientConfig, to: &Endpoint<'_>, markers: &FenceMarkers) -> Result<(), String> {
+    post(config, to, FENCE_PATH, serde_json::to_vec(markers)).await
+}
+
+/// Sends the rebuild the operator wants now.
+pub async fn push_rebuild(
     config: ClientConfig,
-    address: &str,
-    server_name: &str,
-    markers: &FenceMarkers,
-    port: u16,
+    to: &Endpoint<'_>,
+    markers: &RebuildMarkers,
 ) -> Result<(), String> {
-    let body = serde_json::to_vec(markers).map_err(|e| e.to_string())?;
+    post(config, to, REBUILD_PATH, serde_json::to_vec(markers)).await
+}
+
+async fn post(
+    config: ClientConfig,
+    to: &Endpoint<'_>,
+    path: &str,
+    body: serde_json::Result<Vec<u8>>,
+) -> Result<(), String> {
+    let body = body.map_err(|e| e.to_string())?;
     let (status, _) =
-        exchange(config, (address, port), server_name, "POST", FENCE_PATH, body, TIMEOUT).await?;
+        exchange(config, (to.address, to.port), to.server_name, "POST", path, body, TIMEOUT).await?;
     if status.is_success() { Ok(()) } else { Err(format!("the instance answered {status}")) }
 }
 
