@@ -1,7 +1,8 @@
 # Node faults on the kind cluster, for e2e stories. Sourced after e2e/lib.sh:
 #   node_kill NODE       SIGKILL the node container: kubelet, containerd and
 #                        every pod on it die at once (as a power cut would)
-#   node_restart NODE    start it again; returns once the node is Ready
+#   node_restart NODE    start it again; returns once its kubelet is back (a
+#                        killed node has recovered when it runs again)
 #   node_partition NODE  cut the node off from the other nodes, the API server
 #                        and this machine; its pods keep running
 #   node_heal NODE       undo node_partition; returns once the node is Ready
@@ -22,6 +23,19 @@ node_ready() {
   kind_host_routes
 }
 
+# node_back NODE SINCE: NODE's kubelet has renewed its node Lease after SINCE
+# (epoch seconds), and the node is Ready. The Ready condition alone may be the
+# stale one from before the fault: the control plane marks a node NotReady only
+# after its grace period, so a fault shorter than that never shows there.
+node_back() {
+  local renewed
+  wait_for "node $1's kubelet renewing its Lease after the fault" "$FAULT_READY_TIMEOUT" bash -c \
+    "t=\$('$KUBECTL' -n kube-node-lease get lease '$1' -o jsonpath='{.spec.renewTime}') && echo \"renewTime \$t\" && (( \$(date -d \"\$t\" +%s) >= $2 ))" || return 1
+  renewed=$(k -n kube-node-lease get lease "$1" -o jsonpath='{.spec.renewTime}')
+  say "fault: node $1's kubelet is back (Lease renewed at $renewed, $(( $(date -d "$renewed" +%s) - $2 )) s after the start)"
+  node_ready "$1"
+}
+
 # node_not_ready NODE TIMEOUT: waits until the control plane sees NODE not Ready.
 node_not_ready() {
   wait_for "node $1 not Ready" "$2" bash -c \
@@ -37,9 +51,11 @@ node_kill() {
 }
 
 node_restart() {
+  local since
   say "fault: restarting node $1"
+  since=$(date +%s)
   podman start "$1" >/dev/null
-  node_ready "$1"
+  node_back "$1" "$since"
 }
 
 # The partition drops everything on the node's only link, eth0, in both
