@@ -7,7 +7,11 @@
 //! no standby of the new one. So every reconcile with no active Switchover (the executor is
 //! then the only writer of markers) pushes the rebuild markers of each instance that has an
 //! address and carries them, and is neither the primary nor streaming from it. The instance
-//! manager does a rebuild once per token, so pushing one already done changes nothing.
+//! manager does a rebuild once per token, so pushing one already done changes nothing; still,
+//! each is sent once per pod and container start ([`Delivered`]), not at every reconcile.
+
+use std::collections::BTreeMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
@@ -27,11 +31,24 @@ pub struct Due {
     pub instance: String,
     pub address: String,
     pub markers: RebuildMarkers,
+    /// The pod's UID and its containers' restarts: a new container reads the annotations file
+    /// as kubelet last wrote it, which may still be stale, so it is sent the rebuild again.
+    pub receiver: String,
 }
 
+/// What was delivered to which receiver ([`Due::receiver`]): the token.
+pub type Delivered = BTreeMap<String, String>;
+
+/// Past this many entries the memo starts afresh (pods that are gone leave theirs behind);
+/// the cost is one more push each.
+const DELIVERED_LIMIT: usize = 1024;
+
+static DELIVERED: LazyLock<Mutex<Delivered>> = LazyLock::new(Mutex::default);
+
 /// The rebuilds to deliver: pods that carry rebuild markers, have an address and are not
-/// being deleted, of instances that are neither `primary` nor among the `streaming`.
-pub fn due(pods: &[Pod], primary: Option<&str>, streaming: &[String]) -> Vec<Due> {
+/// being deleted, of instances that are neither `primary` nor among the `streaming`, unless
+/// that rebuild was `delivered` to the same pod and containers already.
+pub fn due(pods: &[Pod], primary: Option<&str>, streaming: &[String], delivered: &Delivered) -> Vec<Due> {
     pods.iter()
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .filter_map(|pod| {
@@ -39,12 +56,33 @@ pub fn due(pods: &[Pod], primary: Option<&str>, streaming: &[String]) -> Vec<Due
             if primary == Some(instance.as_str()) || streaming.contains(&instance) {
                 return None;
             }
-            let address = pod.status.as_ref()?.pod_ip.clone().filter(|ip| !ip.is_empty())?;
+            let status = pod.status.as_ref()?;
+            let address = status.pod_ip.clone().filter(|ip| !ip.is_empty())?;
             let carried = markers::owned(pod.metadata.annotations.as_ref(), &markers::POD_MARKERS);
             let markers = RebuildMarkers::wanted(&Markers::from_annotations(&carried))?;
-            Some(Due { instance, address, markers })
+            let restarts: i32 = status.container_statuses.iter().flatten().map(|c| c.restart_count).sum();
+            let receiver = format!("{}/{restarts}", pod.metadata.uid.as_deref().unwrap_or_default());
+            (delivered.get(&receiver) != markers.rebuild.as_ref()).then_some(Due {
+                instance,
+                address,
+                markers,
+                receiver,
+            })
         })
         .collect()
+}
+
+/// [`due`], against what this process has delivered.
+pub fn due_now(pods: &[Pod], primary: Option<&str>, streaming: &[String]) -> Vec<Due> {
+    due(pods, primary, streaming, &DELIVERED.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+fn remember(due: &Due) {
+    let mut delivered = DELIVERED.lock().unwrap_or_else(PoisonError::into_inner);
+    if delivered.len() >= DELIVERED_LIMIT {
+        delivered.clear();
+    }
+    delivered.insert(due.receiver.clone(), due.markers.rebuild.clone().unwrap_or_default());
 }
 
 /// Pushes every due rebuild at once, each bounded by the channel's timeout. Failures are
@@ -67,7 +105,10 @@ pub async fn deliver(ctx: &Context, owner: &Owner, due: &[Due]) {
             Err(error) => Err(error),
         };
         match sent {
-            Ok(()) => info!(instance = due.instance, markers = ?due.markers, "pending rebuild delivered"),
+            Ok(()) => {
+                remember(due);
+                info!(instance = due.instance, markers = ?due.markers, "pending rebuild delivered")
+            }
             Err(error) => debug!(instance = due.instance, %error, "pending rebuild not delivered"),
         }
     }))
@@ -82,6 +123,7 @@ mod tests {
     fn pod(instance: &str, ip: Option<&str>, rebuild: Option<(&str, &str)>) -> Pod {
         let mut pod = Pod::default();
         pod.metadata.name = Some(names::pod(instance));
+        pod.metadata.uid = Some(format!("uid-{instance}"));
         pod.metadata.labels = Some(BTreeMap::from([(names::LABEL_PG_INSTANCE.into(), instance.into())]));
         let mut annotations = BTreeMap::from([("other/x".to_string(), "y".to_string())]);
         if let Some((token, source)) = rebuild {
@@ -105,7 +147,7 @@ mod tests {
             pod("demo-4", None, Some(("t-1", "demo-2"))),             // no address yet
             pod("demo-5", Some("10.0.0.5"), None),                    // nothing asked
         ];
-        let due = due(&pods, Some("demo-2"), &["demo-3".to_string()]);
+        let due = due(&pods, Some("demo-2"), &["demo-3".to_string()], &Delivered::new());
         assert_eq!(
             due,
             vec![Due {
@@ -115,8 +157,24 @@ mod tests {
                     rebuild: Some("t-1".into()),
                     rebuild_source: Some("demo-2".into())
                 },
+                receiver: "uid-demo-1/0".into(),
             }]
         );
+    }
+
+    #[test]
+    fn a_rebuild_goes_once_per_container_start_and_again_for_a_newer_token() {
+        let mut pods = [pod("demo-1", Some("10.0.0.1"), Some(("t-1", "demo-2")))];
+        let delivered = Delivered::from([("uid-demo-1/0".to_string(), "t-1".to_string())]);
+        assert_eq!(due(&pods, Some("demo-2"), &[], &delivered), vec![]);
+        // A newer request for the same pod goes.
+        let newer = [pod("demo-1", Some("10.0.0.1"), Some(("t-2", "demo-2")))];
+        assert_eq!(due(&newer, Some("demo-2"), &[], &delivered).len(), 1);
+        // So does the same one to a restarted container, whose file may still be stale.
+        let restarted =
+            k8s_openapi::api::core::v1::ContainerStatus { restart_count: 1, ..Default::default() };
+        pods[0].status.as_mut().unwrap().container_statuses = Some(vec![restarted]);
+        assert_eq!(due(&pods, Some("demo-2"), &[], &delivered)[0].receiver, "uid-demo-1/1");
     }
 
     #[test]
@@ -126,12 +184,12 @@ mod tests {
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
         let mut half = pod("demo-3", Some("10.0.0.3"), None);
         half.metadata.annotations = Some(BTreeMap::from([(markers::REBUILD.to_string(), "t-1".to_string())]));
-        assert_eq!(due(&[leaving, half], Some("demo-2"), &[]), vec![]);
+        assert_eq!(due(&[leaving, half], Some("demo-2"), &[], &Delivered::new()), vec![]);
     }
 
     #[test]
     fn with_no_primary_known_every_marked_instance_out_of_the_stream_is_due() {
         let pods = [pod("demo-1", Some("10.0.0.1"), Some(("t-1", "demo-2")))];
-        assert_eq!(due(&pods, None, &[]).len(), 1);
+        assert_eq!(due(&pods, None, &[], &Delivered::new()).len(), 1);
     }
 }

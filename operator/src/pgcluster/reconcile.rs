@@ -205,7 +205,7 @@ impl Stages for ClusterStages<'_> {
             let primary = status.computed.status.current_primary.as_deref();
             let streaming = status.instances.senders.iter().find(|s| Some(s.instance.as_str()) == primary);
             let streaming = streaming.map(|s| &s.streaming[..]).unwrap_or_default();
-            let due = rebuild_push::due(&status.instances.pods, primary, streaming);
+            let due = rebuild_push::due_now(&status.instances.pods, primary, streaming);
             rebuild_push::deliver(self.ctx, self.owner, &due).await;
         }
         let (Some(status), Some(password)) = (status, self.password.as_deref()) else { return Ok(()) };
