@@ -734,6 +734,14 @@ force_delete_primary() {
   if wait_for "a Failover Switchover or $lost-0 back" 90 back_or_failover "$lost-0" "$uid"; then
     if failover_exists >/dev/null; then
       await_failover "$lost-0 was force-deleted"
+      # A failover that looks after the replacement is Ready rightly refuses to act: the
+      # primary is back, as when no failover starts at all.
+      if [[ -n $switchover && $switchover != none && $(switchover_phase "$switchover") == Failed ]] \
+        && k -n "$so_ns" get switchovers.relevo.dev "$switchover" -o jsonpath='{.status.reason}' \
+          | grep -qF "primary $lost is reachable and ready"; then
+        say "$switchover was called off: $lost was back first"
+        switchover=
+      fi
     else
       switchover=
     fi
