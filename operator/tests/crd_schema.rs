@@ -87,10 +87,20 @@ spec:
     recovery: {source: shop, targetTime: "2025-10-07T12:30:00+02:00"}
 "#;
 
+const ENCRYPTED: &str = r#"
+apiVersion: relevo.dev/v1alpha1
+kind: PgCluster
+metadata: {name: vault}
+spec:
+  backup:
+    repoStorage: {size: 5Gi}
+    encryption: {enabled: true, passphraseSecret: vault-backup-pass}
+"#;
+
 #[test]
 fn manifests_users_write_are_accepted() {
     let schema = schema_of(&PgCluster::crd());
-    for manifest in [MINIMAL, FULL, RECOVERY] {
+    for manifest in [MINIMAL, FULL, RECOVERY, ENCRYPTED] {
         let errors = admit(&schema, &yaml_to_json(manifest), None);
         assert!(errors.is_empty(), "rejected: {errors:?}\n{manifest}");
     }
@@ -98,7 +108,7 @@ fn manifests_users_write_are_accepted() {
 
 #[test]
 fn accepted_manifests_are_also_accepted_by_the_operator() {
-    for manifest in [MINIMAL, FULL, RECOVERY] {
+    for manifest in [MINIMAL, FULL, RECOVERY, ENCRYPTED] {
         let cluster: PgCluster = serde_saphyr::from_str(manifest).unwrap();
         relevo::pgcluster::validate::validate(&cluster).unwrap();
     }
@@ -266,6 +276,34 @@ fn pgcluster_bootstrap_cannot_change_after_creation() {
     let mut scaled = old.clone();
     scaled["spec"]["instances"] = json!(3);
     assert!(admit(&schema, &scaled, Some(&old)).is_empty(), "scaling is allowed");
+}
+
+#[test]
+fn pgcluster_backup_encryption_is_chosen_at_creation_only() {
+    let schema = schema_of(&PgCluster::crd());
+    let old = yaml_to_json(MINIMAL);
+    let with = |encryption: Value| {
+        let mut changed = old.clone();
+        changed["spec"]["backup"] = json!({"encryption": encryption});
+        changed
+    };
+    let refused = |object: &Value, before: &Value| {
+        let errors = admit(&schema, object, Some(before));
+        errors
+            .iter()
+            .any(|e| e.contains("spec.backup.encryption") && e.contains("backup.encryption is immutable"))
+    };
+    let on = with(json!({"enabled": true}));
+    let own = with(json!({"enabled": true, "passphraseSecret": "mine"}));
+    assert!(refused(&on, &old), "turned on later");
+    assert!(refused(&old, &on), "turned off later");
+    assert!(refused(&own, &on), "another passphrase Secret");
+    assert!(refused(&on, &own), "the passphrase Secret removed");
+    assert!(admit(&schema, &on, Some(&on)).is_empty(), "unchanged passes");
+    assert!(admit(&schema, &with(json!({"enabled": false})), Some(&old)).is_empty(), "off is as absent");
+    let mut grown = on.clone();
+    grown["spec"]["backup"]["repoStorage"] = json!({"size": "9Gi"});
+    assert!(admit(&schema, &grown, Some(&on)).is_empty(), "the rest of spec.backup may change");
 }
 
 #[test]

@@ -24,6 +24,7 @@ use super::persist::{publish_transition, write_status};
 use super::redis_target::connect_in_cluster;
 use super::retention::{self, RepoView};
 use super::{job, record, redis_io, retention_io};
+use crate::crd::pgcluster::cipher_secret;
 use crate::crd::{Backup, BackupPhase, PgCluster};
 use crate::error::{Error, Result};
 use crate::protocol::names;
@@ -80,7 +81,10 @@ async fn reconcile_backup(cached: &Backup, ctx: &Context) -> Result<Action> {
         BackupStep::Done => Ok(Action::await_change()),
         BackupStep::CreateJob => {
             let image = cluster.as_ref().map(|c| c.spec.image.clone()).unwrap_or_default();
-            create_job(ctx, &backup, &image).await?;
+            let cipher = cluster
+                .as_ref()
+                .and_then(|c| cipher_secret(&c.name_any(), c.spec.backup.encryption.as_ref()));
+            create_job(ctx, &backup, &image, cipher.as_deref()).await?;
             Ok(Action::requeue(AFTER_CREATE_INTERVAL))
         }
         BackupStep::Record => match &cluster {
@@ -96,13 +100,17 @@ async fn reconcile_backup(cached: &Backup, ctx: &Context) -> Result<Action> {
     }
 }
 
-async fn create_job(ctx: &Context, backup: &Backup, image: &str) -> Result<()> {
+async fn create_job(ctx: &Context, backup: &Backup, image: &str, cipher_secret: Option<&str>) -> Result<()> {
     let namespace = backup.namespace().unwrap_or_default();
     // Read fresh: the retention pgBackRest applies deletes backups.
     let schedules = list_now(&ctx.client, &namespace, "listing the BackupSchedules").await?;
     let retention_full = retention::retention_full_for(&backup.spec.cluster, &schedules);
     let Some(job) = job::build_with_retention(backup, image, retention_full) else {
         return Err(Error::Missing { kind: "Backup uid", name: backup.name_any() });
+    };
+    let job = match cipher_secret {
+        Some(secret) => job::with_cipher_pass(job, secret),
+        None => job,
     };
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };

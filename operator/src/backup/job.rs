@@ -23,6 +23,7 @@ use kube::{Resource, ResourceExt};
 use super::result::TERMINATION_LOG;
 use super::schedule::MAX_NAME_LEN;
 use crate::crd::Backup;
+use crate::pgcluster::builders::pgbackrest::cipher_pass_env;
 use crate::protocol::hash::fnv1a32;
 use crate::protocol::layout;
 use crate::protocol::names;
@@ -120,6 +121,20 @@ pub fn build_with_retention(backup: &Backup, image: &str, retention_full: Option
         }),
         ..Job::default()
     })
+}
+
+/// `job`, given the passphrase of an encrypted repository from `cipher_secret`: the Job runs
+/// pgBackRest against the repository itself, which it cannot read or write without it.
+pub fn with_cipher_pass(mut job: Job, cipher_secret: &str) -> Job {
+    let containers = job
+        .spec
+        .iter_mut()
+        .flat_map(|spec| spec.template.spec.iter_mut())
+        .flat_map(|pod| &mut pod.containers);
+    for container in containers.filter(|c| c.name == CONTAINER) {
+        container.env.get_or_insert_with(Vec::new).push(cipher_pass_env(cipher_secret));
+    }
+    job
 }
 
 fn pod_spec(backup: &Backup, image: &str, retention_full: Option<u32>) -> PodSpec {

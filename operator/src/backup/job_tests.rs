@@ -264,3 +264,17 @@ fn relevo_backup_job_reads_the_command_line_the_job_gets() {
     assert_eq!((args.backup_type, args.retention_full), (crate::crd::BackupType::Diff, Some(3)));
     assert_eq!(args.stanza, "demo");
 }
+
+#[test]
+fn an_encrypted_repositorys_job_reads_the_passphrase_from_its_secret_only() {
+    let job = with_cipher_pass(built(), "demo-pgbackrest-cipher");
+    let container = &pod_spec_of(&job).containers[0];
+    let env = container.env.as_deref().unwrap();
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0].name, "PGBACKREST_REPO1_CIPHER_PASS");
+    assert_eq!(env[0].value, None, "the passphrase itself is never in the Job");
+    let key = env[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+    assert_eq!((key.name.as_str(), key.key.as_str()), ("demo-pgbackrest-cipher", "passphrase"));
+    assert!(container.command.as_ref().unwrap().iter().all(|arg| !arg.contains("cipher")));
+    assert_eq!(pod_spec_of(&built()).containers[0].env, None, "unencrypted: no environment");
+}

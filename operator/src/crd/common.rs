@@ -55,6 +55,9 @@ pub const RFC3339_PATTERN: &str =
 /// A DNS-1123 label, which is what a PgCluster name must be to become Service and Pod names.
 pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
+/// Names of StorageClasses, Secrets and clusters are DNS subdomains.
+pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 /// A standard five-field cron expression ("0 2 * * *"). The operator parses it for real;
 /// the pattern only catches the wrong number of fields early, at `kubectl apply`.
 pub const CRON_PATTERN: &str = r"^\S+\s+\S+\s+\S+\s+\S+\s+\S+$";

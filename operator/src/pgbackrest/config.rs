@@ -109,7 +109,17 @@ pub struct RepoHostConfig {
     pub pg_hosts: Vec<PgHost>,
     /// Port of the instances' TLS servers.
     pub pg_host_port: u16,
+    /// `repo1-cipher-type=aes-256-cbc`. The passphrase never goes in a file: pgBackRest reads
+    /// it from [`CIPHER_PASS_ENV`], and the pg hosts get both from the repo host when they
+    /// connect, so only the repo host's configuration names the cipher.
+    pub encrypted: bool,
 }
+
+/// The cipher of an encrypted repository.
+pub const CIPHER_TYPE: &str = "aes-256-cbc";
+/// Where pgBackRest reads `repo1-cipher-pass`: kept out of the configuration, which is a
+/// ConfigMap, and out of the command line, which `ps` shows.
+pub const CIPHER_PASS_ENV: &str = "PGBACKREST_REPO1_CIPHER_PASS";
 
 /// An INI file being written: sections in order, keys in order.
 struct Ini {
@@ -209,8 +219,11 @@ impl RepoHostConfig {
         let mut ini = Ini::new();
         ini.section("global")
             .set("repo1-path", &self.repo_path)
-            .set("repo1-retention-full", self.retention_full)
-            .set("start-fast", "y")
+            .set("repo1-retention-full", self.retention_full);
+        if self.encrypted {
+            ini.set("repo1-cipher-type", CIPHER_TYPE);
+        }
+        ini.set("start-fast", "y")
             .set("log-level-console", &self.log.console)
             .set("log-level-file", &self.log.file)
             .tls_server(&self.stanza, &self.server);

@@ -49,6 +49,7 @@ fn repo_host() -> RepoHostConfig {
         },
         pg_hosts: vec![instance(1), instance(2)],
         pg_host_port: DEFAULT_TLS_PORT,
+        encrypted: false,
     }
 }
 
@@ -186,4 +187,15 @@ fn empty_values_and_bad_names_are_refused() {
     let mut config = pg_host();
     config.server.authorized_clients.clear();
     assert_eq!(config.render(), Err(ConfigError::Empty { option: "tls-server-auth".into() }));
+}
+
+#[test]
+fn an_encrypted_repository_names_its_cipher_and_never_a_passphrase() {
+    let plain = repo_host().render().unwrap();
+    assert!(!plain.contains("cipher"), "{plain}");
+    let encrypted = RepoHostConfig { encrypted: true, ..repo_host() }.render().unwrap();
+    let global = encrypted.split("\n[").next().unwrap();
+    assert!(global.contains("\nrepo1-cipher-type=aes-256-cbc\n"), "{encrypted}");
+    assert!(!encrypted.contains("cipher-pass"), "{encrypted}");
+    assert_eq!(encrypted.replace("repo1-cipher-type=aes-256-cbc\n", ""), plain);
 }

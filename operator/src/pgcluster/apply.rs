@@ -15,6 +15,7 @@ use serde_json::json;
 use tracing::info;
 
 use crate::crd::common::Condition;
+use crate::crd::pgcluster::generates_cipher_secret;
 use crate::crd::{PgCluster, PgClusterStatus};
 use crate::error::{Error, Result};
 use crate::protocol::markers;
@@ -24,7 +25,7 @@ use crate::runtime::{events, kube_error};
 
 use super::applied::{self, APPLIED, ChildKey};
 use super::builders::{self, Owner};
-use super::passwords::Passwords;
+use super::passwords::{Passwords, generate_password};
 use super::status::{CONDITION_DEGRADED, CONDITION_READY, RoleLabelChange};
 use super::validate::ValidSpec;
 use crate::protocol::names::{self, RoleLabel};
@@ -76,7 +77,8 @@ where
 }
 
 /// Creates the Secrets that do not exist yet, with freshly generated passwords. Existing
-/// Secrets are never rewritten: their passwords are already in the database.
+/// Secrets are never rewritten: their passwords are already in the database, and the
+/// repository's passphrase in every file of an encrypted repository.
 pub async fn ensure_secrets(
     ctx: &Context,
     owner: &Owner,
@@ -87,7 +89,12 @@ pub async fn ensure_secrets(
     let mut missing = Vec::new();
     // Cheap (a few hundred random bytes), and only the absent Secrets use them.
     let passwords = Passwords::generate().map_err(Error::Randomness)?;
-    for secret in builders::secrets::build(owner, &cluster.spec, valid, &passwords) {
+    let mut wanted = builders::secrets::build(owner, &cluster.spec, valid, &passwords);
+    if generates_cipher_secret(cluster.spec.backup.encryption.as_ref()) {
+        let passphrase = generate_password().map_err(Error::Randomness)?;
+        wanted.push(builders::pgbackrest::cipher_secret(owner, &passphrase));
+    }
+    for secret in wanted {
         let name = secret.name_any();
         if api.get_opt(&name).await.map_err(kube_error("reading a Secret"))?.is_none() {
             missing.push(secret);

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use crate::crd::pgcluster::{InstanceRole, SynchronousSpec};
+use crate::crd::pgcluster::{InstanceRole, SynchronousSpec, cipher_secret};
 use crate::crd::{PgCluster, PgClusterStatus};
 use crate::error::{Error, Result};
 use crate::instance::plan::Bootstrap;
@@ -342,8 +342,10 @@ async fn build_and_apply(
         builders::config_map::build(owner, valid).map_err(Error::pgbackrest("building archive_command"))?;
     apply::apply(ctx, owner, &config_map, "applying the ConfigMap").await?;
     let ordinals = pgbackrest_ordinals(&owner.name, topology);
-    let pgbackrest = builders::pgbackrest::config_map(owner, &ordinals, valid.recovery.as_ref())
-        .map_err(Error::pgbackrest("rendering the pgBackRest configuration"))?;
+    let encrypted = cipher_secret(&owner.name, cluster.spec.backup.encryption.as_ref()).is_some();
+    let pgbackrest =
+        builders::pgbackrest::config_map_with_cipher(owner, &ordinals, valid.recovery.as_ref(), encrypted)
+            .map_err(Error::pgbackrest("rendering the pgBackRest configuration"))?;
     apply::apply(ctx, owner, &pgbackrest, "applying the pgBackRest ConfigMap").await?;
     for service in builders::services::build(owner) {
         apply::apply(ctx, owner, &service, "applying a Service").await?;

@@ -131,6 +131,11 @@ pub fn secret_pgbackrest_tls(cluster: &str) -> String {
 pub fn secret_pgbackrest_ca(cluster: &str) -> String {
     format!("{cluster}-pgbackrest-ca")
 }
+/// Secret with the generated passphrase of an encrypted repository (`passphrase`). It has no
+/// owner: it must outlive the cluster as long as the repository volume does.
+pub fn secret_pgbackrest_cipher(cluster: &str) -> String {
+    format!("{cluster}-pgbackrest-cipher")
+}
 /// ConfigMap with the pgBackRest configuration files (`pg-host.conf`, `repo-host.conf`).
 pub fn config_map_pgbackrest(cluster: &str) -> String {
     format!("{cluster}-pgbackrest")

@@ -6,7 +6,8 @@
 //! stanza exists, which is when instances' archive-push can succeed.
 //!
 //! pgBackRest's output is logged as it is: it never contains secrets (the TLS key is a path,
-//! and no password is involved). The server's own output goes straight to the container log.
+//! and an encrypted repository's passphrase comes from the environment, which pgBackRest
+//! prints as `<redacted>`). The server's own output goes straight to the container log.
 
 use std::ffi::OsString;
 use std::fs;

@@ -269,10 +269,17 @@ fn zombie_children_of_servers() -> (usize, Vec<(String, String)>) {
     (servers, zombies)
 }
 
-#[test]
-fn archives_and_backs_up_over_tls_with_the_operator_s_configuration() {
-    let started = Instant::now();
-    let mut bed = Bed::new();
+/// What [`start`] leaves running: PostgreSQL, its sidecar, and the repo host past `check`.
+struct Started {
+    pg_port: u16,
+    pg_conf: PathBuf,
+    repo_conf: PathBuf,
+    ready_file: PathBuf,
+}
+
+/// Steps 1 to 5 of a cluster's pgBackRest on loopback, `encrypted` as the builders make it
+/// (the repo side's runner must then carry the passphrase).
+fn start(bed: &mut Bed, encrypted: bool) -> Started {
     let (pg_port, pg_tls_port, repo_tls_port) = (free_port(), free_port(), free_port());
 
     // 1. Certificates: the cluster's names, plus `localhost` for this machine.
@@ -308,6 +315,7 @@ fn archives_and_backs_up_over_tls_with_the_operator_s_configuration() {
     fs::write(&pg_conf, pg_host.render().unwrap()).unwrap();
 
     let mut repo_host = repo_host_config(CLUSTER, NAMESPACE, &[1]);
+    repo_host.encrypted = encrypted;
     assert_eq!(repo_host.pg_hosts[0].host, names::pod_fqdn(CLUSTER, "demo-1", NAMESPACE));
     repo_host.repo_path = repo_path;
     repo_host.server.port = repo_tls_port;
@@ -386,6 +394,14 @@ fn archives_and_backs_up_over_tls_with_the_operator_s_configuration() {
         (text.contains(CHECK_PASSED), format!("{text:?}"))
     });
     eprintln!("repo host check passed {checked_after:?} later");
+    Started { pg_port, pg_conf, repo_conf, ready_file }
+}
+
+#[test]
+fn archives_and_backs_up_over_tls_with_the_operator_s_configuration() {
+    let started = Instant::now();
+    let mut bed = Bed::new();
+    let Started { pg_port, pg_conf, repo_conf, ready_file } = start(&mut bed, false);
 
     // 6. A full backup from the repo side, through the instance's TLS server.
     let repo =
@@ -454,3 +470,6 @@ fn archives_and_backs_up_over_tls_with_the_operator_s_configuration() {
     assert!(!ready_file.exists(), "readiness cleared on shutdown");
     eprintln!("whole test took {:?}", started.elapsed());
 }
+
+#[path = "cipher_pg_tests.rs"]
+mod cipher;

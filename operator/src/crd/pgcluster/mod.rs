@@ -7,17 +7,21 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod encryption;
 mod pooler;
 mod replication;
 mod status;
 
+pub use encryption::{BackupEncryptionSpec, PASSPHRASE_KEY, cipher_secret, generates_cipher_secret};
 pub use pooler::{DEFAULT_POOLER_IMAGE, PoolMode, PoolerSpec};
 pub use replication::{
     DataDurability, ReplicationSpec, SynchronousMethod, SynchronousSpec, SynchronousStatus,
 };
 pub use status::{ArchivingStatus, ClusterPhase, InstanceRole, InstanceStatus, LastBackup, PgClusterStatus};
 
-use super::common::{DNS_LABEL_PATTERN, DURATION_PATTERN, RFC3339_PATTERN, STORAGE_SIZE_PATTERN};
+use super::common::{
+    DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, RFC3339_PATTERN, STORAGE_SIZE_PATTERN,
+};
 
 /// Image of PostgreSQL 15 with pgBackRest 2.45 and the relevo instance entrypoint.
 /// A fixed tag, never `latest`, so that a node never silently runs another build.
@@ -173,9 +177,6 @@ const STORAGE_CLASS_KEPT: &str = "has(self.storageClass) == has(oldSelf.storageC
 const STORAGE_CLASS_KEPT_MESSAGE: &str =
     "storageClass is immutable: a volume cannot move to another StorageClass";
 
-/// Names of StorageClasses, Secrets and clusters are DNS subdomains.
-const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-
 fn default_data_size() -> String {
     "1Gi".to_string()
 }
@@ -260,12 +261,17 @@ pub enum InstanceSpread {
 }
 
 /// The cluster's pgBackRest repository.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(encryption::ENCRYPTION_KEPT).message(encryption::ENCRYPTION_KEPT_MESSAGE).field_path(".encryption"))]
 pub struct ClusterBackupSpec {
     /// Volume of the repository host, which holds every backup and the archived WAL.
     #[serde(default = "default_repo_storage")]
     pub repo_storage: RepoStorageSpec,
+
+    /// Encryption of the repository. Off when absent; fixed when the cluster is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<BackupEncryptionSpec>,
 }
 
 fn default_repo_storage() -> RepoStorageSpec {

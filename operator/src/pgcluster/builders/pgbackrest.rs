@@ -8,14 +8,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, Secret, SecretVolumeSource, Volume,
-    VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, Secret,
+    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
 
-use crate::crd::pgcluster::RecoverySpec;
+use crate::crd::pgcluster::{PASSPHRASE_KEY, RecoverySpec};
 use crate::pgbackrest::command::{CommandError, PGBACKREST, Pgbackrest};
 use crate::pgbackrest::config::{
-    ConfigError, DEFAULT_TLS_PORT, LogLevels, PgHost, PgHostConfig, RepoHostConfig, TlsFiles, TlsServer,
+    CIPHER_PASS_ENV, ConfigError, DEFAULT_TLS_PORT, LogLevels, PgHost, PgHostConfig, RepoHostConfig,
+    TlsFiles, TlsServer,
 };
 use crate::pki::CertifiedKey;
 use crate::protocol::layout;
@@ -121,6 +122,7 @@ pub fn repo_host_config(cluster: &str, namespace: &str, ordinals: &[i32]) -> Rep
             })
             .collect(),
         pg_host_port: TLS_PORT,
+        encrypted: false,
     }
 }
 
@@ -146,8 +148,21 @@ pub fn config_map(
     ordinals: &[i32],
     recovery: Option<&RecoverySpec>,
 ) -> Result<ConfigMap, ConfigError> {
+    config_map_with_cipher(owner, ordinals, recovery, false)
+}
+
+/// [`config_map`], with `repo1-cipher-type` in repo-host.conf when the repository is
+/// `encrypted`. pg-host.conf stays as it is: pgBackRest on a pg host asks the repo host for the
+/// cipher when it connects.
+pub fn config_map_with_cipher(
+    owner: &Owner,
+    ordinals: &[i32],
+    recovery: Option<&RecoverySpec>,
+    encrypted: bool,
+) -> Result<ConfigMap, ConfigError> {
     let pg_host = pg_host_config(&owner.name, &owner.namespace).render()?;
-    let repo_host = repo_host_config(&owner.name, &owner.namespace, ordinals).render()?;
+    let repo_host =
+        RepoHostConfig { encrypted, ..repo_host_config(&owner.name, &owner.namespace, ordinals) }.render()?;
     let mut data = BTreeMap::from([
         (PG_HOST_CONF_KEY.to_string(), pg_host),
         (REPO_HOST_CONF_KEY.to_string(), repo_host),
@@ -180,6 +195,38 @@ pub fn source_tls_volume(source: &str) -> Volume {
 
 pub fn source_tls_mount() -> VolumeMount {
     mount(SOURCE_TLS_VOLUME, SOURCE_TLS_DIR, true)
+}
+
+/// `PGBACKREST_REPO1_CIPHER_PASS` from the passphrase Secret: for the containers that open the
+/// repository itself (the repo host and the backup Jobs), never for the pg hosts, which get the
+/// passphrase from the repo host over TLS.
+pub fn cipher_pass_env(secret: &str) -> EnvVar {
+    EnvVar {
+        name: CIPHER_PASS_ENV.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_string(),
+                key: PASSPHRASE_KEY.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The generated passphrase of an encrypted repository. No owner reference, on purpose:
+/// deleting the PgCluster keeps the repository volume, and the volume is unreadable without
+/// this. Created once, never re-applied (see [`crate::pgcluster::apply::ensure_secrets`]).
+pub fn cipher_secret(owner: &Owner, passphrase: &str) -> Secret {
+    let mut metadata = owner.child_meta(names::secret_pgbackrest_cipher(&owner.name), "pgbackrest");
+    metadata.owner_references = None;
+    Secret {
+        metadata,
+        type_: Some("Opaque".into()),
+        string_data: Some(BTreeMap::from([(PASSPHRASE_KEY.to_string(), passphrase.to_string())])),
+        ..Secret::default()
+    }
 }
 
 /// The CA, kept only to sign a new leaf if the TLS Secret is ever deleted.

@@ -122,3 +122,33 @@ fn a_cluster_from_a_backup_reaches_the_source_repository_with_the_source_certifi
     }
     assert_eq!(source_tls_volume("orig").secret.unwrap().secret_name.as_deref(), Some("orig-pgbackrest-tls"));
 }
+
+#[test]
+fn only_an_encrypted_repo_host_conf_names_the_cipher_and_no_file_holds_a_passphrase() {
+    let plain = config_map(&owner(), &[1, 2], None).unwrap();
+    assert_eq!(config_map_with_cipher(&owner(), &[1, 2], None, false).unwrap(), plain);
+    let encrypted = config_map_with_cipher(&owner(), &[1, 2], None, true).unwrap();
+    let data = encrypted.data.as_ref().unwrap();
+    assert!(data[REPO_HOST_CONF_KEY].lines().any(|l| l == "repo1-cipher-type=aes-256-cbc"));
+    // A pg host asks the repo host for the cipher over TLS when it connects.
+    assert_eq!(data[PG_HOST_CONF_KEY], plain.data.as_ref().unwrap()[PG_HOST_CONF_KEY]);
+    assert!(
+        data.values().chain(plain.data.as_ref().unwrap().values()).all(|text| !text.contains("cipher-pass"))
+    );
+    assert!(!plain.data.as_ref().unwrap()[REPO_HOST_CONF_KEY].contains("cipher"));
+}
+
+#[test]
+fn the_generated_passphrase_secret_outlives_the_cluster() {
+    let secret = cipher_secret(&owner(), "s3cret");
+    assert_eq!(secret.metadata.name.as_deref(), Some("demo-pgbackrest-cipher"));
+    assert_eq!(secret.metadata.namespace.as_deref(), Some("db"));
+    assert_eq!(secret.metadata.owner_references, None, "deleting the PgCluster must keep it");
+    assert_eq!(secret.metadata.labels.as_ref().unwrap()["relevo.dev/cluster"], "demo");
+    assert_eq!(secret.string_data.as_ref().unwrap()["passphrase"], "s3cret");
+    let env = cipher_pass_env("demo-pgbackrest-cipher");
+    assert_eq!(env.name, "PGBACKREST_REPO1_CIPHER_PASS");
+    assert_eq!(env.value, None);
+    let key = env.value_from.unwrap().secret_key_ref.unwrap();
+    assert_eq!((key.name.as_str(), key.key.as_str()), ("demo-pgbackrest-cipher", "passphrase"));
+}

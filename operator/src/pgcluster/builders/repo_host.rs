@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::PgClusterSpec;
+use crate::crd::pgcluster::cipher_secret;
 use crate::protocol::layout;
 use crate::protocol::names;
 use crate::repohost;
@@ -109,6 +110,9 @@ fn container(owner: &Owner, spec: &PgClusterSpec) -> Container {
             format!("--port={TLS_PORT}"),
         ]),
         ports: Some(vec![pgbackrest::tls_port()]),
+        // The repo host opens the repository: with encryption, it needs the passphrase.
+        env: cipher_secret(&owner.name, spec.backup.encryption.as_ref())
+            .map(|secret| vec![pgbackrest::cipher_pass_env(&secret)]),
         // Ready = the TLS server runs and the stanza exists, so archive-push can succeed.
         readiness_probe: Some(Probe {
             exec: Some(ExecAction {

@@ -137,3 +137,31 @@ fn prefers_a_node_other_than_the_primarys() {
     let sts = build_for("spec: {}");
     assert_eq!(pod(&sts).affinity, Some(placement::away_from_primary("demo")));
 }
+
+fn cipher_env(yaml: &str) -> Option<Vec<k8s_openapi::api::core::v1::EnvVar>> {
+    pod(&build_for(yaml)).containers[0].env.clone()
+}
+
+#[test]
+fn an_encrypted_repo_host_gets_the_passphrase_from_the_secret_and_nothing_else_changes() {
+    let generated = cipher_env("spec: {backup: {encryption: {enabled: true}}}").unwrap();
+    let key = |env: &[k8s_openapi::api::core::v1::EnvVar]| {
+        let selector = env[0].value_from.as_ref().unwrap().secret_key_ref.clone().unwrap();
+        (env[0].name.clone(), selector.name, selector.key)
+    };
+    assert_eq!(
+        key(&generated),
+        ("PGBACKREST_REPO1_CIPHER_PASS".into(), "demo-pgbackrest-cipher".into(), "passphrase".into())
+    );
+    assert_eq!(generated[0].value, None);
+    let own =
+        cipher_env("spec: {backup: {encryption: {enabled: true, passphraseSecret: vault-pass}}}").unwrap();
+    assert_eq!(key(&own).1, "vault-pass");
+    let plain = build_for("spec: {}");
+    assert_eq!(cipher_env("spec: {}"), None);
+    assert_eq!(build_for("spec: {backup: {encryption: {enabled: false}}}"), plain, "off is as absent");
+    let mut encrypted = build_for("spec: {backup: {encryption: {enabled: true}}}");
+    let template = encrypted.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    template.containers[0].env = None;
+    assert_eq!(encrypted, plain, "the environment variable is the only difference");
+}
