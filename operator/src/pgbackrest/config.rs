@@ -110,8 +110,7 @@ pub struct RepoHostConfig {
     /// Port of the instances' TLS servers.
     pub pg_host_port: u16,
     /// `repo1-cipher-type=aes-256-cbc`. The passphrase never goes in a file: pgBackRest reads
-    /// it from [`CIPHER_PASS_ENV`], and the pg hosts get both from the repo host when they
-    /// connect, so only the repo host's configuration names the cipher.
+    /// it from [`CIPHER_PASS_ENV`].
     pub encrypted: bool,
 }
 
@@ -120,6 +119,9 @@ pub const CIPHER_TYPE: &str = "aes-256-cbc";
 /// Where pgBackRest reads `repo1-cipher-pass`: kept out of the configuration, which is a
 /// ConfigMap, and out of the command line, which `ps` shows.
 pub const CIPHER_PASS_ENV: &str = "PGBACKREST_REPO1_CIPHER_PASS";
+/// `repo1-cipher-type` for the instances' postgres container, whose pg-host.conf stays the
+/// same whether the repository is encrypted or not.
+pub const CIPHER_TYPE_ENV: &str = "PGBACKREST_REPO1_CIPHER_TYPE";
 
 /// An INI file being written: sections in order, keys in order.
 struct Ini {

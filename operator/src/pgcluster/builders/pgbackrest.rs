@@ -152,8 +152,8 @@ pub fn config_map(
 }
 
 /// [`config_map`], with `repo1-cipher-type` in repo-host.conf when the repository is
-/// `encrypted`. pg-host.conf stays as it is: pgBackRest on a pg host asks the repo host for the
-/// cipher when it connects.
+/// `encrypted`. pg-host.conf stays as it is: the postgres container gets the cipher type from
+/// its environment, and the sidecar never needs it.
 pub fn config_map_with_cipher(
     owner: &Owner,
     ordinals: &[i32],
@@ -197,9 +197,10 @@ pub fn source_tls_mount() -> VolumeMount {
     mount(SOURCE_TLS_VOLUME, SOURCE_TLS_DIR, true)
 }
 
-/// `PGBACKREST_REPO1_CIPHER_PASS` from the passphrase Secret: for the containers that open the
-/// repository itself (the repo host and the backup Jobs), never for the pg hosts, which get the
-/// passphrase from the repo host over TLS.
+/// `PGBACKREST_REPO1_CIPHER_PASS` from the passphrase Secret: for the containers that read or
+/// write the repository's files (the repo host, the backup Jobs, and the instances' postgres
+/// container, whose archive-push and archive-get decrypt archive.info themselves), not for the
+/// pgBackRest sidecar, which only serves the data directory.
 pub fn cipher_pass_env(secret: &str) -> EnvVar {
     EnvVar {
         name: CIPHER_PASS_ENV.into(),

@@ -130,7 +130,7 @@ fn only_an_encrypted_repo_host_conf_names_the_cipher_and_no_file_holds_a_passphr
     let encrypted = config_map_with_cipher(&owner(), &[1, 2], None, true).unwrap();
     let data = encrypted.data.as_ref().unwrap();
     assert!(data[REPO_HOST_CONF_KEY].lines().any(|l| l == "repo1-cipher-type=aes-256-cbc"));
-    // A pg host asks the repo host for the cipher over TLS when it connects.
+    // The postgres container gets the cipher type from its environment instead.
     assert_eq!(data[PG_HOST_CONF_KEY], plain.data.as_ref().unwrap()[PG_HOST_CONF_KEY]);
     assert!(
         data.values().chain(plain.data.as_ref().unwrap().values()).all(|text| !text.contains("cipher-pass"))

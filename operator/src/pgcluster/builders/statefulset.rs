@@ -23,7 +23,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::crd::PgClusterSpec;
+use crate::crd::pgcluster::cipher_secret;
 use crate::instance::plan::Bootstrap;
+use crate::pgbackrest::config::{CIPHER_TYPE, CIPHER_TYPE_ENV};
 use crate::pgcluster::validate::ValidSpec;
 use crate::protocol::layout::{self, env};
 use crate::protocol::markers;
@@ -215,6 +217,12 @@ fn postgres_container(
         secret(env::SUPERUSER_PASSWORD, &names::secret_superuser(cluster)),
         secret(env::REPLICATION_PASSWORD, &names::secret_replication(cluster)),
     ];
+    // archive-push and archive-get decrypt archive.info themselves (pgBackRest 2.45, tried):
+    // the repo host does not lend them its cipher, so they get the type and the passphrase.
+    if let Some(secret) = cipher_secret(cluster, spec.backup.encryption.as_ref()) {
+        env_vars.push(plain(CIPHER_TYPE_ENV, CIPHER_TYPE));
+        env_vars.push(pgbackrest::cipher_pass_env(&secret));
+    }
     if matches!(bootstrap, Bootstrap::Initdb | Bootstrap::Restore) {
         env_vars.push(plain(env::APP_DATABASE, &valid.initdb.database));
         env_vars.push(plain(env::APP_OWNER, &valid.initdb.owner));
