@@ -300,3 +300,23 @@ fn instances_spread_as_the_spec_says() {
         "demo"
     );
 }
+
+#[test]
+fn only_an_encrypted_clusters_postgres_container_gets_the_cipher_and_from_the_secret() {
+    let yaml = "spec: {backup: {encryption: {enabled: true}}}";
+    let sts = build_for(yaml, 1, Bootstrap::Initdb);
+    let (_, spec) = pod(&sts);
+    let postgres = &spec.containers[0];
+    let pass = env_value(postgres, "PGBACKREST_REPO1_CIPHER_PASS").unwrap();
+    assert_eq!(pass.value, None);
+    let key = pass.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+    assert_eq!((key.name.as_str(), key.key.as_str()), ("demo-pgbackrest-cipher", "passphrase"));
+    let kind = env_value(postgres, "PGBACKREST_REPO1_CIPHER_TYPE").unwrap();
+    assert_eq!(kind.value.as_deref(), Some("aes-256-cbc"));
+    for container in &spec.containers[1..] {
+        assert!(container.env.iter().flatten().all(|e| !e.name.contains("CIPHER")), "{}", container.name);
+    }
+    let plain = build_for("spec: {}", 1, Bootstrap::Initdb);
+    assert_eq!(build_for("spec: {backup: {encryption: {enabled: false}}}", 1, Bootstrap::Initdb), plain);
+    assert!(env_value(&pod(&plain).1.containers[0], "PGBACKREST_REPO1_CIPHER_PASS").is_none());
+}
