@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, Secret,
-    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, Secret, SecretVolumeSource, Volume,
+    VolumeMount,
 };
 
 use crate::crd::pgcluster::{PASSPHRASE_KEY, RecoverySpec};
@@ -202,18 +202,7 @@ pub fn source_tls_mount() -> VolumeMount {
 /// container, whose archive-push and archive-get decrypt archive.info themselves), not for the
 /// pgBackRest sidecar, which only serves the data directory.
 pub fn cipher_pass_env(secret: &str) -> EnvVar {
-    EnvVar {
-        name: CIPHER_PASS_ENV.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.to_string(),
-                key: PASSPHRASE_KEY.into(),
-                optional: Some(false),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
+    super::secrets::env_from_secret(CIPHER_PASS_ENV, secret, PASSPHRASE_KEY)
 }
 
 /// The generated passphrase of an encrypted repository. No owner reference, on purpose:

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Secret, SecretKeySelector};
 
 use crate::crd::PgClusterSpec;
 use crate::pgcluster::passwords::Passwords;
@@ -20,6 +20,23 @@ pub const PASSWORD_KEY: &str = "password";
 /// Key of the user name in the PostgreSQL Secrets and the managed Redis one (a Redis Secret
 /// created before relevo had a Redis user lacks it: its Redis has only `default`).
 pub const USERNAME_KEY: &str = "username";
+
+/// An environment variable from `key` of the Secret `secret`: the pod spec names the Secret,
+/// never the value. A missing Secret or key stops the container from starting.
+pub fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
 
 /// The three PostgreSQL Secrets, and the Redis one when Redis is managed.
 pub fn build(owner: &Owner, spec: &PgClusterSpec, valid: &ValidSpec, passwords: &Passwords) -> Vec<Secret> {
